@@ -1,0 +1,102 @@
+"""The `atlas` command: check the knowledge base, format the bib, export LaTeX, build the site.
+
+Every subcommand prints problems as `path:line: what is wrong; what is expected`, one per line,
+and exits 1 when there is any; it never prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from atlas.problems import AtlasError, Problem
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Latent Atlas: check the survey, format its bib, export it to LaTeX, build its site.")
+bib_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Bibliography tools.")
+app.add_typer(bib_app, name="bib")
+
+ROOT = typer.Option(Path("."), "--root", help="The knowledge base's top folder.", file_okay=False)
+
+
+def _fail(problems: list[Problem]) -> None:
+    for p in problems:
+        typer.echo(str(p))
+    raise typer.Exit(1)
+
+
+@app.command()
+def check(root: Path = ROOT, strict: bool = typer.Option(False, "--strict", help="A paper of the bib without a note is an error.")) -> None:
+    """Load everything and report every problem, one line each."""
+    from atlas.loader import BIB, load
+
+    survey, problems = load(root)
+    if survey is not None and strict:
+        problems += [Problem(BIB, survey.entries[k].line, f"paper '{k}' has no note", f"papers/{k}.md") for k in survey.pending]
+    if problems:
+        for p in problems:
+            typer.echo(str(p))
+        typer.echo(f"atlas check: {len(problems)} problem{'s' * (len(problems) != 1)}", err=True)
+        raise typer.Exit(1)
+    assert survey is not None
+    pending = survey.pending
+    modules = sorted({d.split(".")[1] for n in survey.notes.values() for d in n.meta.implementation})
+    tests = sorted({t for n in survey.notes.values() for t in n.meta.tests})
+    line = (f"atlas check: ok: {len(survey.entries)} papers in the bib, {len(survey.notes)} notes complete, "
+            f"{len(modules)} modules, {len(tests)} test files, {len(pending)} pending")
+    typer.echo(line + (": " + ", ".join(pending) if pending else ""))
+
+
+@bib_app.command("fmt")
+def bib_fmt(root: Path = ROOT, check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if the bib is not in normal form.")) -> None:
+    """Rewrite bib/references.bib in its normal form (field order, indentation, braces)."""
+    from atlas.bib import format_bib
+    from atlas.loader import BIB
+
+    path = root / BIB
+    text = path.read_text(encoding="utf-8")
+    try:
+        formatted = format_bib(text)
+    except ValueError:
+        from atlas.bib import parse_bib
+
+        _fail([p for p in parse_bib(text, BIB)[1] if "parse" in p.message or "duplicate key" in p.message])
+    if formatted == text:
+        typer.echo(f"{BIB}: already in normal form")
+        return
+    if check_only:
+        first = next(i for i, (a, b) in enumerate(zip(text.splitlines() + [""], formatted.splitlines() + [""]), 1) if a != b)
+        _fail([Problem(BIB, first, "not in the normal form", "run `atlas bib fmt`")])
+    write_atomic(path, formatted)
+    typer.echo(f"{BIB}: formatted")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write beside the target, then move into place: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    try:
+        app()
+    except AtlasError as exc:
+        for p in exc.problems:
+            print(p)
+        sys.exit(1)
+
+
+@app.command()
+def build(root: Path = ROOT) -> None:
+    """The main job: check the knowledge base, then build the site and the LaTeX export from it."""
+    from atlas.loader import load_checked
+
+    survey = load_checked(root)
+    typer.echo(f"atlas build: checked {len(survey.entries)} papers, {len(survey.notes)} notes")

@@ -1,0 +1,176 @@
+"""The survey model: atlas.yml's configuration, a note's front matter, and the loaded Survey.
+
+Everything downstream (check, site, export) reads a `Survey`; only atlas.loader builds one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from atlas.bib import BibEntry
+
+SECTIONS = ("Summary", "Method", "Similarity to our work", "Difference from our work", "Implementation")
+FACETS = ("modality", "latent", "prior", "conditioning")
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    title: str
+    intro: str
+
+
+class OurWork(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    summary: str
+    latent: str
+    prior: str
+    modality: list[str] = Field(default_factory=list)
+    conditioning: list[str] = Field(default_factory=list)
+
+
+class AtlasConfig(BaseModel):
+    """atlas.yml: the vocabularies (value -> description), the groups and the our-work profile."""
+
+    model_config = ConfigDict(extra="forbid")
+    vocabularies: dict[str, dict[str, str]]
+    groups: list[Group]
+    our_work: OurWork
+
+    @field_validator("vocabularies")
+    @classmethod
+    def _all_facets(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        missing = [f for f in FACETS if f not in v]
+        if missing:
+            raise PydanticCustomError("facets", "vocabularies lack {missing}; expected all of: {all}",
+                                      {"missing": ", ".join(missing), "all": ", ".join(FACETS)})
+        return v
+
+    def group(self, gid: str) -> Group:
+        return next(g for g in self.groups if g.id == gid)
+
+
+def _vocab_error(facet: str, value: object, allowed: list[str]) -> PydanticCustomError:
+    return PydanticCustomError("vocabulary", "unknown {facet} '{value}'; expected one of: {allowed}",
+                               {"facet": facet, "value": value, "allowed": ", ".join(allowed)})
+
+
+class NoteMeta(BaseModel):
+    """A note's front matter. Validated with the vocabularies passed as context={'config': AtlasConfig}."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    key: str
+    short: str
+    group: str
+    modality: list[str]
+    latent: str
+    prior: str
+    conditioning: list[str]
+    builds_on: list[str] = Field(default_factory=list)
+    implementation: list[str]
+    tests: list[str]
+    notebook: str | None = None
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, v: str, info: ValidationInfo) -> str:
+        config: AtlasConfig = info.context["config"]
+        ids = [g.id for g in config.groups]
+        if v not in ids:
+            raise _vocab_error("group", v, ids)
+        return v
+
+    @field_validator("latent", "prior")
+    @classmethod
+    def _single(cls, v: str, info: ValidationInfo) -> str:
+        allowed = list(info.context["config"].vocabularies[info.field_name])
+        if v not in allowed:
+            raise _vocab_error(info.field_name, v, allowed)
+        return v
+
+    @field_validator("modality", "conditioning")
+    @classmethod
+    def _many(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        allowed = list(info.context["config"].vocabularies[info.field_name])
+        for item in v:
+            if item not in allowed:
+                raise _vocab_error(info.field_name, item, allowed)
+        if not v:
+            raise PydanticCustomError("empty", "{facet} is empty; expected at least one of: {allowed}",
+                                      {"facet": info.field_name, "allowed": ", ".join(allowed)})
+        return v
+
+    @field_validator("implementation")
+    @classmethod
+    def _dotted(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if not re.fullmatch(r"reference_impls(\.[A-Za-z_]\w*)+", item):
+                raise PydanticCustomError("dotted", "implementation '{item}' is not a dotted path inside reference_impls; "
+                                          "expected e.g. reference_impls.vq or reference_impls.vq.VectorQuantizer",
+                                          {"item": item})
+        if not v:
+            raise PydanticCustomError("empty", "implementation is empty; expected at least one dotted path inside reference_impls")
+        return v
+
+
+@dataclass
+class Note:
+    path: Path
+    meta: NoteMeta
+    body: str  # Markdown after the front matter
+    body_line: int  # 1-based line of the body's first line in the file
+    key_lines: dict[str, int]  # front-matter key -> 1-based line
+    sections: dict[str, str] = field(default_factory=dict)  # '## Title' -> its Markdown
+    valid: bool = True  # False when the front matter failed validation (the note is then left out)
+
+    @property
+    def key(self) -> str:
+        return self.meta.key
+
+
+@dataclass
+class Comparison:
+    facet: str
+    theirs: list[str]
+    ours: list[str]
+    shared: bool
+
+
+@dataclass
+class Survey:
+    root: Path
+    config: AtlasConfig
+    entries: dict[str, BibEntry]  # bib order
+    notes: dict[str, Note]  # key order of the bib
+
+    @property
+    def pending(self) -> list[str]:
+        return [k for k in self.entries if k not in self.notes]
+
+    def in_group(self, gid: str) -> list[Note]:
+        """Notes of a group, oldest first, then by key."""
+        notes = [n for n in self.notes.values() if n.meta.group == gid]
+        return sorted(notes, key=lambda n: (self.entries[n.key].year, n.key))
+
+    def built_upon_by(self, key: str) -> list[str]:
+        return sorted(k for k, n in self.notes.items() if key in n.meta.builds_on)
+
+    def compare(self, note: Note) -> list[Comparison]:
+        """The note's facets against the our-work profile (only the facets the profile sets)."""
+        ours = self.config.our_work
+        out = []
+        for facet in FACETS:
+            mine = getattr(ours, facet)
+            mine = [mine] if isinstance(mine, str) else list(mine)
+            if not mine:
+                continue
+            theirs = getattr(note.meta, facet)
+            theirs = [theirs] if isinstance(theirs, str) else list(theirs)
+            out.append(Comparison(facet, theirs, mine, bool(set(theirs) & set(mine))))
+        return out

@@ -1,0 +1,201 @@
+"""Vector quantisation: nearest-codebook lookup, straight-through gradients and the VQ losses.
+
+Papers and notes:
+    - VQ-VAE, van den Oord et al. 2017 (papers/oord2017neural.md): Eq. 1-3.
+    - VQ-VAE-2, Razavi et al. 2019 (papers/razavi2019generating.md): EMA codebook updates.
+    - ViT-VQGAN, Yu et al. 2022 (papers/yu2022vector.md): factorised, l2-normalised codes.
+
+Equations implemented (VQ-VAE, Sec. 3.1-3.2):
+    Eq. 1-2  k = argmin_j ||z_e(x) - e_j||_2,   z_q(x) = e_k
+    Eq. 3    L = log p(x | z_q(x)) + ||sg[z_e(x)] - e||^2 + beta * ||z_e(x) - sg[e]||^2
+             (the codebook term moves only the codes; beta weights only the commitment term,
+              which moves only the encoder)
+    straight-through: the decoder's gradient at z_q is copied unchanged to z_e.
+
+EMA update (VQ-VAE-2 / VQ-VAE appendix), with decay gamma and Laplace smoothing eps:
+    N_k <- gamma N_k + (1 - gamma) n_k            n_k: how many vectors chose code k
+    m_k <- gamma m_k + (1 - gamma) sum_{i: k_i = k} z_i
+    N_k' = (N_k + eps) / (n + K eps) * n           n = sum_k N_k
+    e_k  = m_k / N_k'
+
+Factorised codes (ViT-VQGAN, Sec. 3.2): project z to a low dimension, l2-normalise z and the
+codes, and look up by cosine similarity (for unit vectors, the nearest in Euclidean distance).
+
+Notation (code -> paper):
+    z_e      z_e(x), the encoder output        codebook   e, the K x D embedding space
+    z_q      z_q(x), the quantised output      indices    k, the chosen code per position
+    beta     beta (commitment weight)          decay      gamma (EMA)
+
+Distances are computed as ||z||^2 - 2 z e^T + ||e||^2 with one matrix product, so an (N, K)
+matrix is the largest thing built; no (N, K, D) tensor ever exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def pairwise_sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between rows of z (N, D) and codes (K, D): (N, K)."""
+    z_sq = z.pow(2).sum(dim=1, keepdim=True)  # (N, 1)
+    e_sq = codebook.pow(2).sum(dim=1)  # (K,)
+    # ||z||^2 + ||e||^2 - 2 z e^T as a single addmm: (N, K)
+    return torch.addmm(z_sq + e_sq, z, codebook.t(), beta=1.0, alpha=-2.0)
+
+
+def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Eq. 1: index of the nearest code for each row of z (N, D) -> (N,) int64."""
+    with torch.no_grad():
+        return pairwise_sq_distances(z, codebook).argmin(dim=1)
+
+
+def straight_through(z_e: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+    """Forward value z_q, backward gradient copied to z_e unchanged (identity Jacobian)."""
+    return z_e + (z_q - z_e).detach()
+
+
+def vq_losses(z_e: torch.Tensor, z_q: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 3 without the reconstruction term.
+
+    Returns (codebook_loss, commitment_loss, total) with
+        codebook_loss   = ||sg[z_e] - e||^2   (gradient reaches the codes only)
+        commitment_loss = ||z_e - sg[e]||^2   (gradient reaches the encoder only)
+        total           = codebook_loss + beta * commitment_loss
+    """
+    codebook_loss = F.mse_loss(z_q, z_e.detach())
+    commitment_loss = F.mse_loss(z_e, z_q.detach())
+    return codebook_loss, commitment_loss, codebook_loss + beta * commitment_loss
+
+
+def perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
+    """exp(entropy) of the code usage histogram: K when all codes are used equally, 1 at collapse."""
+    counts = torch.bincount(indices.reshape(-1), minlength=num_codes).float()
+    probs = counts / counts.sum()
+    return torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
+
+
+def ema_update(
+    codebook: torch.Tensor,
+    cluster_size: torch.Tensor,
+    embed_sum: torch.Tensor,
+    z: torch.Tensor,
+    indices: torch.Tensor,
+    decay: float,
+    eps: float,
+) -> None:
+    """One EMA step, in place, on codebook (K, D), cluster_size (K,) and embed_sum (K, D).
+
+    z (N, D) are the encoder outputs and indices (N,) the codes they chose.
+    """
+    num_codes = codebook.shape[0]
+    one_hot = F.one_hot(indices, num_codes).type(z.dtype)  # (N, K)
+    n_k = one_hot.sum(dim=0)  # (K,)
+    z_sum = one_hot.t() @ z  # (K, D)
+    cluster_size.mul_(decay).add_(n_k, alpha=1 - decay)  # N_k
+    embed_sum.mul_(decay).add_(z_sum, alpha=1 - decay)  # m_k
+    n = cluster_size.sum()
+    smoothed = (cluster_size + eps) / (n + num_codes * eps) * n  # N_k' (Laplace smoothing)
+    codebook.copy_(embed_sum / smoothed.unsqueeze(1))  # e_k = m_k / N_k'
+
+
+@dataclass
+class QuantizerOutput:
+    z_q: torch.Tensor  # quantised output, same layout as the input, straight-through applied
+    indices: torch.Tensor  # (B, *spatial) int64
+    loss: torch.Tensor  # codebook_loss + beta * commitment_loss (EMA: beta * commitment_loss)
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+    perplexity: torch.Tensor
+
+
+def _to_rows(z: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """(B, D, *S) channel-first -> (B * prod(S), D) rows, and the (B, *S) shape."""
+    b, d = z.shape[:2]
+    spatial = tuple(z.shape[2:])
+    rows = z.movedim(1, -1).reshape(-1, d)  # (N, D)
+    return rows, (b, *spatial)
+
+
+def _from_rows(rows: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """(N, D) rows -> (B, D, *S) channel-first."""
+    return rows.reshape(*grid, rows.shape[-1]).movedim(-1, 1)
+
+
+class VectorQuantizer(nn.Module):
+    """Quantise channel-first feature maps (B, D, *spatial) against a codebook of K codes.
+
+    Options:
+        ema=True      codebook is a buffer updated by exponential moving averages (VQ-VAE-2);
+                      it receives no gradient and the loss is beta * commitment only.
+        code_dim=d    factorised codes (ViT-VQGAN): project D -> d before the lookup and d -> D
+                      after it.
+        l2_normalize  l2-normalise inputs and codes, so the lookup is the cosine argmax.
+    """
+
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        beta: float = 0.25,
+        ema: bool = False,
+        decay: float = 0.99,
+        eps: float = 1e-5,
+        code_dim: int | None = None,
+        l2_normalize: bool = False,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.num_codes, self.dim, self.beta = num_codes, dim, beta
+        self.ema, self.decay, self.eps = ema, decay, eps
+        self.l2_normalize = l2_normalize
+        self.code_dim = code_dim or dim
+        self.in_proj = nn.Linear(dim, self.code_dim) if code_dim else nn.Identity()
+        self.out_proj = nn.Linear(self.code_dim, dim) if code_dim else nn.Identity()
+        init = torch.randn(num_codes, self.code_dim, generator=generator)  # (K, d)
+        if ema:
+            self.register_buffer("codebook", init.clone())
+            self.register_buffer("cluster_size", torch.ones(num_codes))  # as if each code had been chosen once
+            self.register_buffer("embed_sum", init.clone())
+        else:
+            self.codebook = nn.Parameter(init)
+
+    def codes(self) -> torch.Tensor:
+        """The codebook as used for lookup: (K, d), unit rows when l2_normalize."""
+        return F.normalize(self.codebook, dim=1) if self.l2_normalize else self.codebook
+
+    def quantize_rows(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows z (N, d) already projected -> (z_q rows (N, d) without straight-through, indices (N,))."""
+        codes = self.codes()  # (K, d)
+        indices = nearest_code(z, codes)  # (N,)
+        return F.embedding(indices, codes), indices  # (N, d), (N,)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Indices (B, *S) -> quantised map (B, D, *S): what the decoder receives."""
+        rows = self.out_proj(F.embedding(indices.reshape(-1), self.codes()))  # (N, D)
+        return _from_rows(rows, tuple(indices.shape))
+
+    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+        rows, grid = _to_rows(z_e)  # (N, D)
+        z = self.in_proj(rows)  # (N, d)
+        if self.l2_normalize:
+            z = F.normalize(z, dim=1)
+        z_q, indices = self.quantize_rows(z)  # (N, d), (N,)
+        if self.ema:
+            if self.training:
+                with torch.no_grad():
+                    ema_update(self.codebook, self.cluster_size, self.embed_sum, z.detach(), indices, self.decay, self.eps)
+                z_q = F.embedding(indices, self.codes())  # the updated codes
+            z_q = z_q.detach()
+            commitment = F.mse_loss(z, z_q)
+            codebook_loss = torch.zeros((), device=z.device)
+            loss = self.beta * commitment
+        else:
+            codebook_loss, commitment, loss = vq_losses(z, z_q, self.beta)
+        z_q = straight_through(z, z_q)  # (N, d)
+        out = _from_rows(self.out_proj(z_q), grid)  # (B, D, *S)
+        idx = indices.reshape(grid)  # (B, *S)
+        return QuantizerOutput(out, idx, loss, codebook_loss, commitment, perplexity(indices, self.num_codes))
