@@ -93,10 +93,48 @@ def main() -> None:
         sys.exit(1)
 
 
+def _export(root: Path, out: Path | None, groups: list[str], papers: list[str], facets: list[str],
+            words: int, table: bool, force: bool) -> None:
+    import time
+
+    from atlas.export import ExportOptions, render, write
+    from atlas.loader import load_checked
+
+    start = time.perf_counter()
+    survey = load_checked(root, deep=False)
+    data, problems = render(survey, ExportOptions(groups, papers, facets, words, table))
+    if problems:
+        _fail(problems)
+    target = out if out is not None else root / "build" / "overleaf"
+    shown = target.as_posix() if out is not None else "build/overleaf"
+    problems = write(target, data, force, shown)
+    if problems:
+        _fail(problems)
+    cited = data["references.bib"].decode().count("\n@")
+    typer.echo(f"atlas export: wrote {shown}/ ({', '.join(sorted(data))}; {cited} references) "
+               f"in {time.perf_counter() - start:.2f} s")
+
+
+@app.command()
+def export(
+    root: Path = ROOT,
+    out: Path = typer.Option(None, "--out", help="Output folder (default: build/overleaf under the root)."),
+    group: list[str] = typer.Option([], "--group", help="Only these groups (ids of atlas.yml); repeatable."),
+    paper: list[str] = typer.Option([], "--paper", help="Only these papers (bib keys); repeatable."),
+    facet: list[str] = typer.Option([], "--facet", help="Only papers with this facet value, e.g. prior=autoregressive; repeatable."),
+    words: int = typer.Option(70, "--words", min=10, help="Word budget per paper."),
+    table: bool = typer.Option(True, "--table/--no-table", help="Include the comparison table."),
+    force: bool = typer.Option(False, "--force", help="Overwrite files edited by hand since the last export."),
+) -> None:
+    """Write the related-work section, its bib, the comparison table, a preview main.tex and overleaf.zip."""
+    _export(root, out, group, paper, facet, words, table, force)
+
+
 @app.command()
 def build(root: Path = ROOT) -> None:
     """The main job: check the knowledge base, then build the site and the LaTeX export from it."""
     from atlas.loader import load_checked
 
     survey = load_checked(root)
-    typer.echo(f"atlas build: checked {len(survey.entries)} papers, {len(survey.notes)} notes")
+    typer.echo(f"atlas check: ok: {len(survey.entries)} papers, {len(survey.notes)} notes")
+    _export(root, None, [], [], [], 70, True, False)

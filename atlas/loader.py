@@ -183,7 +183,7 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def check_note(note: Note, survey_entries: dict[str, BibEntry], root: Path) -> list[Problem]:
+def check_note(note: Note, survey_entries: dict[str, BibEntry], root: Path, deep: bool = True) -> list[Problem]:
     """Every cross-reference of a note: bib, lineage, citations, code, tests, notebook, sections."""
     out: list[Problem] = []
     where = rel(note.path, root)
@@ -200,7 +200,7 @@ def check_note(note: Note, survey_entries: dict[str, BibEntry], root: Path) -> l
         elif k == m.key:
             out.append(Problem(where, line, "a paper cannot build on itself", "keys of earlier papers of the survey"))
     importable = set()
-    for dotted in m.implementation:
+    for dotted in m.implementation if deep else []:
         module, error = _module_of(dotted)
         if not error:
             importable.add(module.__name__)
@@ -244,8 +244,11 @@ def check_note(note: Note, survey_entries: dict[str, BibEntry], root: Path) -> l
     return out
 
 
-def load(root: Path) -> tuple[Survey | None, list[Problem]]:
-    """Load and validate everything under root. The Survey is None only when atlas.yml or the bib is unusable."""
+def load(root: Path, deep: bool = True) -> tuple[Survey | None, list[Problem]]:
+    """Load and validate everything under root. The Survey is None only when atlas.yml or the bib is unusable.
+
+    deep=False skips importing the implementation modules (the check does it; the export need not).
+    """
     root = root.resolve()
     if str(root) not in sys.path and (root / "reference_impls").is_dir():
         sys.path.insert(0, str(root))
@@ -274,21 +277,21 @@ def load(root: Path) -> tuple[Survey | None, list[Problem]]:
         if note is None:
             continue
         if not note.valid:
-            problems += [p for p in check_note(note, entries, root) if "key ''" not in p.message]
+            problems += [p for p in check_note(note, entries, root, deep) if "key ''" not in p.message]
             continue
         if note.key in notes:
             problems.append(Problem(rel(path, root), note.key_lines.get("key", 2), f"a second note for '{note.key}'", "one note per paper"))
             continue
         notes[note.key] = note
-        problems += check_note(note, entries, root)
+        problems += check_note(note, entries, root, deep)
     ordered = {k: notes[k] for k in entries if k in notes}
     ordered.update({k: n for k, n in notes.items() if k not in ordered})
     return Survey(root, config, entries, ordered), sorted(set(problems), key=lambda p: (p.path, p.line, p.message))
 
 
-def load_checked(root: Path) -> Survey:
+def load_checked(root: Path, deep: bool = True) -> Survey:
     """For the site and the export: the Survey, or AtlasError with every problem."""
-    survey, problems = load(root)
+    survey, problems = load(root, deep)
     if problems or survey is None:
         raise AtlasError(problems)
     return survey

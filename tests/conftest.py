@@ -5,6 +5,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tests are small; one thread each keeps them fast and steady on a loaded 2-core machine.
+torch.set_num_threads(1)
 
 collect_ignore = ["fixtures"]
 

@@ -1,0 +1,198 @@
+import torch
+import torch.nn as nn
+
+from reference_impls.ar_prior import (
+    TokenPrior,
+    kmeans,
+    next_token_loss,
+    pb_relaxed_attention,
+    pb_relaxed_layer_norm,
+    pixels_to_tokens,
+    raster_flatten,
+    sample,
+    sample_from_logits,
+    text_image_sequence,
+    tokens_to_pixels,
+    top_k_filter,
+    top_p_filter,
+)
+from reference_impls.attention import causal_mask, scaled_dot_product_attention
+
+
+def tiny_prior(**kw):
+    torch.manual_seed(0)
+    return TokenPrior(vocab_size=11, dim=16, n_layers=2, n_heads=2, max_len=32, **kw)
+
+
+def test_prior_is_causal_changing_token_t_leaves_earlier_logits_unchanged():
+    model = tiny_prior().eval()
+    x = torch.randint(0, 11, (2, 10), generator=torch.Generator().manual_seed(1))
+    x2 = x.clone()
+    x2[:, 6] = (x2[:, 6] + 3) % 11
+    a, b = model(x), model(x2)
+    torch.testing.assert_close(a[:, :6], b[:, :6], rtol=0, atol=1e-6)
+    assert (a[:, 6:] - b[:, 6:]).abs().max() > 1e-4
+
+
+def test_sandwich_and_pb_relax_prior_is_causal_too():
+    model = tiny_prior(sandwich_ln=True, pb_relax_alpha=8.0).eval()
+    x = torch.randint(0, 11, (1, 9), generator=torch.Generator().manual_seed(2))
+    x2 = x.clone()
+    x2[:, 4] = (x2[:, 4] + 1) % 11
+    torch.testing.assert_close(model(x)[:, :4], model(x2)[:, :4], rtol=0, atol=1e-6)
+
+
+def test_incremental_forward_with_cache_equals_full_forward():
+    model = tiny_prior(sandwich_ln=True).eval()
+    x = torch.randint(0, 11, (2, 12), generator=torch.Generator().manual_seed(3))
+    full = model(x)
+    logits, cache = model.forward_incremental(x[:, :5])
+    chunks = [logits]
+    for t in range(5, 12):
+        logits, cache = model.forward_incremental(x[:, t : t + 1], cache)
+        chunks.append(logits)
+    torch.testing.assert_close(torch.cat(chunks, dim=1), full, rtol=1e-5, atol=1e-5)
+    assert cache.length == 12
+
+
+def test_top_k_never_draws_outside_the_k_most_likely():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 50, generator=g)
+    allowed = logits.topk(5, dim=-1).indices  # (64, 5)
+    for _ in range(20):
+        draw = sample_from_logits(top_k_filter(logits, 5), g)
+        assert (allowed == draw[:, None]).any(dim=1).all()
+
+
+def test_top_k_keeps_exactly_k_finite_logits_with_original_values():
+    logits = torch.tensor([[0.1, 2.0, -1.0, 0.5, 3.0]])
+    out = top_k_filter(logits, 2)
+    assert torch.isfinite(out).sum() == 2
+    assert out[0, 4] == 3.0 and out[0, 1] == 2.0
+
+
+def test_top_p_keeps_the_smallest_set_with_mass_at_least_p():
+    probs = torch.tensor([[0.05, 0.4, 0.3, 0.15, 0.1]])
+    logits = probs.log()
+    # sorted: 0.4, 0.3 (0.7), 0.15 (0.85), 0.1 (0.95), 0.05
+    assert torch.isfinite(top_p_filter(logits, 0.7)).tolist() == [[False, True, True, False, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.71)).tolist() == [[False, True, True, True, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.3)).tolist() == [[False, True, False, False, False]]
+
+
+def test_top_p_draws_only_from_the_nucleus_by_brute_force():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(32, 20, generator=g) * 2
+    p = 0.8
+    probs = logits.softmax(-1)
+    for row in range(32):
+        order = probs[row].argsort(descending=True)
+        mass, nucleus = 0.0, set()
+        for i in order.tolist():  # smallest prefix of the sorted list with mass >= p
+            nucleus.add(i)
+            mass += probs[row, i].item()
+            if mass >= p:
+                break
+        kept = set(torch.isfinite(top_p_filter(logits[row : row + 1], p))[0].nonzero().flatten().tolist())
+        assert kept == nucleus
+    for _ in range(10):
+        draw = sample_from_logits(top_p_filter(logits, p), g)
+        assert torch.isfinite(top_p_filter(logits, p).gather(1, draw[:, None])).all()
+
+
+def test_sampler_frequencies_match_the_softmax():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[0.0, 1.0, 2.0]]).expand(20000, 3)
+    counts = torch.bincount(sample_from_logits(logits, g), minlength=3).double() / 20000
+    torch.testing.assert_close(counts, logits[0].double().softmax(-1), atol=0.015, rtol=0)
+
+
+def test_cached_and_uncached_sampling_give_identical_tokens_for_one_seed():
+    model = tiny_prior(sandwich_ln=True).double().eval()
+    prefix = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    runs = []
+    for use_cache in (True, False):
+        g = torch.Generator().manual_seed(123)
+        runs.append(sample(model, prefix, 15, temperature=1.3, top_k=6, top_p=0.9, generator=g, use_cache=use_cache))
+    assert torch.equal(runs[0], runs[1])
+    assert torch.equal(runs[0][:, :3], prefix)
+
+
+def test_vocab_range_restricts_sampled_ids():
+    model = tiny_prior().eval()
+    out = sample(model, torch.tensor([[0]]), 20, generator=torch.Generator().manual_seed(0), vocab_range=(6, 11))
+    assert ((out[:, 1:] >= 6) & (out[:, 1:] < 11)).all()
+
+
+def test_pb_relaxed_attention_equals_plain_attention_in_float64():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 8, generator=g, dtype=torch.float64) * 20 for _ in range(3))
+    mask = causal_mask(7)
+    torch.testing.assert_close(
+        pb_relaxed_attention(q, k, v, mask, alpha=32.0), scaled_dot_product_attention(q, k, v, mask), rtol=1e-10, atol=1e-10
+    )
+
+
+def test_pb_relaxed_attention_avoids_the_overflow_of_plain_scores_in_half_precision():
+    # scores of about 1e5 overflow float16 (max 65504) in the plain form but not after dividing by alpha
+    q = torch.full((1, 4, 8), 400.0, dtype=torch.float16)
+    k = torch.full((1, 4, 8), 400.0, dtype=torch.float16)
+    plain_scores = (q / 8**0.5) @ k.transpose(-2, -1)
+    assert torch.isinf(plain_scores).any()
+    v = torch.randn(1, 4, 8).half()
+    out = pb_relaxed_attention(q, k, v, None, alpha=32.0)
+    assert torch.isfinite(out).all()
+
+
+def test_pb_relaxed_layer_norm_equals_layer_norm_without_epsilon():
+    torch.manual_seed(0)
+    norm = nn.LayerNorm(6, eps=0.0).double()
+    nn.init.normal_(norm.weight)
+    nn.init.normal_(norm.bias)
+    x = torch.randn(4, 6, dtype=torch.float64) * 1000
+    torch.testing.assert_close(pb_relaxed_layer_norm(x, norm), norm(x), rtol=1e-10, atol=1e-10)
+
+
+def test_next_token_loss_is_the_mean_negative_log_likelihood_of_the_next_token():
+    model = tiny_prior().eval()
+    x = torch.randint(0, 11, (2, 6), generator=torch.Generator().manual_seed(4))
+    logp = model(x[:, :-1]).log_softmax(-1)
+    manual = -sum(logp[b, i, x[b, i + 1]] for b in range(2) for i in range(5)) / 10
+    torch.testing.assert_close(next_token_loss(model, x), manual)
+
+
+def test_palette_assignment_is_the_nearest_centroid_by_brute_force():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 4, 5, generator=g)
+    palette, _ = kmeans(images.permute(0, 2, 3, 1).reshape(-1, 3), 6, generator=g)
+    tokens = pixels_to_tokens(images, palette)  # (2, 20)
+    for b in range(2):
+        for i in range(4):
+            for j in range(5):
+                d = ((palette - images[b, :, i, j]) ** 2).sum(-1)
+                assert tokens[b, i * 5 + j] == d.argmin()
+    recon = tokens_to_pixels(tokens, palette, 4, 5)
+    torch.testing.assert_close(recon[0, :, 1, 2], palette[tokens[0, 7]])
+
+
+def test_kmeans_centroids_are_the_means_of_their_members_and_recover_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 0.0]])
+    x = torch.cat([c + 0.1 * torch.randn(30, 3, generator=g) for c in centres])
+    cents, labels = kmeans(x, 3, generator=torch.Generator().manual_seed(5))
+    for j in range(3):
+        torch.testing.assert_close(cents[j], x[labels == j].mean(0), rtol=0, atol=1e-5)
+    assert len({tuple(labels[i * 30 : (i + 1) * 30].unique().tolist()) for i in range(3)}) == 3
+
+
+def test_sequence_is_raster_order_row_by_row():
+    grid = torch.arange(12).reshape(1, 3, 4)
+    seq = raster_flatten(grid)
+    for i in range(3):
+        for j in range(4):
+            assert seq[0, i * 4 + j] == grid[0, i, j]
+
+
+def test_text_image_sequence_shifts_image_ids_past_the_text_vocabulary():
+    seq = text_image_sequence(torch.tensor([[3, 1]]), torch.tensor([[0, 5, 2]]), text_vocab=10)
+    assert seq.tolist() == [[3, 1, 10, 15, 12]]

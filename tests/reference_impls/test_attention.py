@@ -1,0 +1,105 @@
+import math
+
+import torch
+
+from reference_impls.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    scaled_dot_product_attention,
+    sinusoidal_positions,
+)
+
+
+def naive_attention(q, k, v, mask):
+    """One query at a time, one key at a time: the textbook formula with explicit loops."""
+    nq, nk = q.shape[0], k.shape[0]
+    out = torch.zeros(nq, v.shape[1], dtype=q.dtype)
+    for i in range(nq):
+        allowed = [j for j in range(nk) if mask is None or bool(mask[i, j])]
+        scores = torch.stack([q[i] @ k[j] / math.sqrt(q.shape[1]) for j in allowed])
+        weights = torch.exp(scores - scores.max())
+        weights = weights / weights.sum()
+        for w, j in zip(weights, allowed):
+            out[i] += w * v[j]
+    return out
+
+
+def test_attention_equals_naive_per_position_computation_with_and_without_causal_mask():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    for mask in (None, causal_mask(6)):
+        got = scaled_dot_product_attention(q, k, v, mask)
+        torch.testing.assert_close(got, naive_attention(q, k, v, mask))
+
+
+def test_causal_mask_allows_exactly_the_past_and_present():
+    m = causal_mask(5)
+    for i in range(5):
+        for j in range(5):
+            assert bool(m[i, j]) == (j <= i)
+
+
+def test_multi_head_attention_equals_per_head_naive_attention_then_output_projection():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(dim=8, n_heads=2).double()
+    x = torch.randn(1, 5, 8, dtype=torch.float64)
+    got, _ = mha(x, mask=causal_mask(5))
+    q, k, v = mha.q_proj(x)[0], mha.k_proj(x)[0], mha.v_proj(x)[0]  # (5, 8)
+    heads = [naive_attention(q[:, s], k[:, s], v[:, s], causal_mask(5)) for s in (slice(0, 4), slice(4, 8))]
+    expected = mha.out_proj(torch.cat(heads, dim=1))
+    torch.testing.assert_close(got[0], expected)
+
+
+def test_perturbing_token_t_changes_no_output_before_t():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(dim=16, n_heads=4)
+    x = torch.randn(2, 9, 16)
+    t = 5
+    x2 = x.clone()
+    x2[:, t] += 3.0 * torch.randn(2, 16)
+    y, _ = mha(x, mask=causal_mask(9))
+    y2, _ = mha(x2, mask=causal_mask(9))
+    torch.testing.assert_close(y[:, :t], y2[:, :t], rtol=0, atol=1e-6)
+    assert (y[:, t:] - y2[:, t:]).abs().amax(dim=-1).min() > 1e-4  # position t and later do change
+
+
+def test_without_mask_a_later_token_does_change_earlier_outputs():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(dim=16, n_heads=4)
+    x = torch.randn(1, 6, 16)
+    x2 = x.clone()
+    x2[:, 4] += 3.0
+    assert (mha(x)[0][:, 0] - mha(x2)[0][:, 0]).abs().max() > 1e-4
+
+
+def test_kv_cache_step_by_step_equals_full_causal_pass():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(dim=16, n_heads=4)
+    x = torch.randn(2, 7, 16)
+    full, _ = mha(x, mask=causal_mask(7))
+    past, steps = None, []
+    for t in range(7):
+        out, past = mha(x[:, t : t + 1], past_kv=past)
+        steps.append(out)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-6)
+
+
+def test_sinusoidal_formula_holds_entry_by_entry():
+    n, d = 50, 16
+    pe = sinusoidal_positions(n, d)
+    for pos in (0, 1, 7, 49):
+        for i in range(d // 2):
+            angle = pos / 10000 ** (2 * i / d)
+            assert math.isclose(pe[pos, 2 * i].item(), math.sin(angle), abs_tol=1e-6)
+            assert math.isclose(pe[pos, 2 * i + 1].item(), math.cos(angle), abs_tol=1e-6)
+
+
+def test_sinusoidal_offset_is_a_linear_map_independent_of_position():
+    # Sec. 3.5's motivation: PE(pos + k) is a fixed rotation of PE(pos) for every pos.
+    n, d, k = 40, 8, 3
+    pe = sinusoidal_positions(n + k, d).double()
+    w = 1.0 / 10000 ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+    c, s = torch.cos(k * w), torch.sin(k * w)
+    sin_p, cos_p = pe[:n, 0::2], pe[:n, 1::2]
+    torch.testing.assert_close(pe[k:, 0::2], sin_p * c + cos_p * s, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pe[k:, 1::2], cos_p * c - sin_p * s, atol=1e-6, rtol=0)

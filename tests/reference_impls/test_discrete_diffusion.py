@@ -1,0 +1,180 @@
+"""Properties of the shared discrete-diffusion module (D3PM, multinomial diffusion, VQ-Diffusion)."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reference_impls import discrete_diffusion as dd
+
+K, T = 4, 8
+
+
+def _families():
+    return {
+        "uniform": dd.uniform_schedule(dd.multinomial_cosine_betas(T), K),
+        "absorbing": dd.absorbing_schedule(dd.absorbing_betas(T), K),
+        "mask_and_replace": dd.mask_and_replace_schedule(*dd.vq_diffusion_cumulative(T), K),
+    }
+
+
+@pytest.mark.parametrize("name", ["uniform", "absorbing", "mask_and_replace"])
+def test_every_row_of_q_and_of_the_cumulative_product_sums_to_one(name):
+    s = _families()[name]
+    ones = torch.ones(T + 1, s.num_states, dtype=torch.float64)
+    assert torch.allclose(s.Q.sum(-1), ones, atol=1e-12)
+    assert torch.allclose(s.Qbar.sum(-1), ones, atol=1e-12)
+    assert (s.Q >= 0).all() and (s.Qbar >= 0).all()
+
+
+@pytest.mark.parametrize("name", ["uniform", "absorbing", "mask_and_replace"])
+def test_closed_form_cumulative_equals_the_explicit_matrix_product(name):
+    s = _families()[name]
+    explicit = torch.eye(s.num_states, dtype=torch.float64)
+    for t in range(1, T + 1):
+        explicit = explicit @ s.Q[t]  # Q_1 Q_2 ... Q_t by hand
+        assert torch.allclose(s.Qbar[t], explicit, atol=1e-12), t
+
+
+@pytest.mark.parametrize("name", ["uniform", "absorbing", "mask_and_replace"])
+def test_posterior_equals_bayes_rule_by_brute_force(name):
+    s = _families()[name]
+    S = s.num_states
+    for t in range(2, T + 1):
+        for x0, xt in itertools.product(range(K), range(S)):
+            # Bayes: q(x_{t-1} = j | x_t, x_0) = q(x_t | j) q(j | x_0) / q(x_t | x_0), term by term
+            joint = torch.tensor([s.Q[t][j, xt] * s.Qbar[t - 1][x0, j] for j in range(S)], dtype=torch.float64)
+            if joint.sum() == 0:
+                continue  # x_t unreachable from x_0
+            want = joint / s.Qbar[t][x0, xt]
+            got = dd.q_posterior(
+                s, F.one_hot(torch.tensor([[x0]]), S).double(), torch.tensor([[xt]]), torch.tensor([t])
+            )[0, 0]
+            assert torch.allclose(got, want, atol=1e-10), (t, x0, xt)
+
+
+def test_absorbing_chain_ends_with_every_token_masked():
+    s = _families()["absorbing"]
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, K, (16, 10), generator=g)
+    xT = dd.q_sample(s, x0, torch.full((16,), T), g)
+    assert (xT == s.mask_index).all()
+    # and a masked token never comes back: q(x_t | x_{t-1} = [MASK]) is one-hot on [MASK]
+    assert torch.equal(s.Q[1:, K], F.one_hot(torch.full((T,), K), K + 1).double())
+
+
+def test_multinomial_closed_form_equals_repeated_single_steps():
+    s = _families()["uniform"]
+    x0 = torch.tensor([[2]])
+    probs = F.one_hot(x0, K).double()[0, 0]
+    for t in range(1, T + 1):
+        # one step of Cat((1 - beta_t) x + beta_t / K), applied to the whole distribution
+        beta = dd.multinomial_cosine_betas(T)[t - 1]
+        probs = (1 - beta) * probs + beta / K
+        assert torch.allclose(dd.q_probs(s, x0, torch.tensor([t]))[0, 0], probs, atol=1e-12)
+
+
+def test_multinomial_posterior_matches_hoogeboom_formula_and_is_normalised():
+    s = _families()["uniform"]
+    alphas = 1 - dd.multinomial_cosine_betas(T)
+    alpha_bars = torch.cumprod(alphas, 0)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randint(0, K, (5, 7), generator=g)
+    for t in range(2, T + 1):
+        tt = torch.full((5,), t)
+        xt = dd.q_sample(s, x0, tt, g)
+        x0_1h, xt_1h = F.one_hot(x0, K).double(), F.one_hot(xt, K).double()
+        # theta_post propto [alpha_t x_t + (1 - alpha_t) / K] * [alpha_bar_{t-1} x_0 + (1 - alpha_bar_{t-1}) / K]
+        a, ab = alphas[t - 1], alpha_bars[t - 2]
+        theta = (a * xt_1h + (1 - a) / K) * (ab * x0_1h + (1 - ab) / K)
+        theta = theta / theta.sum(-1, keepdim=True)
+        got = dd.q_posterior(s, x0_1h, xt, tt)
+        assert torch.allclose(got, theta, atol=1e-12)
+        assert torch.allclose(got.sum(-1), torch.ones(5, 7, dtype=torch.float64))
+
+
+def test_multinomial_x_T_is_uniform_whatever_x_0():
+    s = _families()["uniform"]
+    assert torch.allclose(s.Qbar[T], torch.full((K, K), 1 / K, dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(s.prior(), torch.full((K,), 1 / K, dtype=torch.float64))
+
+
+def test_vq_diffusion_rates_satisfy_alpha_plus_k_beta_plus_gamma_equals_one():
+    s = _families()["mask_and_replace"]
+    alpha, beta, gamma = dd.mask_and_replace_rates(s)
+    assert torch.allclose(alpha + K * beta + gamma, torch.ones(T, dtype=torch.float64), atol=1e-12)
+    assert (alpha >= 0).all() and (beta >= 0).all() and (gamma >= 0).all()
+    # the cumulative rates follow Eq. 5: alpha_bar = prod alpha, 1 - gamma_bar = prod (1 - gamma)
+    alpha_bars, gamma_bars = dd.vq_diffusion_cumulative(T)
+    assert torch.allclose(torch.cumprod(alpha, 0), alpha_bars, atol=1e-12)
+    assert torch.allclose(1 - torch.cumprod(1 - gamma, 0), gamma_bars, atol=1e-12)
+
+
+def test_vq_diffusion_mask_is_absorbing_and_a_masked_token_stays_masked():
+    s = _families()["mask_and_replace"]
+    mask_row = F.one_hot(torch.tensor(K), K + 1).double()
+    for t in range(1, T + 1):
+        assert torch.equal(s.Q[t][K], mask_row) and torch.equal(s.Qbar[t][K], mask_row)
+    x_prev = torch.full((2, 50), K)
+    g = torch.Generator().manual_seed(2)
+    x_next = dd.sample_categorical(dd.q_step_probs(s, x_prev, torch.full((2,), 3)), g)
+    assert (x_next == K).all()
+
+
+@pytest.mark.parametrize("weighting", ["d3pm", "mixture"])
+@pytest.mark.parametrize("name", ["uniform", "absorbing", "mask_and_replace"])
+def test_perfect_x0_predictor_makes_the_reverse_chain_return_x0(name, weighting):
+    s = _families()[name]
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randint(0, K, (3, 6), generator=g)
+    calls = []
+
+    def perfect(xt, t):
+        calls.append(int(t[0]))
+        return F.one_hot(x0, K).float() * 40.0  # (B, N, K) logits peaked on the truth
+
+    out = dd.sample(perfect, s, tuple(x0.shape), g, weighting=weighting)
+    assert torch.equal(out.tokens, x0)
+    assert out.forward_passes == T and calls == list(range(T, 0, -1))
+
+
+def test_mixture_weighting_equals_sum_over_x0_of_exact_posteriors():
+    s = _families()["mask_and_replace"]
+    g = torch.Generator().manual_seed(4)
+    p = torch.rand(2, 3, K, generator=g, dtype=torch.float64)
+    p = p / p.sum(-1, keepdim=True)
+    xt = torch.tensor([[0, K, 2], [K, 1, 3]])
+    t = torch.tensor([5, 2])
+    got = dd.p_reverse_probs(s, dd.pad_to_states(p, K + 1), xt, t, "mixture")
+    want = torch.zeros_like(got)
+    for x0 in range(K):  # VQ-Diffusion's reverse step, term by term
+        onehot = F.one_hot(torch.full_like(xt, x0), K + 1).double()
+        want += p[..., x0 : x0 + 1] * dd.q_posterior(s, onehot, xt, t)
+    assert torch.allclose(got, want, atol=1e-10)
+    # the d3pm weighting differs: it also weights each x_0 by q(x_t | x_0)
+    assert not torch.allclose(dd.p_reverse_probs(s, dd.pad_to_states(p, K + 1), xt, t, "d3pm"), want, atol=1e-4)
+
+
+def test_vlb_term_vanishes_for_a_perfect_predictor_and_is_positive_otherwise():
+    s = _families()["uniform"]
+    g = torch.Generator().manual_seed(5)
+    x0 = torch.randint(0, K, (4, 5), generator=g)
+    t = torch.tensor([2, 4, 6, 8])
+    xt = dd.q_sample(s, x0, t, g)
+    perfect = F.one_hot(x0, K).double()
+    assert torch.allclose(dd.vlb_terms(s, x0, xt, t, perfect), torch.zeros(4, dtype=torch.float64), atol=1e-9)
+    flat = torch.full((4, 5, K), 1.0 / K, dtype=torch.float64)
+    assert (dd.vlb_terms(s, x0, xt, t, flat) > 1e-3).all()
+
+
+def test_hybrid_loss_is_vb_plus_lambda_ce_and_trains_the_model():
+    s = _families()["mask_and_replace"]
+    torch.manual_seed(6)
+    x0 = torch.randint(0, K, (8, 6))
+    model = torch.nn.Embedding(K + 1, K)  # per-token x_0 logits from x_t
+    fn = lambda xt, t: model(xt)  # noqa: E731
+    loss, vb, ce = dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(loss, vb + 0.5 * ce)
+    loss.backward()
+    assert model.weight.grad.abs().sum() > 0

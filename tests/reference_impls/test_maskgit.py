@@ -1,0 +1,132 @@
+import math
+
+import torch
+
+from reference_impls.maskgit import (
+    MaskedTransformer,
+    apply_mask,
+    cosine_schedule,
+    decode,
+    generate,
+    masked_token_loss,
+    schedule_counts,
+    training_mask,
+)
+
+K, N = 16, 64
+
+
+class CountingModel:
+    """Wraps a MaskedTransformer and counts forward passes."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+
+    def __call__(self, tokens, step):
+        self.calls += 1
+        return self.model(tokens)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return MaskedTransformer(K, N, dim=32, depth=1, n_heads=4).eval()
+
+
+def test_cosine_schedule_runs_from_all_masked_to_none():
+    assert cosine_schedule(0.0) == 1.0
+    assert abs(cosine_schedule(1.0)) < 1e-12
+    r = torch.linspace(0, 1, 11)
+    g = cosine_schedule(r)
+    assert torch.all(g[1:] < g[:-1])  # strictly decreasing
+
+
+def test_schedule_counts_match_ceil_of_cosine_hand_computation():
+    for n, steps in [(256, 8), (256, 12), (64, 8)]:
+        # rounded to 9 decimals so cos(pi/3) * 256 counts as exactly 128
+        expected = [math.ceil(round(math.cos(math.pi / 2 * t / steps) * n, 9)) for t in range(1, steps)] + [0]
+        assert schedule_counts(n, steps) == expected
+
+
+def test_number_masked_after_each_decoding_step_follows_the_schedule_exactly():
+    model = CountingModel(tiny_model())
+    tokens = torch.full((3, N), K, dtype=torch.long)
+    unknown = torch.ones(3, N, dtype=torch.bool)
+    history = []
+    decode(model, tokens, unknown, K, steps=8, generator=torch.Generator().manual_seed(1), history=history)
+    counts = [h.sum(dim=1).tolist() for h in history]
+    assert counts == [[c] * 3 for c in schedule_counts(N, 8)]
+
+
+def test_a_token_once_fixed_never_changes_and_unknown_set_only_shrinks():
+    model = tiny_model()
+    snapshots = []
+
+    def fn(x, t):
+        snapshots.append(x.clone())
+        return model(x)
+
+    tokens = torch.full((2, N), K, dtype=torch.long)
+    unknown = torch.ones(2, N, dtype=torch.bool)
+    out = decode(fn, tokens, unknown, K, steps=10, generator=torch.Generator().manual_seed(2))
+    snapshots.append(out)
+    for before, after in zip(snapshots[:-1], snapshots[1:]):
+        fixed = before != K
+        assert torch.equal(after[fixed], before[fixed])  # fixed stays fixed, value unchanged
+        assert (after == K).sum() <= (before == K).sum()
+
+
+def test_after_T_steps_nothing_is_masked_and_exactly_T_forward_passes():
+    for steps in (1, 8, 12):
+        model = CountingModel(tiny_model())
+        out = generate(model.model, 2, N, steps=steps, generator=torch.Generator().manual_seed(0))
+        assert not torch.any(out == K) and out.max() < K
+        tokens = torch.full((2, N), K, dtype=torch.long)
+        decode(model, tokens, torch.ones(2, N, dtype=torch.bool), K, steps, torch.Generator().manual_seed(0))
+        assert model.calls == steps
+
+
+def test_given_tokens_are_kept_when_decoding_from_a_partial_canvas():
+    model = tiny_model()
+    g = torch.Generator().manual_seed(3)
+    given = torch.randint(0, K, (2, N), generator=g)
+    unknown = torch.zeros(2, N, dtype=torch.bool)
+    unknown[:, N // 2:] = True  # inpaint the second half
+    out = decode(lambda x, t: model(x), given, unknown, K, steps=4, generator=g)
+    assert torch.equal(out[:, : N // 2], given[:, : N // 2])
+
+
+def test_most_confident_tokens_are_kept_without_choice_noise():
+    # Logits that make position i more confident the larger i is; with no annealed noise the
+    # first step must keep exactly the highest positions and re-mask the lowest.
+    n, steps = 10, 2
+    scale = torch.arange(n, dtype=torch.float)[None, :, None]  # (1, N, 1)
+    base = torch.zeros(1, n, K)
+    base[..., 0] = 1.0
+
+    history = []
+
+    def fn(x, t):
+        return base * scale
+
+    decode(fn, torch.full((1, n), K), torch.ones(1, n, dtype=torch.bool), K, steps,
+           torch.Generator().manual_seed(0), temperature=1e-4, choice_temperature=0.0, history=history)
+    n1 = schedule_counts(n, steps)[0]
+    assert torch.equal(history[0][0], torch.arange(n) < n1)
+
+
+def test_training_mask_count_is_ceil_gamma_r_times_n():
+    r = torch.tensor([0.0, 0.3, 0.5, 0.9])
+    mask = training_mask(4, 100, torch.Generator().manual_seed(0), ratio=r)
+    expected = [max(1, math.ceil(math.cos(math.pi / 2 * float(x)) * 100 - 1e-9)) for x in r]
+    assert mask.sum(dim=1).tolist() == expected
+
+
+def test_loss_is_zero_gradient_on_unmasked_positions():
+    model = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, K, (2, N), generator=g)
+    mask = training_mask(2, N, g)
+    logits = model(apply_mask(tokens, mask, K)).detach().requires_grad_(True)
+    masked_token_loss(logits, tokens, mask).backward()
+    assert torch.all(logits.grad[~mask] == 0)
+    assert torch.all(logits.grad[mask].abs().sum(-1) > 0)
