@@ -123,7 +123,7 @@ def paper_markdown(survey: Survey, note: Note, words: int) -> str:
 def to_latex(markdown_chunks: list[str]) -> list[str]:
     """Markdown chunks -> LaTeX chunks in one pandoc call; raw TeX in the prose is escaped, not obeyed."""
     joined = f"\n\n{SEPARATOR}\n\n".join(markdown_chunks)
-    tex = pypandoc.convert_text(joined, "latex", format="markdown-raw_tex-raw_attribute-raw_html-smart",
+    tex = pypandoc.convert_text(joined, "latex", format="markdown-raw_tex-raw_attribute-raw_html",
                                 extra_args=["--natbib", "--wrap=none"])
     chunks = [c.strip() for c in tex.split(SEPARATOR)]
     if len(chunks) != len(markdown_chunks):

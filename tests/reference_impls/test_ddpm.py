@@ -1,0 +1,158 @@
+"""Tests for reference_impls/ddpm.py (DDPM, papers/ho2020denoising.md)."""
+
+import math
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from reference_impls.ddpm import (
+    Schedule,
+    cosine_betas,
+    eps_loss,
+    linear_betas,
+    p_mean,
+    p_sample_loop,
+    predict_x0,
+    q_posterior,
+    q_sample,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; on a shared, loaded CPU two threads can be 100x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def sched():
+    return Schedule(linear_betas(1000))
+
+
+def test_linear_schedule_matches_the_paper_constants(sched):
+    assert sched.num_steps == 1000
+    assert math.isclose(float(sched.betas[0]), 1e-4) and math.isclose(float(sched.betas[-1]), 0.02)
+    assert torch.allclose(sched.betas[1:] - sched.betas[:-1], torch.full((999,), (0.02 - 1e-4) / 999, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("betas", [linear_betas(1000), cosine_betas(1000)])
+def test_alpha_bar_at_T_is_near_zero_and_decreasing(betas):
+    s = Schedule(betas)
+    assert float(s.alpha_bars[-1]) < 1e-4  # x_T is almost pure noise
+    assert float(s.alpha_bars[0]) > 0.99
+    assert torch.all(s.alpha_bars[1:] < s.alpha_bars[:-1])
+
+
+@pytest.mark.parametrize("t", [0, 100, 500, 999])
+def test_q_sample_matches_closed_form_moments(sched, t):
+    g = torch.Generator().manual_seed(0)
+    n = 200_000
+    x0 = torch.tensor([1.5, -0.5], dtype=torch.float64).expand(n, 2)
+    noise = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    xt = q_sample(sched, x0, torch.full((n,), t), noise)
+    a = float(sched.alpha_bars[t])
+    # standard errors are sqrt(var / n) ~ 2e-3: allow 5 of them
+    assert torch.allclose(xt.mean(0), math.sqrt(a) * x0[0], atol=0.012)
+    assert torch.allclose(xt.var(0), torch.full((2,), 1 - a, dtype=torch.float64), atol=0.012)
+
+
+@pytest.mark.parametrize("t", [1, 10, 300, 999])
+def test_posterior_matches_brute_force_gaussian_bayes(sched, t):
+    # q(x_{t-1} | x_t, x_0) is proportional to q(x_t | x_{t-1}) q(x_{t-1} | x_0): multiply the two
+    # densities on a fine grid and read off the normalised mean and variance.
+    x0, xt = 0.8, -0.3
+    a_prev, alpha, beta = float(sched.alpha_bars[t - 1]), float(sched.alphas[t]), float(sched.betas[t])
+    mean_guess = math.sqrt(a_prev) * x0
+    half = 12 * math.sqrt(min(1 - a_prev, beta / alpha)) + 1e-3
+    grid = torch.linspace(-3.0, 3.0, 400_001, dtype=torch.float64) if half > 3 else torch.linspace(
+        mean_guess - 3.0, mean_guess + 3.0, 400_001, dtype=torch.float64
+    )
+    log_w = -((xt - math.sqrt(alpha) * grid) ** 2) / (2 * beta) - (grid - math.sqrt(a_prev) * x0) ** 2 / (2 * (1 - a_prev))
+    w = torch.exp(log_w - log_w.max())
+    w = w / w.sum()
+    bf_mean = float((w * grid).sum())
+    bf_var = float((w * (grid - bf_mean) ** 2).sum())
+    mean, var = q_posterior(sched, torch.tensor([[x0]], dtype=torch.float64), torch.tensor([[xt]], dtype=torch.float64), torch.tensor([t]))
+    assert math.isclose(float(mean), bf_mean, rel_tol=1e-5, abs_tol=1e-7)
+    assert math.isclose(float(var), bf_var, rel_tol=1e-3)
+
+
+def test_p_mean_with_the_true_noise_equals_the_posterior_mean(sched):
+    # Eq. 11 with eps_theta = the noise actually added must give mu~_t(x_t, x_0) exactly; a wrong
+    # coefficient in the sampler (e.g. sqrt(1 - alpha_bar) in place of 1 - alpha) breaks this.
+    g = torch.Generator().manual_seed(1)
+    t = torch.arange(1000)
+    x0 = torch.randn(1000, 3, generator=g, dtype=torch.float64)
+    noise = torch.randn(1000, 3, generator=g, dtype=torch.float64)
+    xt = q_sample(sched, x0, t, noise)
+    mean, _ = q_posterior(sched, x0, xt, t)
+    assert torch.allclose(p_mean(sched, xt, t, noise), mean, atol=1e-9)
+    assert torch.allclose(predict_x0(sched, xt, t, noise), x0, atol=1e-9)
+
+
+@pytest.mark.parametrize("variance", ["beta", "posterior"])
+def test_ancestral_sampler_with_exact_eps_oracle_returns_x0(variance):
+    s = Schedule(linear_betas(200))
+    x0 = torch.tensor([[0.4, -1.2, 2.0]]).expand(6, 3)
+
+    def oracle(x, t):
+        a = s.alpha_bars[t].float().view(-1, 1)
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+    out = p_sample_loop(s, oracle, (6, 3), torch.Generator().manual_seed(2), variance)
+    assert torch.allclose(out, x0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def diffusers_ddpm():
+    os.environ["HF_HUB_OFFLINE"] = "1"  # never touch the network
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+
+    return DDPMScheduler
+
+
+@pytest.mark.parametrize("name", ["linear", "squaredcos_cap_v2"])
+def test_schedules_equal_diffusers_ddpm_scheduler(diffusers_ddpm, name):
+    ref = diffusers_ddpm(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule=name)
+    ours = Schedule(linear_betas(1000) if name == "linear" else cosine_betas(1000))
+    assert torch.allclose(ours.betas, ref.betas.double(), atol=1e-6, rtol=0)
+    assert torch.allclose(ours.alpha_bars, ref.alphas_cumprod.double(), atol=1e-6, rtol=0)
+
+
+class _TinyEps(nn.Module):
+    def __init__(self, num_steps: int):
+        super().__init__()
+        self.num_steps = num_steps
+        self.net = nn.Sequential(nn.Linear(3, 64), nn.SiLU(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 2))
+
+    def forward(self, x, t):  # x (B, 2), t (B,)
+        return self.net(torch.cat([x, (t.float() / self.num_steps)[:, None]], dim=1))
+
+
+def test_seeded_tiny_training_run_lowers_the_eps_loss():
+    torch.manual_seed(0)
+    s = Schedule(linear_betas(100, 1e-4 * 10, 0.02 * 10))  # fewer, larger steps: same shape, faster
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0]])
+    data = centres[torch.randint(0, 3, (4096,), generator=g)] + 0.1 * torch.randn(4096, 2, generator=g)
+    model = _TinyEps(s.num_steps)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def held_out_loss():
+        with torch.no_grad():
+            return float(eps_loss(s, model, data[:1024], torch.Generator().manual_seed(123)))
+
+    before = held_out_loss()
+    for _ in range(300):
+        idx = torch.randint(0, 4096, (256,), generator=g)
+        loss = eps_loss(s, model, data[idx], g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = held_out_loss()
+    assert after < 0.6 * before
