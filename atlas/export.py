@@ -120,9 +120,15 @@ def paper_markdown(survey: Survey, note: Note, words: int) -> str:
     return " ".join(chosen + first_diff)
 
 
+def inline_only(chunk: str) -> str:
+    """One line of prose that Markdown cannot read as a block (list, heading, quote, table, code)."""
+    line = re.sub(r"\s+", " ", chunk).strip()
+    return re.sub(r"^([-+*#>|=_`~:]|\d+[.)])", lambda m: "\\" + m.group(0) if len(m.group(0)) == 1 else m.group(0)[:-1] + "\\" + m.group(0)[-1], line)
+
+
 def to_latex(markdown_chunks: list[str]) -> list[str]:
     """Markdown chunks -> LaTeX chunks in one pandoc call; raw TeX in the prose is escaped, not obeyed."""
-    joined = f"\n\n{SEPARATOR}\n\n".join(markdown_chunks)
+    joined = f"\n\n{SEPARATOR}\n\n".join(inline_only(c) for c in markdown_chunks)
     tex = pypandoc.convert_text(joined, "latex", format="markdown-raw_tex-raw_attribute-raw_html",
                                 extra_args=["--natbib", "--wrap=none"])
     chunks = [c.strip() for c in tex.split(SEPARATOR)]
@@ -245,6 +251,7 @@ def main_tex(table: bool) -> str:
 }{%
   \documentclass[twocolumn,10pt]{article}
   \usepackage{times}
+  \usepackage[hyphens]{url}
   \usepackage{natbib}
   \def\atlasbibstyle{plainnat}
 }

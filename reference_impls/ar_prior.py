@@ -10,6 +10,8 @@ Papers and notes:
     - CogView, Ding et al. 2021 (papers/ding2021cogview.md): one decoder-only transformer over
       [text tokens; image tokens] (`text_image_sequence`), Sandwich-LN blocks, PB-relaxed
       attention, and temperature / top-k / top-p sampling with a key-value cache.
+    - CogView2, Ding et al. 2022 (papers/ding2022cogview2.md): reuses `kmeans` for its codebook
+      clusters and the logit filters and sampler (reference_impls/cogview2.py).
     - Attention, causal masks and sinusoidal tables come from reference_impls/attention.py
       (papers/vaswani2017attention.md); nearest-centroid lookup from reference_impls/vq.py.
 
