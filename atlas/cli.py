@@ -132,9 +132,56 @@ def export(
 
 @app.command()
 def build(root: Path = ROOT) -> None:
-    """The main job: check the knowledge base, then build the site and the LaTeX export from it."""
+    """The main job: check the knowledge base, then build the site (site/) and the LaTeX export from it."""
     from atlas.loader import load_checked
 
     survey = load_checked(root)
     typer.echo(f"atlas check: ok: {len(survey.entries)} papers, {len(survey.notes)} notes")
+    _site(root)
     _export(root, None, [], [], [], 70, True, False)
+
+
+def _site(root: Path) -> None:
+    import time
+
+    from atlas.site import build as build_site
+
+    start = time.perf_counter()
+    problems, _log = build_site(root)
+    if problems:
+        _fail(problems)
+    pages = sum(1 for _ in (root / "site").rglob("index.html"))
+    typer.echo(f"atlas site: wrote site/ ({pages} pages) in {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+def site(root: Path = ROOT) -> None:
+    """Build the survey website into site/ (mkdocs build --strict; every page generated from the survey)."""
+    _site(root)
+
+
+@app.command()
+def serve(root: Path = ROOT, port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1.")) -> None:
+    """Serve the built site (site/) on http://127.0.0.1:PORT until interrupted."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    site_dir = root / "site"
+    if not (site_dir / "index.html").is_file():
+        _fail([Problem("site/index.html", 1, "the site is not built", "run `atlas site` or `atlas build` first")])
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site_dir))
+    try:
+        httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        _fail([Problem("site/index.html", 1, f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})", "a free port: --port N")])
+    with httpd:
+        typer.echo(f"atlas serve: http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C stops)")
+        try:
+            httpd.serve_forever()
+        except KeyboardInterrupt:
+            typer.echo("atlas serve: stopped")

@@ -4,8 +4,9 @@ Papers and notes:
     - Classifier-Free Diffusion Guidance, Ho & Salimans 2022 (papers/ho2022classifier.md): Eq. 6
       and the condition dropout of Algorithm 1.
     - Used on logits by the token priors: Parti (papers/yu2022scaling.md), Make-A-Scene
-      (papers/gafni2022make.md), Muse (papers/chang2023muse.md); on noise by GLIDE, Imagen and
-      latent diffusion.
+      (papers/gafni2022make.md), Muse (papers/chang2023muse.md); on noise by GLIDE
+      (papers/nichol2022glide.md), Imagen (papers/saharia2022photorealistic.md) and latent
+      diffusion (papers/rombach2022high.md).
 
 Two equivalent forms, for any prediction f (noise eps or logits):
     w-form (Ho & Salimans, Eq. 6):  f~ = (1 + w) f(x, c) - w f(x)         w = 0 -> conditional

@@ -1,18 +1,8 @@
 import math
 
-import pytest
 import torch
 
 from reference_impls.clip import CLIP, clip_logits, clip_loss, cosine_similarity, rerank
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_loss_equals_cross_entropy_both_ways_on_hand_example():

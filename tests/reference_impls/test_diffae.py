@@ -8,14 +8,6 @@ from reference_impls.ddpm import Schedule, linear_betas
 from reference_impls.diffae import CondEpsMLP, SemanticEncoder, decode, diffae_loss, encode
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def sched():
     return Schedule(linear_betas(1000))

@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from reference_impls import ddpm
@@ -6,15 +5,6 @@ from reference_impls.clip import CLIP
 from reference_impls.glide import TextConditionedDenoiser, classifier_free_eps, clip_guided_mean, sample
 
 C, H, V, K = 2, 4, 9, 5
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def setup(seed: int = 0):

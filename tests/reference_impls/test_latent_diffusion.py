@@ -15,15 +15,6 @@ from reference_impls.latent_diffusion import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("num_down", [0, 1, 2, 3])
 def test_latent_grid_is_image_size_divided_by_f_and_decoder_restores_it(num_down):
     torch.manual_seed(0)

@@ -1,17 +1,8 @@
 """Tests for reference_impls/latent_prior.py (latent diffusion prior of a VAE, papers/kreis2022latent.md)."""
 
-import pytest
 import torch
 
 from reference_impls.latent_prior import LatentPrior, TinyVAE, embed, fit, mmd2, sample_data
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _two_clusters(n: int, g: torch.Generator) -> torch.Tensor:

@@ -5,15 +5,6 @@ from reference_impls import ddpm
 from reference_impls.lion import LION, HierarchicalPointVAE, PointPrior, ShapePrior
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _lion(T: int = 10) -> LION:
     torch.manual_seed(0)
     vae = HierarchicalPointVAE(shape_dim=8, point_extra=1, hidden=16)

@@ -1,17 +1,7 @@
-import pytest
 import torch
 
 from reference_impls import ddpm
 from reference_impls.lsgm import EpsMLP, MixedScore, TinyVAE, joint_step, lsgm_losses, score_from_eps
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _schedule(T: int = 50) -> ddpm.Schedule:

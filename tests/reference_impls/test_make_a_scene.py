@@ -1,16 +1,7 @@
-import pytest
 import torch
 
 from reference_impls.make_a_scene import ScenePrior, guided_ar_sample
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 TV, SV, IV, M, S, N = 7, 5, 6, 3, 4, 5
 

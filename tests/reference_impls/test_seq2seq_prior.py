@@ -1,17 +1,8 @@
-import pytest
 import torch
 
 from reference_impls.attention import causal_mask
 from reference_impls.seq2seq_prior import Seq2SeqPrior
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 TEXT_VOCAB, IMAGE_VOCAB, M, N = 11, 9, 5, 6
 

@@ -1,21 +1,11 @@
 import math
 
-import pytest
 import torch
 
 from reference_impls.clip import CLIP
 from reference_impls.styleclip import ToyGenerator, clip_distance, lr_schedule, objective, optimise_latent
 
 L, W, C, H, V = 2, 8, 1, 4, 7
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def setup(seed: int = 0):

@@ -1,17 +1,7 @@
-import pytest
 import torch
 
 from reference_impls import ddpm
 from reference_impls.symbolic_music import LatentSequenceDiffusion, SegmentVAE, TransformerDenoiser
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_without_positions_permuting_the_latents_permutes_the_prediction():

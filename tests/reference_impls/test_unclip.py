@@ -1,19 +1,9 @@
-import pytest
 import torch
 
 from reference_impls import ddpm
 from reference_impls.unclip import DiffusionPrior, UnCLIPDecoder, generate, prior_loss, prior_sample
 
 E, C, H, V, K = 6, 2, 4, 9, 3
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def schedule(steps: int = 20) -> ddpm.Schedule:

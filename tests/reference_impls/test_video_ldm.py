@@ -5,15 +5,6 @@ from reference_impls import ddpm
 from reference_impls.video_ldm import AlphaBlend, ImageDenoiser, VideoDenoiser
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("temporal", ["attention", "conv"])
 def test_alpha_one_gives_the_image_model_frame_by_frame(temporal):
     torch.manual_seed(0)
