@@ -47,10 +47,16 @@ def pairwise_sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tens
     return torch.addmm(z_sq + e_sq, z, codebook.t(), beta=1.0, alpha=-2.0)
 
 
-def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Eq. 1: index of the nearest code for each row of z (N, D) -> (N,) int64."""
+def nearest_code(z: torch.Tensor, codebook: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """Eq. 1: index of the nearest code for each row of z (N, D) -> (N,) int64.
+
+    ||z||^2 is the same for every code, so the argmin needs only ||e||^2 - 2 z e^T; rows are taken
+    in chunks so that at most a (chunk, K) block of distances exists at a time.
+    """
     with torch.no_grad():
-        return pairwise_sq_distances(z, codebook).argmin(dim=1)
+        e_sq = codebook.pow(2).sum(dim=1)  # (K,)
+        out = [torch.addmm(e_sq, rows, codebook.t(), alpha=-2.0).argmin(dim=1) for rows in z.split(chunk)]
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z.device)
 
 
 def straight_through(z_e: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
@@ -92,9 +98,8 @@ def ema_update(
     z (N, D) are the encoder outputs and indices (N,) the codes they chose.
     """
     num_codes = codebook.shape[0]
-    one_hot = F.one_hot(indices, num_codes).type(z.dtype)  # (N, K)
-    n_k = one_hot.sum(dim=0)  # (K,)
-    z_sum = one_hot.t() @ z  # (K, D)
+    n_k = torch.bincount(indices, minlength=num_codes).to(z.dtype)  # (K,) how many chose code k
+    z_sum = torch.zeros_like(codebook).index_add_(0, indices, z)  # (K, D) sum of the vectors that chose k
     cluster_size.mul_(decay).add_(n_k, alpha=1 - decay)  # N_k
     embed_sum.mul_(decay).add_(z_sum, alpha=1 - decay)  # m_k
     n = cluster_size.sum()

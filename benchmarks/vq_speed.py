@@ -1,0 +1,159 @@
+"""Speed and peak memory of reference_impls.vq.VectorQuantizer on the CPU.
+
+Compared, at equal settings, with vector_quantize_pytorch.VectorQuantize and with a bare matrix
+product of the distance shape, (65536, 256) @ (256, K):
+
+    dim 256, K in {1024, 8192}, 65,536 vectors given as one (64, 256, 32, 32) feature map,
+    commitment weight 0.25, plain nearest-neighbour straight-through (no rotation trick, no k-means
+    init, no stochastic sampling), in two codebook modes:
+        grad  ours VectorQuantizer(ema=False)   vs VectorQuantize(learnable_codebook=True, ema_update=False)
+        ema   ours VectorQuantizer(ema=True)    vs VectorQuantize(decay=0.99)  (EMA, its default);
+              only with --ema (it doubles the run time)
+
+One step = forward + backward of mean(z_q^2) + the quantiser's loss (the matmul case is a forward
+product only: it is the floor any exact nearest-neighbour search pays).
+
+Each case runs in its own subprocess, so every figure comes from a fresh process:
+    time      K = 1024: best of 2 timed steps after one untimed warm-up step; K = 8192: one cold
+              step (each takes seconds, so a warm-up would double the run for little change).
+              Wall clock, torch's default thread count; throughput = 65,536 / time.
+    peak MB   growth of the process's peak resident set size (getrusage ru_maxrss) from just before
+              the first step to the end: the extra memory the step needed at its high-water mark,
+              beyond the inputs and the module. It counts all allocations of the process (torch's
+              CPU allocator returns freed blocks to the OS, so a later smaller step cannot hide an
+              earlier peak); it is a resident-set figure, not a tensor-by-tensor count.
+
+Run:  .venv/bin/python benchmarks/vq_speed.py            (under two minutes on 2 idle cores)
+      .venv/bin/python benchmarks/vq_speed.py --ema      (adds the EMA codebooks)
+      .venv/bin/python benchmarks/vq_speed.py --profile  (operator table for ours, K = 8192)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+N, DIM, KS = 65536, 256, (1024, 8192)
+GRID = (64, DIM, 32, 32)  # 64 * 32 * 32 = 65,536 vectors
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB -> MiB
+
+
+def _build(case: str, k: int):
+    """Return a zero-argument step function for one case."""
+    import torch
+
+    torch.manual_seed(0)
+    if case == "matmul":
+        a, b = torch.randn(N, DIM), torch.randn(DIM, k)
+        return lambda: a @ b
+
+    z = torch.randn(*GRID, requires_grad=True)  # (B, D, H, W)
+    impl, mode = case.split("-")
+    if impl == "ours":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from reference_impls.vq import VectorQuantizer
+
+        vq = VectorQuantizer(k, DIM, beta=0.25, ema=mode == "ema", decay=0.99).train()
+
+        def step():
+            out = vq(z)
+            (out.z_q.square().mean() + out.loss).backward()
+    else:
+        from vector_quantize_pytorch import VectorQuantize
+
+        kwargs = dict(learnable_codebook=True, ema_update=False) if mode == "grad" else dict(decay=0.99)
+        vq = VectorQuantize(dim=DIM, codebook_size=k, commitment_weight=0.25, rotation_trick=False,
+                            kmeans_init=False, accept_image_fmap=True, **kwargs).train()
+
+        def step():
+            quantized, _, commit = vq(z)
+            (quantized.square().mean() + commit.sum()).backward()
+
+    return step
+
+
+def run_case(case: str, k: int, repeats: int, warmup: int) -> dict:
+    step = _build(case, k)
+    base = _maxrss_mb()
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return {"case": case, "k": k, "time": min(times), "peak_mb": _maxrss_mb() - base}
+
+
+def profile_ours(k: int = 8192) -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    step = _build("ours-grad", k)
+    step()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    del torch
+
+
+def main(with_ema: bool = False) -> None:
+    modes = ("grad", "ema") if with_ema else ("grad",)
+    cases = ["matmul"] + [f"{impl}-{mode}" for mode in modes for impl in ("ours", "vqp")]
+    results: dict[tuple[str, int], dict] = {}
+    t_start = time.perf_counter()
+    for k in KS:
+        warmup, repeats = (1, 2) if k <= 1024 else (0, 1)  # K = 8192 steps take seconds: one cold step
+        for case in cases:
+            cmd = [sys.executable, __file__, "--case", case, "--k", str(k), "--repeats", str(repeats),
+                   "--warmup", str(warmup)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            results[(case, k)] = json.loads(out.stdout.strip().splitlines()[-1])
+
+    import torch
+
+    print(f"VectorQuantizer speed, CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{N} vectors of dim {DIM} as a {GRID} map")
+    print(f"{'case':<11}{'K':>6}{'step s':>9}{'Mvec/s':>9}{'peak MB':>9}")
+    for (case, k), r in results.items():
+        print(f"{case:<11}{k:>6}{r['time']:>9.3f}{N / r['time'] / 1e6:>9.2f}{r['peak_mb']:>9.0f}")
+    print()
+    goals = []
+    for k in KS:
+        mm = results[("matmul", k)]["time"]
+        for mode in modes:
+            ours, vqp = results[(f"ours-{mode}", k)], results[(f"vqp-{mode}", k)]
+            thr_ratio = vqp["time"] / ours["time"]  # ours throughput / theirs
+            mm_ratio = ours["time"] / mm
+            mem_ratio = ours["peak_mb"] / max(vqp["peak_mb"], 1e-9)
+            g1, g2 = thr_ratio >= 1.0, mm_ratio <= 1.5
+            goals += [g1, g2]
+            print(f"K={k:<5} {mode:<4}  throughput ours/vector-quantize-pytorch = {thr_ratio:5.2f}x "
+                  f"(goal >= 1.0x: {'met' if g1 else 'MISSED'});  time ours/matmul = {mm_ratio:5.2f}x "
+                  f"(goal <= 1.5x: {'met' if g2 else 'MISSED'});  peak memory ours/theirs = {mem_ratio:4.2f}x")
+    print(f"\nall goals met: {all(goals)}   (whole run {time.perf_counter() - t_start:.0f} s)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--case")
+    parser.add_argument("--k", type=int)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--ema", action="store_true", help="also compare the EMA codebooks")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    if args.profile:
+        profile_ours()
+    elif args.case:
+        print(json.dumps(run_case(args.case, args.k, args.repeats, args.warmup)))
+    else:
+        main(args.ema)

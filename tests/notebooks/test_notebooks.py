@@ -1,0 +1,153 @@
+"""Every notebook of docs/notebooks runs top to bottom under nbval, and its own asserts pass.
+
+The notebooks end their key cells with `assert`s on the numbers they show (codebook usage,
+errors by depth, validity of samples, schedule counts, ...), so a broken mechanism in
+reference_impls or a broken notebook fails here. A failing cell is reported with the notebook,
+the cell and the line of the cell in the .py file, both by nbval and by atlas.notebooks.run_all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+import atlas.notebooks as notebooks
+from atlas.notebooks import cell_lines, run_all, source_hash
+from atlas.problems import AtlasError
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO / "docs" / "notebooks").glob("*.py"))
+REQUIRED = {"dvae_vs_vqvae", "codebook_collapse", "residual_quantization", "ar_sampling", "maskgit_decoding",
+            "discrete_diffusion", "ddpm_vs_ddim", "guidance_sweep"}
+
+
+def run_nbval(py: Path, workdir: Path) -> tuple[int, str]:
+    """Convert py to <workdir>/<name>.ipynb with the python3 kernel and run nbval-lax on it in a subprocess.
+
+    Returns (exit code, message); on failure the message names the notebook, the cell, the line
+    of that cell in the .py and the error.
+    """
+    ipynb = workdir / f"{py.stem}.ipynb"
+    subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", "--set-kernel", "python3",
+                    "-o", str(ipynb), str(py)], check=True, capture_output=True, text=True)
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", ipynb.name, "-p", "no:cacheprovider",
+                           "-q", "--rootdir", str(workdir), "--nbval-current-env"],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode == 0:
+        return 0, ""
+    out = proc.stdout + proc.stderr
+    failed = re.findall(r"FAILED\s+\S*::Cell (\d+)", out) or re.findall(r"::Cell (\d+)", out)
+    error = re.findall(r"^E?\s*(\w+(?:Error|Exception)\b.*)$", re.sub(r"\x1b\[[0-9;]*m", "", out), re.MULTILINE)
+    if failed:
+        cells = nbformat.read(ipynb, as_version=4).cells
+        code_cells = [i for i, c in enumerate(cells) if c.cell_type == "code"]
+        index = code_cells[int(failed[0])]  # nbval counts code cells only, from 0
+        line = cell_lines(py, len(cells))[index]
+        where = f"cell {index + 1} (line {line} of {py.name})"
+    else:
+        where = "no cell named by nbval"
+    what = error[-1].strip() if error else out.strip().splitlines()[-1]
+    return proc.returncode, f"notebook {py.name}: {where} failed: {what}"
+
+
+def test_the_required_notebooks_exist():
+    assert REQUIRED <= {p.stem for p in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("py", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_notebook_checks_its_numbers_and_imports_reference_impls(py: Path):
+    nb = jupytext.read(py, fmt="py:percent")
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert re.search(r"^\s*assert ", code, re.MULTILINE), f"{py.name} has no assert on its results"
+    assert re.search(r"^from reference_impls\.\w+ import", code, re.MULTILINE), f"{py.name} imports no reference_impls module"
+    assert "plt.show()" in code and nb.cells[-1].cell_type in {"code", "markdown"}
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "a notebook opens with its title"
+
+
+@pytest.mark.parametrize("py", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_under_nbval(py: Path, tmp_path: Path, record_property):
+    start = time.perf_counter()
+    code, message = run_nbval(py, tmp_path)
+    seconds = time.perf_counter() - start
+    record_property("notebook_seconds", round(seconds, 2))  # summed in conftest's terminal summary
+    print(f"{py.stem}: {seconds:.1f} s")
+    assert code == 0, message
+
+
+BROKEN = '''# %% [markdown]
+# # A broken notebook
+
+# %%
+x = 1 + 1
+
+# %%
+raise ValueError("the toy mechanism is wrong")
+'''
+
+
+def _tiny_root(tmp_path: Path, text: str, name: str = "broken") -> Path:
+    root = tmp_path / "kb"
+    (root / "docs" / "notebooks").mkdir(parents=True)
+    (root / "docs" / "notebooks" / f"{name}.py").write_text(text, encoding="utf-8")
+    return root
+
+
+def test_run_all_names_the_notebook_cell_and_line_of_a_failing_cell(tmp_path: Path):
+    root = _tiny_root(tmp_path, BROKEN)
+    with pytest.raises(AtlasError) as info:
+        run_all(root, timeout=120)
+    (problem,) = info.value.problems
+    assert problem.path == "docs/notebooks/broken.py"
+    assert problem.line == 7  # the `# %%` line of the failing cell
+    assert problem.message == "cell 3 raised ValueError: the toy mechanism is wrong"
+    assert str(problem).startswith("docs/notebooks/broken.py:7: cell 3 raised ValueError")
+    assert "\n" not in str(problem) and "Traceback" not in str(problem)
+    assert not (root / "build" / "notebooks" / "broken.ipynb").exists()
+
+
+def test_nbval_path_names_the_notebook_cell_and_line_of_a_failing_cell(tmp_path: Path):
+    root = _tiny_root(tmp_path, BROKEN)
+    work = tmp_path / "work"
+    work.mkdir()
+    code, message = run_nbval(root / "docs" / "notebooks" / "broken.py", work)
+    assert code != 0
+    assert "notebook broken.py: cell 3 (line 7 of broken.py) failed" in message
+    assert "ValueError: the toy mechanism is wrong" in message
+
+
+def test_run_all_writes_atomically_stores_the_hash_and_skips_unchanged_notebooks(tmp_path: Path, monkeypatch):
+    root = _tiny_root(tmp_path, "# %%\nvalue = 6 * 7\nprint(value)\n", name="ok")
+    out = run_all(root, timeout=120)
+    target = out["ok"]
+    assert target == root / "build" / "notebooks" / "ok.ipynb"
+    nb = nbformat.read(target, as_version=4)
+    assert nb.metadata["latent_atlas"]["source_sha256"] == source_hash(root / "docs" / "notebooks" / "ok.py", root)
+    assert "42" in nb.cells[0].outputs[0]["text"]
+    assert [p.name for p in target.parent.iterdir()] == ["ok.ipynb"]  # no temporary file left behind
+
+    calls = []
+    monkeypatch.setattr(notebooks, "execute_notebook", lambda *a, **k: calls.append(a) or pytest.fail("re-ran"))
+    assert run_all(root)["ok"] == target and calls == []  # unchanged: skipped
+    monkeypatch.undo()
+
+    (root / "docs" / "notebooks" / "ok.py").write_text("# %%\nprint(6 * 8)\n", encoding="utf-8")
+    run_all(root, timeout=120)  # changed: run again
+    assert "48" in nbformat.read(target, as_version=4).cells[0].outputs[0]["text"]
+
+
+def test_source_hash_follows_the_imported_reference_module(tmp_path: Path):
+    root = _tiny_root(tmp_path, "# %%\nfrom reference_impls.toy import f\n", name="uses_toy")
+    (root / "reference_impls").mkdir()
+    (root / "reference_impls" / "toy.py").write_text("def f():\n    return 1\n")
+    before = source_hash(root / "docs" / "notebooks" / "uses_toy.py", root)
+    (root / "reference_impls" / "toy.py").write_text("def f():\n    return 2\n")
+    assert source_hash(root / "docs" / "notebooks" / "uses_toy.py", root) != before

@@ -1,0 +1,143 @@
+"""Properties of the shared quantiser reference_impls.vq, for VQ-VAE, VQ-VAE-2 (EMA) and ViT-VQGAN
+(factorised, l2-normalised codes)."""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from reference_impls.vq import VectorQuantizer, ema_update, nearest_code, vq_losses
+
+def _grads_at_beta(beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """d(codebook + beta * commitment)/d codebook and /d z_e, for fixed data and codes."""
+    torch.manual_seed(0)
+    vq = VectorQuantizer(num_codes=8, dim=4, beta=beta, generator=torch.Generator().manual_seed(1))
+    z_e = torch.randn(2, 4, 3, 3, requires_grad=True)  # (B, D, h, w)
+    vq(z_e).loss.backward()
+    return vq.codebook.grad.clone(), z_e.grad.clone()
+
+
+def test_straight_through_gives_encoder_the_decoder_gradient():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(num_codes=16, dim=4, generator=torch.Generator().manual_seed(0))
+    z_e = torch.randn(2, 4, 5, 5, requires_grad=True)  # (B, D, h, w)
+    out = vq(z_e)
+    upstream = torch.randn_like(out.z_q)  # any decoder gradient dL/dz_q
+    (out.z_q * upstream).sum().backward()  # reconstruction path only
+    assert torch.equal(z_e.grad, upstream)
+    assert vq.codebook.grad is None or torch.count_nonzero(vq.codebook.grad) == 0
+
+
+def test_codebook_gradient_does_not_depend_on_beta():
+    g_code_small, _ = _grads_at_beta(0.25)
+    g_code_large, _ = _grads_at_beta(4.0)
+    assert torch.count_nonzero(g_code_small) > 0
+    torch.testing.assert_close(g_code_small, g_code_large)
+
+
+def test_encoder_gradient_of_vq_loss_scales_with_beta():
+    _, g_enc_1 = _grads_at_beta(1.0)
+    _, g_enc_3 = _grads_at_beta(3.0)
+    assert torch.count_nonzero(g_enc_1) > 0
+    torch.testing.assert_close(g_enc_3, 3.0 * g_enc_1)
+
+
+def test_codebook_term_moves_only_codes_and_commitment_only_encoder():
+    torch.manual_seed(0)
+    z_e = torch.randn(6, 3, requires_grad=True)
+    e = torch.randn(6, 3, requires_grad=True)  # the selected codes, one per row
+    codebook_loss, commitment, _ = vq_losses(z_e, e, beta=0.25)
+    g_ze, g_e = torch.autograd.grad(codebook_loss, (z_e, e), allow_unused=True, materialize_grads=True)
+    assert torch.count_nonzero(g_ze) == 0 and torch.count_nonzero(g_e) > 0
+    g_ze, g_e = torch.autograd.grad(commitment, (z_e, e), allow_unused=True, materialize_grads=True)
+    assert torch.count_nonzero(g_e) == 0
+    torch.testing.assert_close(g_ze, 2 * (z_e - e).detach() / z_e.numel())  # d mean((z_e - e)^2) / d z_e
+
+
+def test_lookup_of_indices_equals_quantised_output():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(num_codes=32, dim=8, generator=torch.Generator().manual_seed(0))
+    out = vq(torch.randn(3, 8, 4, 5))
+    assert out.indices.shape == (3, 4, 5)
+    torch.testing.assert_close(vq.lookup(out.indices), out.z_q)
+    assert len(out.indices.unique()) > 1  # a real lookup, not a single repeated code
+
+
+def test_nearest_code_equals_brute_force_argmin():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(500, 16, generator=g, dtype=torch.float64)
+    codebook = torch.randn(64, 16, generator=g, dtype=torch.float64)
+    brute = ((z[:, None, :] - codebook[None, :, :]) ** 2).sum(-1).argmin(dim=1)  # (N, K, D) on purpose
+    assert torch.equal(nearest_code(z, codebook), brute)
+
+
+def test_ema_step_equals_hand_computed_closed_form():
+    # K = 2 codes in D = 1; three vectors 1, 3 -> code 0 and 9 -> code 1; decay 0.5, eps 0.5.
+    codebook = torch.tensor([[0.0], [10.0]])
+    cluster_size = torch.tensor([1.0, 1.0])
+    embed_sum = torch.tensor([[0.0], [10.0]])
+    z = torch.tensor([[1.0], [3.0], [9.0]])
+    indices = torch.tensor([0, 0, 1])
+    ema_update(codebook, cluster_size, embed_sum, z, indices, decay=0.5, eps=0.5)
+    # N = 0.5 * [1, 1] + 0.5 * [2, 1] = [1.5, 1.0];  m = 0.5 * [0, 10] + 0.5 * [4, 9] = [2.0, 9.5]
+    # n = 2.5;  N' = (N + 0.5) / (2.5 + 2 * 0.5) * 2.5 = [10/7, 15/14];  e = m / N' = [1.4, 133/15]
+    torch.testing.assert_close(cluster_size, torch.tensor([1.5, 1.0]))
+    torch.testing.assert_close(embed_sum, torch.tensor([[2.0], [9.5]]))
+    torch.testing.assert_close(codebook, torch.tensor([[1.4], [133.0 / 15.0]]))
+
+
+def test_ema_codes_move_without_gradient():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(num_codes=8, dim=4, ema=True, decay=0.9, generator=torch.Generator().manual_seed(0))
+    assert "codebook" not in dict(vq.named_parameters())
+    before = vq.codebook.clone()
+    z_e = (torch.randn(4, 4, 6, 6) + 3.0).requires_grad_()  # data far from the initial codes
+    out = vq(z_e)
+    out.loss.backward()
+    assert not vq.codebook.requires_grad and vq.codebook.grad is None
+    moved = (vq.codebook - before).norm(dim=1) > 0
+    assert moved.any()
+    # every code that moved moved towards the data mean (3, 3, 3, 3)
+    target = torch.full((4,), 3.0)
+    assert ((vq.codebook[moved] - target).norm(dim=1) < (before[moved] - target).norm(dim=1)).all()
+    # the loss is beta * commitment only and gives the encoder a gradient
+    torch.testing.assert_close(out.loss, vq.beta * out.commitment_loss)
+    assert torch.count_nonzero(z_e.grad) > 0
+
+
+def test_factorised_l2_lookup_equals_cosine_argmax():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(num_codes=64, dim=32, code_dim=8, l2_normalize=True, generator=torch.Generator().manual_seed(0))
+    z_e = torch.randn(2, 32, 4, 4)  # (B, D, h, w)
+    out = vq(z_e)
+    rows = vq.in_proj(z_e.movedim(1, -1).reshape(-1, 32))  # (N, d), before normalisation
+    cosine = F.normalize(rows, dim=1) @ F.normalize(vq.codebook, dim=1).t()  # (N, K)
+    assert torch.equal(out.indices.reshape(-1), cosine.argmax(dim=1))
+    # the Euclidean argmin on raw (unnormalised) vectors picks differently, so the option matters
+    assert not torch.equal(nearest_code(rows, vq.codebook), cosine.argmax(dim=1))
+
+
+def _toy_perplexity(factorised: bool, seed: int = 0, steps: int = 60) -> float:
+    """Train Linear encoder -> quantiser -> Linear decoder on a 32-cluster mixture; return code perplexity."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(32, 16, generator=g) * 3
+    x = centres[torch.randint(0, 32, (512,), generator=g)] + 0.3 * torch.randn(512, 16, generator=g)  # (N, 16)
+    torch.manual_seed(seed)
+    enc, dec = nn.Linear(16, 32), nn.Linear(32, 16)
+    vq = VectorQuantizer(64, 32, code_dim=8 if factorised else None, l2_normalize=factorised,
+                         generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters(), *vq.parameters()], lr=3e-3)
+    for _ in range(steps):
+        out = vq(enc(x)[:, :, None])  # rows as (N, D, 1) maps
+        loss = F.mse_loss(dec(out.z_q[:, :, 0]), x) + out.loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return vq(enc(x)[:, :, None]).perplexity.item()
+
+
+def test_factorised_l2_codes_use_more_of_the_codebook_than_plain_vq():
+    plain = _toy_perplexity(factorised=False)
+    factorised = _toy_perplexity(factorised=True)
+    print(f"codebook perplexity, K = 64: plain VQ {plain:.1f}, factorised + l2 {factorised:.1f}")
+    assert factorised > 1.2 * plain
