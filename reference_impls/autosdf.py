@@ -17,8 +17,8 @@ Non-sequential autoregressive prior:
         p(Z) = prod_i p(z_{g_i} | z_{g_1}, .., z_{g_{i-1}})
     The transformer reads the tokens in permuted order; step i carries the location g_i it must
     predict (a query-position embedding), and a causal mask over the permuted sequence. In grid
-    coordinates that mask is M[a, b] = [rank(b) <= rank(a)], a causal mask under the permutation;
-    M[g][:, g] is lower-triangular.
+    coordinates that mask is `M[a, b] = [rank(b) <= rank(a)]`, a causal mask under the permutation;
+    `M[g][:, g]` is lower-triangular.
 
 Notation (code -> paper):
     patch      the patch side p (8 on a 64^3 grid in the released code)     n     grid side
