@@ -19,10 +19,12 @@ class Problem:
 
 
 def rel(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    for p, r in ((path, root), (path.absolute(), root.resolve()), (path.resolve(), root.resolve())):
+        try:
+            return p.relative_to(r).as_posix()  # the path as listed, symlinks not followed
+        except ValueError:
+            continue
+    return path.as_posix()
 
 
 class AtlasError(Exception):

@@ -158,3 +158,10 @@ def test_the_repository_passes_its_own_check():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "44 papers in the bib" in proc.stdout
+
+
+def test_unreadable_note_is_reported_not_crashed_on(good_kb: Path):
+    (good_kb / "papers" / "dangling.md").symlink_to(good_kb / "papers" / "missing-target.md")
+    result = run_check(good_kb)
+    assert result.exit_code == 1
+    assert "papers/dangling.md:1: cannot read the file (No such file or directory); a readable UTF-8 text file" in result.output
