@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.attention import MultiHeadAttention, causal_mask
+from reference_impls.attention import TransformerBlock, causal_mask
 from reference_impls.vq import nearest_code
 
 
@@ -117,43 +117,15 @@ def pb_relaxed_layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the model
 
 
-class Block(nn.Module):
-    """Pre-LN transformer block; with sandwich_ln=True CogView's Sandwich-LN (an extra LN on each branch output).
-
-    Optional cross-attention to an encoder output (Parti-style encoder-decoder use).
-    """
+class Block(TransformerBlock):
+    """The shared transformer layer (attention.TransformerBlock) with CogView's two stabilisers as options:
+    sandwich_ln=True adds Sandwich-LN; pb_relax_alpha=alpha uses PB-relaxed attention and LayerNorm."""
 
     def __init__(self, dim: int, n_heads: int, sandwich_ln: bool = False, pb_relax_alpha: float | None = None,
                  cross_attention: bool = False):
-        super().__init__()
-        attn_fn = None
-        if pb_relax_alpha is not None:
-            attn_fn = lambda q, k, v, m: pb_relaxed_attention(q, k, v, m, pb_relax_alpha)  # noqa: E731
-        self.pb_relax = pb_relax_alpha is not None
-        self.ln_attn_in = nn.LayerNorm(dim)
-        self.attn = MultiHeadAttention(dim, n_heads, attention=attn_fn)
-        self.ln_attn_out = nn.LayerNorm(dim) if sandwich_ln else nn.Identity()
-        self.cross = None
-        if cross_attention:
-            self.ln_cross_in = nn.LayerNorm(dim)
-            self.cross = MultiHeadAttention(dim, n_heads, attention=attn_fn)
-            self.ln_cross_out = nn.LayerNorm(dim) if sandwich_ln else nn.Identity()
-        self.ln_ffn_in = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
-        self.ln_ffn_out = nn.LayerNorm(dim) if sandwich_ln else nn.Identity()
-
-    def _norm(self, x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-        return pb_relaxed_layer_norm(x, norm) if self.pb_relax else norm(x)
-
-    def forward(self, x, mask=None, past_kv=None, context=None):
-        # x: (B, N, D); returns (x, (k, v)) with the self-attention keys/values for caching
-        h, kv = self.attn(self._norm(x, self.ln_attn_in), mask=mask, past_kv=past_kv)
-        x = x + self.ln_attn_out(h)
-        if self.cross is not None and context is not None:
-            h, _ = self.cross(self._norm(x, self.ln_cross_in), context=context)
-            x = x + self.ln_cross_out(h)
-        x = x + self.ln_ffn_out(self.ffn(self._norm(x, self.ln_ffn_in)))
-        return x, kv
+        relax = pb_relax_alpha is not None
+        attention = (lambda q, k, v, m: pb_relaxed_attention(q, k, v, m, pb_relax_alpha)) if relax else None  # noqa: E731
+        super().__init__(dim, n_heads, cross_attention, sandwich_ln, attention, pb_relaxed_layer_norm if relax else None)
 
 
 @dataclass

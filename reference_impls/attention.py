@@ -7,6 +7,9 @@ Papers and notes:
     - Reused by the shared token prior (reference_impls/ar_prior.py, papers/ding2021cogview.md,
       papers/chen2020generative.md) and by NUWA's 3D Nearby Attention
       (reference_impls/nearby_attention.py, papers/wu2022nuwa.md).
+    - TransformerBlock below is the one transformer layer of the survey's token models: causal
+      (ar_prior, Parti, Make-A-Scene, ImageBART), bidirectional (MaskGIT, Muse, Phenaki,
+      VQ-Diffusion's denoiser) or over continuous latents (unCLIP, symbolic music diffusion).
 
 Equations implemented:
     Eq. 1        Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V
@@ -123,3 +126,41 @@ class MultiHeadAttention(nn.Module):
             v = torch.cat([past_kv[1], v], dim=2)
         out = self.attention(q, k, v, mask)  # (B, h, N, head_dim)
         return self.out_proj(self.merge_heads(out)), (k, v)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN transformer layer: self-attention, optional cross-attention to a context, MLP; each residual.
+
+    Sec. 3.1's sub-layers with the LayerNorm moved to the input of each branch (the GPT-2 placement
+    all later token models use). Options for the papers that change the layer:
+        cross_attention  attend to an encoder output or a text embedding (Parti, Muse, ImageBART)
+        sandwich_ln      CogView's Sandwich-LN: a second LayerNorm on each branch output
+        attention        a replacement for scaled_dot_product_attention (CogView's PB-relaxation)
+        layer_norm       a replacement for calling a LayerNorm, (x, ln) -> y (PB-relaxed LN)
+    forward(x (B, N, D), mask, past_kv, context (B, M, D), keep (B,) bool) returns (x, (k, v)),
+    the self-attention keys and values for a cache; keep=False drops an example's cross-attention
+    (a dropped condition in classifier-free guidance training).
+    """
+
+    def __init__(self, dim: int, n_heads: int, cross_attention: bool = False, sandwich_ln: bool = False,
+                 attention: Callable | None = None, layer_norm: Callable | None = None):
+        super().__init__()
+        self.layer_norm = layer_norm or (lambda x, ln: ln(x))
+        out_norm = (lambda: nn.LayerNorm(dim)) if sandwich_ln else nn.Identity
+        self.ln_attn_in, self.attn, self.ln_attn_out = nn.LayerNorm(dim), MultiHeadAttention(dim, n_heads, attention=attention), out_norm()
+        self.cross = None
+        if cross_attention:
+            self.ln_cross_in, self.cross, self.ln_cross_out = nn.LayerNorm(dim), MultiHeadAttention(dim, n_heads, attention=attention), out_norm()
+        self.ln_ffn_in, self.ln_ffn_out = nn.LayerNorm(dim), out_norm()
+        self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x, mask=None, past_kv=None, context=None, keep=None):
+        h, kv = self.attn(self.layer_norm(x, self.ln_attn_in), mask=mask, past_kv=past_kv)  # (B, N, D)
+        x = x + self.ln_attn_out(h)
+        if self.cross is not None and context is not None:
+            h, _ = self.cross(self.layer_norm(x, self.ln_cross_in), context=context)  # (B, N, D), reads (B, M, D)
+            if keep is not None:
+                h = h * keep.view(-1, 1, 1).to(h.dtype)
+            x = x + self.ln_cross_out(h)
+        x = x + self.ln_ffn_out(self.ffn(self.layer_norm(x, self.ln_ffn_in)))
+        return x, kv

@@ -9,8 +9,8 @@ What is reused, not copied:
     - the mask-and-replace transitions, posterior, hybrid loss and sampler: reference_impls/discrete_diffusion.py
       (papers/gu2022vector.md, papers/austin2021structured.md);
     - the codebook lookup: reference_impls/vq.py (VectorQuantizer);
-    - the transformer block (full self-attention plus cross-attention): reference_impls/ar_prior.py (Block),
-      itself built on reference_impls/attention.py.
+    - the transformer block (full self-attention plus cross-attention): reference_impls/attention.py
+      (TransformerBlock).
 
 Equations (beyond those of discrete_diffusion.py):
     tokens      z = VQ(E(mel)),  mel (B, 1, F, L) -> z (B, F / 2^d, L / 2^d) for d stride-2 convolutions
@@ -32,7 +32,6 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from reference_impls.ar_prior import Block
 from reference_impls.discrete_diffusion import (
     DiscreteSchedule,
     Samples,
@@ -41,6 +40,7 @@ from reference_impls.discrete_diffusion import (
     sample,
     vq_diffusion_cumulative,
 )
+from reference_impls.attention import TransformerBlock
 from reference_impls.vq import VectorQuantizer
 
 
@@ -93,7 +93,7 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.tok = nn.Embedding(vocab_size, dim)
         self.pos = nn.Embedding(max_len, dim)
-        self.block = Block(dim, n_heads)
+        self.block = TransformerBlock(dim, n_heads)
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         x = self.tok(text) + self.pos(torch.arange(text.shape[1]))  # (B, M, D)
@@ -115,7 +115,7 @@ class TokenDenoiser(nn.Module):
         self.pos = nn.Embedding(grid[0] * grid[1], dim)
         self.time = nn.Embedding(num_steps + 1, dim)
         self.text_encoder = TextEncoder(text_vocab, dim, n_heads)
-        self.blocks = nn.ModuleList(Block(dim, n_heads, cross_attention=True) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads, cross_attention=True) for _ in range(n_layers))
         self.ln = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_codes)
 

@@ -31,9 +31,8 @@ import torch
 import torch.nn as nn
 
 from reference_impls import ddpm
-from reference_impls.attention import MultiHeadAttention, sinusoidal_positions
+from reference_impls.attention import MultiHeadAttention, TransformerBlock, sinusoidal_positions
 from reference_impls.guidance import drop_condition, guide_s
-from reference_impls.seq2seq_prior import Block
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -49,13 +48,13 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
         self.register_buffer("pos", sinusoidal_positions(max_len, dim), persistent=False)
-        self.blocks = nn.ModuleList(Block(dim, n_heads) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(n_layers))
         self.ln = nn.LayerNorm(dim)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.embed(tokens) + self.pos[: tokens.shape[1]]  # (B, K, D)
         for block in self.blocks:
-            h = block(h)
+            h = block(h)[0]
         h = self.ln(h)
         return h, h[:, -1]  # (B, K, D), (B, D)
 

@@ -9,8 +9,8 @@ p_theta(x_{t-1} | x_t) is an encoder-decoder transformer: the encoder reads the 
 What is reused, not copied:
     - the forward chain: reference_impls/discrete_diffusion.py (uniform_schedule, q_sample, q_step_probs;
       papers/hoogeboom2021argmax.md);
-    - the causal decoder, its cross-attention and its sampler: reference_impls/ar_prior.py (TokenPrior, Block,
-      sample), built on reference_impls/attention.py.
+    - the causal decoder, its cross-attention and its sampler: reference_impls/ar_prior.py (TokenPrior,
+      sample), built on reference_impls/attention.py (TransformerBlock, also the encoder here).
 
 Equations implemented:
     forward     q(x_t | x_{t-1}) = Cat((1 - beta_t) x_{t-1} + beta_t / K),  t = 1..T (T small: a few stages)
@@ -31,7 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls import ar_prior
-from reference_impls.ar_prior import Block, TokenPrior
+from reference_impls.ar_prior import TokenPrior
+from reference_impls.attention import TransformerBlock
 from reference_impls.discrete_diffusion import DiscreteSchedule, q_sample, q_step_probs, sample_categorical, uniform_schedule
 
 
@@ -48,7 +49,7 @@ class Stage(nn.Module):
         self.num_codes, self.seq_len = num_codes, seq_len
         self.enc_tok = nn.Embedding(num_codes, dim)
         self.enc_pos = nn.Embedding(seq_len, dim)
-        self.encoder = nn.ModuleList(Block(dim, n_heads) for _ in range(enc_layers))
+        self.encoder = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(enc_layers))
         self.decoder = TokenPrior(num_codes + 1, dim, dec_layers, n_heads, seq_len + 1, cross_attention=True)
 
     @property

@@ -30,9 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.attention import causal_mask, sinusoidal_positions
+from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_positions
 from reference_impls.guidance import drop_condition, guide_s
-from reference_impls.seq2seq_prior import Block
 
 NextLogits = Callable[[torch.Tensor], torch.Tensor]  # stream (B, L) -> next-image-token logits (B, K)
 
@@ -80,7 +79,7 @@ class ScenePrior(nn.Module):
         self.image_embed = nn.Embedding(image_vocab, dim)
         self.segment = nn.Embedding(3, dim)  # 0 text, 1 scene, 2 image
         self.register_buffer("pos", sinusoidal_positions(text_len + scene_len + image_len, dim), persistent=False)
-        self.blocks = nn.ModuleList(Block(dim, n_heads) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, image_vocab)
 
@@ -102,7 +101,7 @@ class ScenePrior(nn.Module):
         ], dim=1) + self.pos[: seq.shape[1]]  # (B, L, D)
         mask = causal_mask(seq.shape[1], device=seq.device)
         for block in self.blocks:
-            h = block(h, mask=mask)
+            h = block(h, mask=mask)[0]
         return self.ln_f(h)  # (B, L, D)
 
     def image_logits(self, seq: torch.Tensor) -> torch.Tensor:

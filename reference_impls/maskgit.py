@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.attention import MultiHeadAttention
+from reference_impls.attention import TransformerBlock
 
 LogitsFn = Callable[[torch.Tensor, int], torch.Tensor]
 
@@ -106,34 +106,6 @@ def masked_token_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Te
 # ----------------------------------------------------------------------------- transformer
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: self-attention (mask optional), optional cross-attention, MLP."""
-
-    def __init__(self, dim: int, n_heads: int, cross: bool = False, mlp_ratio: int = 4):
-        super().__init__()
-        self.ln1 = nn.LayerNorm(dim)
-        self.attn = MultiHeadAttention(dim, n_heads)
-        self.cross = MultiHeadAttention(dim, n_heads) if cross else None
-        self.ln_c = nn.LayerNorm(dim) if cross else None
-        self.ln2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
-
-    def forward(
-        self,
-        x: torch.Tensor,  # (B, N, D)
-        mask: torch.Tensor | None = None,  # bool broadcastable to (B, h, N, N), True = allowed
-        context: torch.Tensor | None = None,  # (B, M, D)
-        keep: torch.Tensor | None = None,  # (B,) bool: examples whose context is used
-    ) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), mask=mask)[0]
-        if self.cross is not None and context is not None:
-            c = self.cross(self.ln_c(x), context=context)[0]  # (B, N, D)
-            if keep is not None:
-                c = c * keep.view(-1, 1, 1).to(c.dtype)  # dropped condition: no cross-attention
-            x = x + c
-        return x + self.mlp(self.ln2(x))
-
-
 class MaskedTransformer(nn.Module):
     """Bidirectional transformer over N token positions; input vocabulary K + 1 (with [MASK]).
 
@@ -148,7 +120,7 @@ class MaskedTransformer(nn.Module):
         self.tok = nn.Embedding(num_codes + 1, dim)
         self.cls = nn.Embedding(num_classes, dim) if num_classes else None
         self.pos = nn.Parameter(0.02 * torch.randn(n_tokens + (1 if num_classes else 0), dim))
-        self.blocks = nn.ModuleList(Block(dim, n_heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(depth))
         self.ln = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_codes)
 
@@ -158,7 +130,7 @@ class MaskedTransformer(nn.Module):
             x = torch.cat([self.cls(labels)[:, None], x], dim=1)  # (B, 1 + N, D)
         x = x + self.pos[: x.shape[1]]
         for blk in self.blocks:
-            x = blk(x)  # no attention mask: every position sees every other
+            x = blk(x)[0]  # no attention mask: every position sees every other
         x = self.ln(x)
         if self.cls is not None:
             x = x[:, 1:]

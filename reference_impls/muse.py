@@ -37,8 +37,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from reference_impls.attention import TransformerBlock
 from reference_impls.guidance import drop_condition, guide_w
-from reference_impls.maskgit import Block, apply_mask, decode, masked_token_loss, training_mask
+from reference_impls.maskgit import apply_mask, decode, masked_token_loss, training_mask
 
 
 class FrozenTextEncoder(nn.Module):
@@ -52,12 +53,12 @@ class FrozenTextEncoder(nn.Module):
         super().__init__()
         self.emb = nn.Embedding(vocab, dim)
         self.pos = nn.Parameter(0.02 * torch.randn(max_len, dim))
-        self.block = Block(dim, n_heads)
+        self.block = TransformerBlock(dim, n_heads)
         self.requires_grad_(False)
 
     @torch.no_grad()
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.block(self.emb(ids) + self.pos[: ids.shape[1]])  # (B, L, E)
+        return self.block(self.emb(ids) + self.pos[: ids.shape[1]])[0]  # (B, L, E)
 
 
 class MuseTransformer(nn.Module):
@@ -72,7 +73,7 @@ class MuseTransformer(nn.Module):
         self.tok = nn.Embedding(num_codes + 1, dim)
         self.pos = nn.Parameter(0.02 * torch.randn(n_tokens, dim))
         self.text_proj = nn.Linear(text_dim, dim)  # T5 width -> transformer width
-        self.blocks = nn.ModuleList(Block(dim, n_heads, cross=True) for _ in range(depth))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads, cross_attention=True) for _ in range(depth))
         self.ln = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_codes)
 
@@ -80,7 +81,7 @@ class MuseTransformer(nn.Module):
         x = self.tok(tokens) + self.pos  # (B, N, D)
         ctx = None if text_emb is None else self.text_proj(text_emb)  # (B, L, D)
         for blk in self.blocks:
-            x = blk(x, context=ctx, keep=keep)
+            x = blk(x, context=ctx, keep=keep)[0]
         return self.head(self.ln(x))  # (B, N, K)
 
 
@@ -144,18 +145,18 @@ class MuseSuperRes(nn.Module):
         self.mask_id = num_codes_hi
         self.lo_tok = nn.Embedding(num_codes_lo, dim)
         self.lo_pos = nn.Parameter(0.02 * torch.randn(n_lo, dim))
-        self.lo_encoder = nn.ModuleList(Block(dim, n_heads) for _ in range(enc_depth))
+        self.lo_encoder = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(enc_depth))
         self.text_proj = nn.Linear(text_dim, dim)
         self.hi_tok = nn.Embedding(num_codes_hi + 1, dim)
         self.hi_pos = nn.Parameter(0.02 * torch.randn(n_hi, dim))
-        self.blocks = nn.ModuleList(Block(dim, n_heads, cross=True) for _ in range(depth))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads, cross_attention=True) for _ in range(depth))
         self.ln = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_codes_hi)
 
     def context(self, low: torch.Tensor, text_emb: torch.Tensor | None) -> torch.Tensor:
         c = self.lo_tok(low) + self.lo_pos  # (B, N_lo, D)
         for blk in self.lo_encoder:
-            c = blk(c)
+            c = blk(c)[0]
         if text_emb is not None:
             c = torch.cat([c, self.text_proj(text_emb)], dim=1)  # (B, N_lo + L, D)
         return c
@@ -164,7 +165,7 @@ class MuseSuperRes(nn.Module):
         ctx = self.context(low, text_emb)
         x = self.hi_tok(high) + self.hi_pos  # (B, N_hi, D)
         for blk in self.blocks:
-            x = blk(x, context=ctx)
+            x = blk(x, context=ctx)[0]
         return self.head(self.ln(x))  # (B, N_hi, K_hi)
 
 

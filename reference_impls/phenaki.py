@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from reference_impls.attention import causal_mask, sinusoidal_positions
-from reference_impls.maskgit import Block, decode
+from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_positions
+from reference_impls.maskgit import decode
 from reference_impls.muse import MuseTransformer, guided_logits
 from reference_impls.vq import VectorQuantizer
 
@@ -42,14 +42,14 @@ class SpaceTimeStack(nn.Module):
     def __init__(self, dim: int, n_heads: int, depth: int, order: str = "st"):
         super().__init__()
         self.order = order
-        self.spatial = nn.ModuleList(Block(dim, n_heads) for _ in range(depth))
-        self.temporal = nn.ModuleList(Block(dim, n_heads) for _ in range(depth))
+        self.spatial = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(depth))
+        self.temporal = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(depth))
 
     def run_spatial(self, x: torch.Tensor) -> torch.Tensor:
         b, t, s, d = x.shape
         h = x.reshape(b * t, s, d)  # (B T', S, D)
         for blk in self.spatial:
-            h = blk(h)
+            h = blk(h)[0]
         return h.reshape(b, t, s, d)
 
     def run_temporal(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,7 @@ class SpaceTimeStack(nn.Module):
         h = x.transpose(1, 2).reshape(b * s, t, d)  # (B S, T', D)
         mask = causal_mask(t, x.device)  # slot k sees slots j <= k
         for blk in self.temporal:
-            h = blk(h, mask=mask)
+            h = blk(h, mask=mask)[0]
         return h.reshape(b, s, t, d).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,26 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.attention import MultiHeadAttention, causal_mask, sinusoidal_positions
+from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_positions
 from reference_impls.guidance import drop_condition, guide_s
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: self-attention, optional cross-attention to a context, MLP."""
-
-    def __init__(self, dim: int, n_heads: int, cross: bool = False):
-        super().__init__()
-        self.ln1, self.attn = nn.LayerNorm(dim), MultiHeadAttention(dim, n_heads)
-        self.ln_x = nn.LayerNorm(dim) if cross else None
-        self.cross = MultiHeadAttention(dim, n_heads) if cross else None
-        self.ln2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), mask=mask)[0]  # (B, N, D)
-        if self.cross is not None:
-            x = x + self.cross(self.ln_x(x), context=context)[0]  # (B, N, D), attends to (B, M, D)
-        return x + self.mlp(self.ln2(x))
 
 
 class Seq2SeqPrior(nn.Module):
@@ -70,8 +52,8 @@ class Seq2SeqPrior(nn.Module):
         self.image_embed = nn.Embedding(image_vocab + 1, dim)
         self.register_buffer("text_pos", sinusoidal_positions(max_text, dim), persistent=False)
         self.register_buffer("image_pos", sinusoidal_positions(max_image, dim), persistent=False)
-        self.encoder = nn.ModuleList(Block(dim, n_heads) for _ in range(enc_layers))
-        self.decoder = nn.ModuleList(Block(dim, n_heads, cross=True) for _ in range(dec_layers))
+        self.encoder = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(enc_layers))
+        self.decoder = nn.ModuleList(TransformerBlock(dim, n_heads, cross_attention=True) for _ in range(dec_layers))
         self.ln_f = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, image_vocab)
 
@@ -82,7 +64,7 @@ class Seq2SeqPrior(nn.Module):
     def encode(self, text: torch.Tensor) -> torch.Tensor:
         h = self.text_embed(text) + self.text_pos[: text.shape[1]]  # (B, M, D)
         for block in self.encoder:
-            h = block(h)  # no mask: every text token sees every other
+            h = block(h)[0]  # no mask: every text token sees every other
         return h
 
     def decode(self, prefix: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
@@ -92,7 +74,7 @@ class Seq2SeqPrior(nn.Module):
         h = self.image_embed(y) + self.image_pos[: y.shape[1]]  # (B, n + 1, D)
         mask = causal_mask(y.shape[1], device=y.device)  # (n + 1, n + 1)
         for block in self.decoder:
-            h = block(h, mask=mask, context=memory)
+            h = block(h, mask=mask, context=memory)[0]
         return self.head(self.ln_f(h))  # (B, n + 1, K)
 
     def forward(self, text: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:

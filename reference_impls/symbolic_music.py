@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls import ddpm
-from reference_impls.attention import MultiHeadAttention, sinusoidal_positions
+from reference_impls.attention import TransformerBlock, sinusoidal_positions
 from reference_impls.latent_diffusion import diagonal_gaussian_sample, kl_to_standard_normal, timestep_embedding
 
 
@@ -60,20 +60,6 @@ class SegmentVAE(nn.Module):
         return nll + kl_weight * kl
 
 
-class TransformerBlock(nn.Module):
-    """Pre-norm self-attention (no mask) and MLP, both residual."""
-
-    def __init__(self, dim: int, n_heads: int):
-        super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(dim), MultiHeadAttention(dim, n_heads)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = h + self.attn(self.norm1(h))[0]
-        return h + self.mlp(self.norm2(h))
-
-
 class TransformerDenoiser(nn.Module):
     """eps_theta(Z_t, t) for Z_t (B, S, D); use_positions=False removes the sequence order."""
 
@@ -92,7 +78,7 @@ class TransformerDenoiser(nn.Module):
             h = h + sinusoidal_positions(z_t.shape[1], self.dim).to(h)
         h = h + self.temb(timestep_embedding(t, self.dim, self.num_steps))[:, None]  # same for every position
         for block in self.blocks:
-            h = block(h)
+            h = block(h)[0]
         return self.out(h)  # (B, S, D)
 
 

@@ -30,10 +30,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls import ddpm
-from reference_impls.attention import causal_mask
+from reference_impls.attention import TransformerBlock, causal_mask
 from reference_impls.glide import TextConditionedDenoiser, timestep_embedding
 from reference_impls.guidance import drop_condition
-from reference_impls.seq2seq_prior import Block
 
 
 class DiffusionPrior(nn.Module):
@@ -46,7 +45,7 @@ class DiffusionPrior(nn.Module):
         self.time_in = nn.Linear(dim, dim)
         self.query = nn.Parameter(torch.randn(dim) * 0.02)  # the final token whose output is read
         self.pos = nn.Parameter(torch.randn(4, dim) * 0.02)
-        self.blocks = nn.ModuleList(Block(dim, n_heads) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(n_layers))
         self.ln = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, emb_dim)
 
@@ -60,7 +59,7 @@ class DiffusionPrior(nn.Module):
         ], dim=1) + self.pos  # (B, 4, D)
         mask = causal_mask(4, device=seq.device)
         for block in self.blocks:
-            seq = block(seq, mask=mask)
+            seq = block(seq, mask=mask)[0]
         return self.out(self.ln(seq[:, -1]))  # (B, E), the query's output
 
 

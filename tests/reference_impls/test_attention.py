@@ -4,6 +4,7 @@ import torch
 
 from reference_impls.attention import (
     MultiHeadAttention,
+    TransformerBlock,
     causal_mask,
     scaled_dot_product_attention,
     sinusoidal_positions,
@@ -103,3 +104,20 @@ def test_sinusoidal_offset_is_a_linear_map_independent_of_position():
     sin_p, cos_p = pe[:n, 0::2], pe[:n, 1::2]
     torch.testing.assert_close(pe[k:, 0::2], sin_p * c + cos_p * s, atol=1e-6, rtol=0)
     torch.testing.assert_close(pe[k:, 1::2], cos_p * c - sin_p * s, atol=1e-6, rtol=0)
+
+
+def test_transformer_block_reads_context_only_for_kept_examples_and_stays_causal():
+    torch.manual_seed(0)
+    block = TransformerBlock(16, 4, cross_attention=True).eval()
+    x = torch.randn(2, 5, 16)
+    ctx, other = torch.randn(2, 3, 16), torch.randn(2, 3, 16)
+    keep = torch.tensor([True, False])
+    a, _ = block(x, mask=causal_mask(5), context=ctx, keep=keep)
+    b, _ = block(x, mask=causal_mask(5), context=other, keep=keep)
+    assert not torch.allclose(a[0], b[0])  # the kept example reads its context
+    torch.testing.assert_close(a[1], b[1])  # the dropped one does not
+    y = x.clone()
+    y[:, 3] += 1.0  # perturb token 3: outputs before it must not move
+    c, _ = block(y, mask=causal_mask(5), context=ctx, keep=keep)
+    torch.testing.assert_close(c[:, :3], a[:, :3])
+    assert not torch.allclose(c[:, 3], a[:, 3])
