@@ -50,12 +50,16 @@ def pairwise_sq_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tens
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """Eq. 1: index of the nearest code for each row of z (N, D) -> (N,) int64.
 
-    ||z||^2 is the same for every code, so the argmin needs only ||e||^2 - 2 z e^T; rows are taken
-    in chunks so that at most a (chunk, K) block of distances exists at a time.
+    ||z||^2 is the same for every code, so the argmin needs only ||e||^2 - 2 z e^T, and both terms
+    come out of one matrix product of augmented rows: [z, 1] @ [-2 e, ||e||^2]^T. Rows are taken
+    in chunks, so at most a (chunk, K) block of distances exists at a time.
     """
     with torch.no_grad():
-        e_sq = codebook.pow(2).sum(dim=1)  # (K,)
-        out = [torch.addmm(e_sq, rows, codebook.t(), alpha=-2.0).argmin(dim=1) for rows in z.split(chunk)]
+        codes = torch.cat([-2.0 * codebook, codebook.pow(2).sum(dim=1, keepdim=True)], dim=1)  # (K, D + 1)
+        out = []
+        for rows in z.split(chunk):
+            rows = torch.cat([rows, rows.new_ones(rows.shape[0], 1)], dim=1)  # (chunk, D + 1)
+            out.append((rows @ codes.t()).argmin(dim=1))  # (chunk,)
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z.device)
 
 
