@@ -104,14 +104,19 @@ def _budget(items: list[str], words: int) -> list[str]:
     return out
 
 
+def _name_the_paper(sentence: str, short: str) -> str:
+    """'The paper proposes ...' reads well inside one note but not among forty: name the paper instead."""
+    return re.sub(r"^(?:The|This) (?:paper|work|method)\b", short, sentence) if short else sentence
+
+
 def paper_markdown(survey: Survey, note: Note, words: int) -> str:
     """A paper's contribution (from its Summary) and where it departs from ours (Difference), in budget."""
-    summary = sentences(note.sections.get("Summary", ""))
-    difference = sentences(note.sections.get("Difference from our work", ""))
+    short = note.meta.short
+    summary = [_name_the_paper(x, short) for x in sentences(note.sections.get("Summary", ""))]
+    difference = [_name_the_paper(x, short) for x in sentences(note.sections.get("Difference from our work", ""))]
     first_diff = difference[:1]
     chosen = _budget(summary, max(words - sum(md.word_count(s) for s in first_diff), 1))
     if not any(f"@{note.key}" in s for s in chosen):
-        short = note.meta.short
         first = chosen[0]
         if short and re.search(rf"(?<![\w-]){re.escape(short)}(?![\w-])", first):
             chosen[0] = re.sub(rf"(?<![\w-]){re.escape(short)}(?![\w-])", f"{short} [@{note.key}]", first, count=1)
