@@ -107,15 +107,16 @@ def p_sample_loop(
     shape: tuple[int, ...],
     generator: torch.Generator | None = None,
     variance: str = "beta",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Algorithm 2: ancestral sampling from x_T ~ N(0, I); variance 'beta' (sigma^2 = beta_t) or 'posterior' (beta~_t)."""
     sigmas2 = s.betas if variance == "beta" else s.posterior_variance  # (T,)
-    x = torch.randn(shape, generator=generator)  # (B, ...)
+    x = torch.randn(shape, generator=generator, dtype=dtype)  # (B, ...)
     for i in reversed(range(s.num_steps)):
         t = torch.full((shape[0],), i, dtype=torch.long)  # (B,)
         mean = p_mean(s, x, t, eps_model(x, t))
         if i > 0:
-            x = mean + _gather(sigmas2.sqrt(), t, x) * torch.randn(shape, generator=generator)
+            x = mean + _gather(sigmas2.sqrt(), t, x) * torch.randn(shape, generator=generator, dtype=dtype)
         else:
             x = mean
     return x
