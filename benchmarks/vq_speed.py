@@ -106,6 +106,11 @@ def profile_ours(k: int = 8192) -> None:
 
 
 def main(with_ema: bool = False) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vector_quantize_pytorch") is None:
+        sys.exit("benchmarks/vq_speed.py: the anchor vector-quantize-pytorch is not installed; "
+                 "expected `.venv/bin/pip install -e '.[bench]'` first")
     modes = ("grad", "ema") if with_ema else ("grad",)
     cases = ["matmul"] + [f"{impl}-{mode}" for mode in modes for impl in ("ours", "vqp")]
     results: dict[tuple[str, int], dict] = {}
