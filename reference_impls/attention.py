@@ -57,20 +57,21 @@ def scaled_dot_product_attention(
     return scores.softmax(dim=-1) @ v  # (..., N_q, d_v)
 
 
-def sinusoidal_positions(n: int, d: int, base: float = 10000.0) -> torch.Tensor:
-    """Sec. 3.5: (n, d) table with PE[pos, 2i] = sin(pos / base^(2i/d)), PE[pos, 2i+1] = cos(...).
+def sinusoidal_embedding(pos: torch.Tensor, d: int, base: float = 10000.0) -> torch.Tensor:
+    """Sec. 3.5 at any positions: pos (...,) -> (..., d) with [2i] = sin(pos / base^(2i/d)), [2i+1] = cos(...).
 
-    d must be even.
+    Also the diffusion-step embedding of every denoiser in the survey (pos = the step t). d must be even.
     """
     if d % 2:
-        raise ValueError("sinusoidal_positions needs an even dimension d")
-    pos = torch.arange(n, dtype=torch.float64)[:, None]  # (n, 1)
-    two_i = torch.arange(0, d, 2, dtype=torch.float64)  # (d/2,)
-    angle = pos / base ** (two_i / d)  # (n, d/2)
-    pe = torch.empty(n, d, dtype=torch.float64)
-    pe[:, 0::2] = angle.sin()
-    pe[:, 1::2] = angle.cos()
-    return pe.float()
+        raise ValueError("a sinusoidal embedding needs an even dimension d")
+    two_i = torch.arange(0, d, 2, dtype=torch.float64, device=pos.device)  # (d/2,)
+    angle = pos.to(torch.float64)[..., None] / base ** (two_i / d)  # (..., d/2)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-2).float()  # (..., d), sin/cos interleaved
+
+
+def sinusoidal_positions(n: int, d: int, base: float = 10000.0) -> torch.Tensor:
+    """Sec. 3.5: the (n, d) table of positions 0 .. n - 1."""
+    return sinusoidal_embedding(torch.arange(n), d, base)
 
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]

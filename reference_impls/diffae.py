@@ -24,24 +24,16 @@ Notation (code -> paper):
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 from torch import nn
 
+from reference_impls.attention import sinusoidal_embedding
 from reference_impls.ddim import ddim_invert, ddim_sample
 from reference_impls.ddpm import Schedule, eps_loss
 
 CondEpsModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t, z_sem) -> eps
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding of integer steps t (B,) -> (B, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)  # (half,)
-    args = t.float()[:, None] * freqs[None]  # (B, half)
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
 class SemanticEncoder(nn.Module):
@@ -82,7 +74,7 @@ class CondEpsMLP(nn.Module):
         self.outp = nn.Linear(hidden, data_dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, z_sem: torch.Tensor) -> torch.Tensor:
-        t_emb = timestep_embedding(t, self.t_dim)  # (B, t_dim)
+        t_emb = sinusoidal_embedding(t, self.t_dim)  # (B, t_dim)
         h = self.inp(x)  # (B, H)
         for block in self.blocks:
             h = block(h, t_emb, z_sem)

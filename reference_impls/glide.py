@@ -31,14 +31,8 @@ import torch
 import torch.nn as nn
 
 from reference_impls import ddpm
-from reference_impls.attention import MultiHeadAttention, TransformerBlock, sinusoidal_positions
+from reference_impls.attention import MultiHeadAttention, TransformerBlock, sinusoidal_embedding, sinusoidal_positions
 from reference_impls.guidance import drop_condition, guide_s
-
-
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of integer steps t (B,) -> (B, dim)."""
-    table = sinusoidal_positions(int(t.max().item()) + 1, dim).to(t.device)  # (T, dim)
-    return table[t]
 
 
 class TextEncoder(nn.Module):
@@ -103,7 +97,7 @@ class TextConditionedDenoiser(nn.Module):
                 extra_emb: torch.Tensor | None = None) -> torch.Tensor:
         b, c, hgt, wid = x.shape
         tokens, final = self.text(text)  # (B, K, D), (B, D)
-        emb = self.time_mlp(timestep_embedding(t, self.dim)) + self.class_proj(final)  # (B, D)
+        emb = self.time_mlp(sinusoidal_embedding(t, self.dim)) + self.class_proj(final)  # (B, D)
         if extra_emb is not None:
             emb = emb + extra_emb
         h = self.inp(x.flatten(2).transpose(1, 2)) + self.pos + emb[:, None]  # (B, P, D), P = H * W

@@ -30,12 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls import ddpm
-from reference_impls.attention import scaled_dot_product_attention, sinusoidal_positions
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, num_steps: int) -> torch.Tensor:
-    """Sinusoidal embedding of integer diffusion steps: t (B,) long -> (B, dim)."""
-    return sinusoidal_positions(num_steps, dim).to(t.device)[t]
+from reference_impls.attention import scaled_dot_product_attention, sinusoidal_embedding
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +170,7 @@ class TinyUNet(nn.Module):
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """z_t (B, c, h, w) with even h, w; t (B,) long; context (B, L, context_dim) -> eps (B, c, h, w)."""
-        temb = self.temb(timestep_embedding(t, self.ch, self.num_steps))  # (B, temb_dim)
+        temb = self.temb(sinusoidal_embedding(t, self.ch))  # (B, temb_dim)
         h0 = self.down_block(self.inp(z_t), temb)  # (B, ch, h, w)
         h = self.mid_attn(self.mid_block(self.down(h0), temb), context)  # (B, ch, h/2, w/2)
         h = self.up_block(self.up(h), temb)  # (B, ch, h, w)

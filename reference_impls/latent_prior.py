@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from reference_impls.ddpm import Schedule, eps_loss, linear_betas, p_sample_loop
+from reference_impls.latent_diffusion import diagonal_gaussian_sample, kl_to_standard_normal
 
 
 class TinyVAE(nn.Module):
@@ -48,9 +49,9 @@ class TinyVAE(nn.Module):
     def loss(self, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """Negative ELBO (Gaussian decoder, unit variance) with the standard normal prior."""
         mu, logvar = self.encode(x)
-        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator)  # (B, Z)
+        z = diagonal_gaussian_sample(mu, logvar, generator)  # (B, Z)
         rec = 0.5 * (self.decode(z) - x).pow(2).sum(1)  # (B,)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)  # (B,)
+        kl = kl_to_standard_normal(mu, logvar)  # (B,)
         return (rec + beta * kl).mean()
 
 

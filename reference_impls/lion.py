@@ -37,7 +37,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls import ddpm
-from reference_impls.latent_diffusion import diagonal_gaussian_sample, kl_to_standard_normal, timestep_embedding
+from reference_impls.attention import sinusoidal_embedding
+from reference_impls.latent_diffusion import diagonal_gaussian_sample, kl_to_standard_normal
 
 
 class Modulated(nn.Module):
@@ -122,7 +123,7 @@ class ShapePrior(nn.Module):
                                  nn.SiLU(), nn.Linear(hidden, shape_dim))
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([z_t, timestep_embedding(t, 16, self.num_steps)], dim=-1))  # (B, D_z)
+        return self.net(torch.cat([z_t, sinusoidal_embedding(t, 16)], dim=-1))  # (B, D_z)
 
 
 class PointPrior(nn.Module):
@@ -134,7 +135,7 @@ class PointPrior(nn.Module):
         self.block = PointBlock(point_dim, point_dim, shape_dim + 16, hidden)
 
     def forward(self, h_t: torch.Tensor, t: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
-        cond = torch.cat([z0, timestep_embedding(t, 16, self.num_steps)], dim=-1)  # (B, D_z + 16)
+        cond = torch.cat([z0, sinusoidal_embedding(t, 16)], dim=-1)  # (B, D_z + 16)
         return self.block(h_t, cond)  # (B, N, 3 + D_h)
 
 

@@ -34,7 +34,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls import ddpm
-from reference_impls.latent_diffusion import diagonal_gaussian_sample, timestep_embedding
+from reference_impls.attention import sinusoidal_embedding
+from reference_impls.latent_diffusion import diagonal_gaussian_sample
 
 
 def sigma_t(s: ddpm.Schedule, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -57,7 +58,7 @@ class EpsMLP(nn.Module):
                                  nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, dim))
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        temb = timestep_embedding(t, self.temb_dim, self.num_steps)  # (B, 16)
+        temb = sinusoidal_embedding(t, self.temb_dim)  # (B, 16)
         return self.net(torch.cat([z_t, temb], dim=-1))  # (B, d)
 
 

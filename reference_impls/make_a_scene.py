@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from reference_impls.ar_prior import sample_from_logits
 from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_positions
 from reference_impls.guidance import drop_condition, guide_s
 
@@ -56,7 +57,7 @@ def guided_ar_sample(
         if temperature == 0:
             nxt = logits.argmax(-1, keepdim=True)  # (B, 1)
         else:
-            nxt = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)  # (B, 1)
+            nxt = sample_from_logits(logits / temperature, generator)[:, None]  # (B, 1)
         cond_seq = torch.cat([cond_seq, nxt], dim=1)
         uncond_seq = torch.cat([uncond_seq, nxt], dim=1)
         tokens.append(nxt)

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from reference_impls.ar_prior import sample_from_logits
 from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_positions
 from reference_impls.guidance import drop_condition, guide_s
 
@@ -116,6 +117,6 @@ class Seq2SeqPrior(nn.Module):
             if temperature == 0:
                 nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
             else:
-                nxt = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)  # (B, 1)
+                nxt = sample_from_logits(logits / temperature, generator)[:, None]  # (B, 1)
             prefix = torch.cat([prefix, nxt], dim=1)
         return prefix

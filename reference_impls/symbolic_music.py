@@ -29,8 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls import ddpm
-from reference_impls.attention import TransformerBlock, sinusoidal_positions
-from reference_impls.latent_diffusion import diagonal_gaussian_sample, kl_to_standard_normal, timestep_embedding
+from reference_impls.attention import TransformerBlock, sinusoidal_embedding, sinusoidal_positions
+from reference_impls.latent_diffusion import diagonal_gaussian_sample, kl_to_standard_normal
 
 
 class SegmentVAE(nn.Module):
@@ -76,7 +76,7 @@ class TransformerDenoiser(nn.Module):
         h = self.inp(z_t)  # (B, S, dim)
         if self.use_positions:
             h = h + sinusoidal_positions(z_t.shape[1], self.dim).to(h)
-        h = h + self.temb(timestep_embedding(t, self.dim, self.num_steps))[:, None]  # same for every position
+        h = h + self.temb(sinusoidal_embedding(t, self.dim))[:, None]  # same for every position
         for block in self.blocks:
             h = block(h)[0]
         return self.out(h)  # (B, S, D)

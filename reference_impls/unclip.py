@@ -30,8 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls import ddpm
-from reference_impls.attention import TransformerBlock, causal_mask
-from reference_impls.glide import TextConditionedDenoiser, timestep_embedding
+from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_embedding
+from reference_impls.glide import TextConditionedDenoiser
 from reference_impls.guidance import drop_condition
 
 
@@ -53,7 +53,7 @@ class DiffusionPrior(nn.Module):
         b = noisy_emb.shape[0]
         seq = torch.stack([
             self.text_in(text_emb),  # (B, D)
-            self.time_in(timestep_embedding(t, self.dim)),
+            self.time_in(sinusoidal_embedding(t, self.dim)),
             self.noisy_in(noisy_emb),
             self.query.expand(b, -1),
         ], dim=1) + self.pos  # (B, 4, D)

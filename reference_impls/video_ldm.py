@@ -30,8 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.attention import MultiHeadAttention, sinusoidal_positions
-from reference_impls.latent_diffusion import ResBlock, timestep_embedding
+from reference_impls.attention import MultiHeadAttention, sinusoidal_embedding, sinusoidal_positions
+from reference_impls.latent_diffusion import ResBlock
 
 
 class ImageDenoiser(nn.Module):
@@ -46,7 +46,7 @@ class ImageDenoiser(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(4, ch), nn.SiLU(), nn.Conv2d(ch, channels, 3, padding=1))
 
     def embed_time(self, t: torch.Tensor) -> torch.Tensor:
-        return self.temb(timestep_embedding(t, self.ch, self.num_steps))  # (B, 4 ch)
+        return self.temb(sinusoidal_embedding(t, self.ch))  # (B, 4 ch)
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """z_t (N, C, h, w), t (N,) -> eps (N, C, h, w)."""

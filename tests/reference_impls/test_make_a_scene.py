@@ -1,5 +1,6 @@
 import torch
 
+from reference_impls.ar_prior import sample_from_logits
 from reference_impls.make_a_scene import ScenePrior, guided_ar_sample
 
 
@@ -63,7 +64,7 @@ def test_scale_one_gives_the_conditional_stream():
     out = model.sample(text, scene, N, scale=1.0, generator=torch.Generator().manual_seed(3))
     g, seq = torch.Generator().manual_seed(3), model.stream(text, scene)
     for _ in range(N):  # plain conditional sampling, no unconditional stream at all
-        nxt = torch.multinomial(model.next_logits(seq).softmax(-1), 1, generator=g)
+        nxt = sample_from_logits(model.next_logits(seq), g)[:, None]  # the same draw the sampler makes
         seq = torch.cat([seq, nxt], 1)
     assert torch.equal(out, seq[:, M + S :])
 
