@@ -136,7 +136,7 @@ def load_note(path: Path, root: Path, config: AtlasConfig, problems: list[Proble
         # keep checking what is usable: the faulty fields fall back to empty values
         bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
         usable = {k: v for k, v in data.items() if k in NoteMeta.model_fields and k not in bad}
-        empty = {n: ([] if "list" in str(f.annotation) else (None if n == "notebook" else "")) for n, f in NoteMeta.model_fields.items()}
+        empty = {n: ([] if "list" in str(f.annotation) else (None if n in ("notebook", "relevance") else "")) for n, f in NoteMeta.model_fields.items()}
         meta = NoteMeta.model_construct(**{**empty, **usable})
         valid = False
     note = Note(path, meta, body, body_line, {k: v for k, v in lines.items() if isinstance(k, str)})

@@ -61,6 +61,41 @@ def _vocab_error(facet: str, value: object, allowed: list[str]) -> PydanticCusto
                                {"facet": facet, "value": value, "allowed": ", ".join(allowed)})
 
 
+RELEVANCE = ("core", "related", "background", "excluded")
+DISCRETE_LATENTS = ("vq", "rq", "dvae", "sq")  # a token grid from a learned quantiser
+
+
+class KeyNumber(BaseModel):
+    """One defining number of a paper, with where it comes from (paper section/table/appendix, or repo and path)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    what: str
+    value: str | int | float
+    source: str
+
+
+class RelevanceOverride(BaseModel):
+    """A note's own relevance to our work, overriding the computed one, with the reason."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    level: str
+    reason: str
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v not in RELEVANCE:
+            raise _vocab_error("relevance", v, list(RELEVANCE))
+        return v
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        if len(v.split()) < 3:
+            raise PydanticCustomError("reason", "relevance reason '{v}' is too short; expected a sentence saying why", {"v": v})
+        return v
+
+
 class NoteMeta(BaseModel):
     """A note's front matter. Validated with the vocabularies passed as context={'config': AtlasConfig}."""
 
@@ -76,6 +111,9 @@ class NoteMeta(BaseModel):
     implementation: list[str]
     tests: list[str]
     notebook: str | None = None
+    numbers: list[KeyNumber] = Field(default_factory=list)  # the paper's defining numbers, each with its source
+    aliases: list[str] = Field(default_factory=list)  # other names of the mechanism a reader may search for
+    relevance: RelevanceOverride | None = None  # overrides the relevance computed from the facets
 
     @field_validator("group")
     @classmethod
@@ -160,6 +198,22 @@ class Survey:
 
     def built_upon_by(self, key: str) -> list[str]:
         return sorted(k for k, n in self.notes.items() if key in n.meta.builds_on)
+
+    def relevance(self, note: Note) -> str:
+        """core, related, background or excluded: the note's override, else computed from its facets.
+
+        core: a discrete token latent (vq, rq, dvae, sq) with the profile's prior; related: the
+        profile's latent or its prior, but not both in that sense; background: neither.
+        """
+        if note.meta.relevance is not None:
+            return note.meta.relevance.level
+        ours = self.config.our_work
+        same_prior = note.meta.prior == ours.prior
+        if same_prior and note.meta.latent in DISCRETE_LATENTS:
+            return "core"
+        if same_prior or note.meta.latent == ours.latent:
+            return "related"
+        return "background"
 
     def compare(self, note: Note) -> list[Comparison]:
         """The note's facets against the our-work profile (only the facets the profile sets)."""

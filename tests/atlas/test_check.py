@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,7 +158,7 @@ def test_the_repository_passes_its_own_check():
     proc = subprocess.run([sys.executable, "-m", "atlas", "check", "--root", str(repo)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert "44 papers in the bib" in proc.stdout
+    assert re.search(r"\b\d+ papers in the bib", proc.stdout)
 
 
 def test_unreadable_note_is_reported_not_crashed_on(good_kb: Path):
