@@ -45,6 +45,9 @@ FIELD_ORDER = (
 # Fields the survey keeps for the site but that a paper's reference list has no use for.
 SITE_ONLY_FIELDS = ("code",)
 
+# BibTeX's month macros: written bare (month = jun) so that every style prints the month's name.
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
 ARXIV_NEW = re.compile(r"^\d{4}\.\d{4,5}(v\d+)?$")
 ARXIV_OLD = re.compile(r"^[a-z-]+(\.[A-Z]{2})?/\d{7}(v\d+)?$")
 FIRST_YEAR = 1900
@@ -130,6 +133,40 @@ class BibEntry:
         """This entry alone, in the normal form of `format_bib`."""
         fields = {k: v for k, v in self.fields.items() if k not in drop}
         return format_entries([(self.entry_type, self.key, fields)])
+
+
+def encode_latex(value: str) -> str:
+    """Non-ASCII letters as LaTeX escapes in braces (e -> {\\'e}); LaTeX already present is kept."""
+    return _encoder.unicode_to_latex(value)
+
+
+def protect_title(title: str) -> str:
+    """Brace words whose case BibTeX must keep (acronyms, CamelCase, digit-letter mixes) at depth 0."""
+    out, depth, word = [], 0, ""
+
+    def flush() -> None:
+        nonlocal word
+        if word:
+            parts = re.split(r"[-/]", word)
+            special = any(re.search(r"[A-Z]", p[1:]) or (re.search(r"\d", p) and re.search(r"[A-Za-z]", p)) for p in parts)
+            out.append("{" + word + "}" if special and "\\" not in word else word)
+            word = ""
+
+    for ch in title:
+        if ch == "{":
+            flush()
+            depth += 1
+            out.append(ch)
+        elif ch == "}":
+            depth -= 1
+            out.append(ch)
+        elif depth == 0 and re.match(r"[\w\-/]", ch):
+            word += ch
+        else:
+            flush()
+            out.append(ch)
+    flush()
+    return "".join(out)
 
 
 def latex_to_text(value: str) -> str:
@@ -222,17 +259,27 @@ def format_entries(entries: list[tuple[str, str, dict[str, str]]]) -> str:
     for entry_type, key, fields in entries:
         names = sorted(fields, key=lambda n: (order.get(n.lower(), len(order)), n.lower()))
         width = max((len(n) for n in names), default=0)
-        body = ",\n".join(f"  {n.ljust(width)} = {{{fields[n].strip()}}}" for n in names)
+        body = ",\n".join(f"  {n.ljust(width)} = {_value(n, fields[n])}" for n in names)
         blocks.append(f"@{entry_type}{{{key},\n{body}\n}}\n")
     return "\n".join(blocks)
 
 
-def format_bib(text: str) -> str:
+def _value(name: str, value: str) -> str:
+    value = value.strip()
+    if name.lower() == "month" and value.lower() in MONTHS:
+        return value.lower()  # the macro, bare
+    return "{" + value + "}"
+
+
+def format_bib(text: str, convert: bool = False) -> str:
     """Rewrite a parsable bib in the normal form; entries keep their order. Idempotent."""
     library = bibtexparser.parse_string(text, parse_stack=[mw.RemoveEnclosingMiddleware()])
     if library.failed_blocks:
         raise ValueError("the bib does not parse")
     items = []
     for e in library.entries:
-        items.append((e.entry_type.lower(), e.key, {f.key: re.sub(r"\s+", " ", str(f.value)).strip() for f in e.fields}))
+        fields = {f.key: re.sub(r"\s+", " ", str(f.value)).strip() for f in e.fields}
+        if convert:  # what the check asks for: LaTeX escapes for non-ASCII letters
+            fields = {k: encode_latex(v) for k, v in fields.items()}
+        items.append((e.entry_type.lower(), e.key, fields))
     return format_entries(items)
