@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from atlas import lineage
 from atlas import markdown as md
 from atlas.bib import BibEntry, parse_bib
 from atlas.model import SECTIONS, AtlasConfig, Note, NoteMeta, Survey
@@ -286,7 +287,9 @@ def load(root: Path, deep: bool = True) -> tuple[Survey | None, list[Problem]]:
         problems += check_note(note, entries, root, deep)
     ordered = {k: notes[k] for k in entries if k in notes}
     ordered.update({k: n for k, n in notes.items() if k not in ordered})
-    return Survey(root, config, entries, ordered), sorted(set(problems), key=lambda p: (p.path, p.line, p.message))
+    survey = Survey(root, config, entries, ordered)
+    problems += lineage.backwards(survey) + lineage.cycles(survey)
+    return survey, sorted(set(problems), key=lambda p: (p.path, p.line, p.message))
 
 
 def load_checked(root: Path, deep: bool = True) -> Survey:
