@@ -37,7 +37,8 @@ def _read_text(path: Path, root: Path, problems: list[Problem]) -> str | None:
         problems.append(Problem(rel(path, root), 1, "binary file (it contains NUL bytes)", "a UTF-8 text file"))
         return None
     try:
-        return data.decode("utf-8")
+        # a byte-order mark and Windows line ends (as some editors save) read as the same text
+        return data.decode("utf-8-sig").replace("\r\n", "\n")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         problems.append(Problem(rel(path, root), line, f"not UTF-8 (byte 0x{data[exc.start]:02x})", "a UTF-8 text file"))
@@ -234,6 +235,10 @@ def check_note(note: Note, survey_entries: dict[str, BibEntry], root: Path, deep
     for key, line in md.citations(scanned.prose):
         if key not in survey_entries:
             out.append(Problem(where, note.body_line + line - 1, f"citation '@{key}' is not a key of {BIB}", "[@key] or @key with a key of the bib (write \\@ for a literal at sign)"))
+    for line, command, keys in md.raw_latex_citations(scanned.prose):
+        pandoc = "@" + keys[0] if command == "citet" and len(keys) == 1 else "[" + "; ".join("@" + k for k in keys) + "]"
+        out.append(Problem(where, note.body_line + line - 1, f"raw LaTeX citation '\\{command}{{{','.join(keys)}}}'",
+                           f"pandoc's form {pandoc}, which the site links and the export turns into \\citep/\\citet"))
     for line in scanned.stray_dollars:
         out.append(Problem(where, note.body_line + line - 1, "a '$' that opens no math", "math as $x$ or $$x$$, or a literal dollar written \\$"))
     for span in scanned.math:
@@ -269,7 +274,13 @@ def load(root: Path, deep: bool = True) -> tuple[Survey | None, list[Problem]]:
     notes: dict[str, Note] = {}
     papers = root / PAPERS
     for path in sorted(papers.iterdir()) if papers.is_dir() else []:
-        if path.name.startswith(".") or path.is_dir():
+        if path.name.startswith("."):
+            continue
+        if path.is_dir():
+            problems.append(Problem(rel(path, root), 1, "a folder, not a note", "papers/ to hold only notes named <bibkey>.md"))
+            continue
+        if path.exists() and not path.is_file():
+            problems.append(Problem(rel(path, root), 1, "not a regular file", "papers/ to hold only notes named <bibkey>.md"))
             continue
         if path.suffix != ".md":
             problems.append(Problem(rel(path, root), 1, "not a note", "papers/ to hold only notes named <bibkey>.md"))

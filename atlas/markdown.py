@@ -94,3 +94,15 @@ def unbalanced_braces(tex: str) -> bool:
 
 def word_count(text: str) -> int:
     return len(re.findall(r"[A-Za-z0-9][\w'-]*", text))
+
+
+RAW_CITE = re.compile(r"\\(cite[a-zA-Z]*)\*?(?:\[[^\]]*\])*\{([^}]*)\}")
+
+
+def raw_latex_citations(prose: str) -> list[tuple[int, str, list[str]]]:
+    """(1-based body line, command, keys) of every LaTeX citation command left in scanned prose."""
+    out = []
+    for m in RAW_CITE.finditer(prose):
+        keys = [k.strip() for k in m.group(2).split(",") if k.strip()]
+        out.append((prose.count("\n", 0, m.start()) + 1, m.group(1), keys))
+    return out

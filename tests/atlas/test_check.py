@@ -102,6 +102,8 @@ BAD = [
      f"{NOTE}:27: a '$' that opens no math; math as $x$ or $$x$$, or a literal dollar written \\$"),
     ("note_unbalanced_braces_in_math", NOTE, "$z_e$ is mapped", "$z_{e$ is mapped",
      f"{NOTE}:20: unbalanced braces in math 'z_{{e'; every '{{' closed by a '}}' inside the math"),
+    ("note_raw_latex_citation", NOTE, "A later paper [@razavi2019generating]", "A later paper \\citep{razavi2019generating, oord2017neural}",
+     f"{NOTE}:26: raw LaTeX citation '\\citep{{razavi2019generating,oord2017neural}}'; pandoc's form [@razavi2019generating; @oord2017neural]"),
     ("note_no_front_matter", NOTE, "---\nkey:", "key:",
      f"{NOTE}:1: no front matter; the note to start with a '---' line, the facets in YAML, and a closing '---' line"),
 ]
@@ -133,6 +135,18 @@ def test_non_utf8_note_is_reported_with_its_line(good_kb: Path):
 def test_non_note_file_in_papers_is_reported(good_kb: Path):
     (good_kb / "papers" / "notes.txt").write_text("hello\n")
     assert "papers/notes.txt:1: not a note; papers/ to hold only notes named <bibkey>.md" in run_check(good_kb).output
+
+
+def test_a_folder_named_like_a_note_is_reported(good_kb: Path):
+    (good_kb / "papers" / "razavi2019generating.md").mkdir()
+    assert "papers/razavi2019generating.md:1: a folder, not a note; papers/ to hold only notes" in run_check(good_kb).output
+
+
+def test_windows_line_ends_and_a_byte_order_mark_read_as_the_same_note(good_kb: Path):
+    path = good_kb / NOTE
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    result = run_check(good_kb)
+    assert result.exit_code == 0, result.output
 
 
 def test_every_problem_is_reported_at_once(good_kb: Path):
