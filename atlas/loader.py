@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from atlas import lineage
 from atlas import markdown as md
 from atlas.bib import BibEntry, parse_bib
+from atlas.claims import claims as our_work_claims
 from atlas.model import SECTIONS, AtlasConfig, Note, NoteMeta, Survey
 from atlas.problems import AtlasError, Problem, rel
 
@@ -247,6 +248,8 @@ def check_note(note: Note, survey_entries: dict[str, BibEntry], root: Path, deep
     words = md.word_count(scanned.prose)
     if not MIN_WORDS <= words <= MAX_WORDS:
         out.append(Problem(where, note.body_line, f"the body has {words} words", f"{MIN_WORDS} to {MAX_WORDS} words (aim for 250 to 700)"))
+    for line, message in our_work_claims(scanned.prose):
+        out.append(Problem(where, note.body_line + line - 1, message, "only what atlas.yml's our_work profile states, or a hedged 'if'/'whether' sentence"))
     return out
 
 
