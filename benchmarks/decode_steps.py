@@ -39,7 +39,7 @@ def bidirectional_logits(model: ar_prior.TokenPrior, tokens: torch.Tensor) -> to
     pos = torch.arange(tokens.shape[1])
     x = model.tok_emb(tokens) + model.pos_emb(pos)  # (B, N, D)
     for block in model.blocks:
-        x, _ = block(x)
+        x = block(x)
     return model.head(model.ln_f(x))[..., :K]
 
 

@@ -30,7 +30,7 @@ Equations implemented:
 Notation (code -> paper):
     tokens      x_1..x_N (codebook or palette indices)   vocab_size   V (codebook size K)
     alpha       alpha (PB-relax scale)                   temperature  tau
-    KVCache     cached keys/values of earlier positions  prefix       text or class condition
+    KVCache     cached keys/values of earlier positions (attention.KVCache, one per layer)  prefix       text or class condition
 
 Sampling draws one uniform number per row and inverts the cumulative distribution, so the
 cached and uncached paths consume the generator identically and give the same tokens whenever
@@ -39,13 +39,13 @@ their probabilities agree (exactly so in float64).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.attention import TransformerBlock, causal_mask
+from reference_impls.attention import KVCache, TransformerBlock, causal_mask
 from reference_impls.vq import nearest_code
 
 
@@ -83,12 +83,19 @@ def filter_logits(
 
 
 def sample_from_logits(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One categorical draw per row of (B, V) logits by inverting the CDF with one uniform number: (B,)."""
-    probs = logits.double().softmax(dim=-1)  # (B, V)
+    """The survey's one categorical draw: a token per row of (..., V) logits, returned as (...).
+
+    Inverts the CDF of softmax(logits) (in float64) with one uniform number per row, so two
+    callers with the same probabilities and generator state draw the same tokens. Logits of -inf
+    (filtered tokens) have probability 0 and are never drawn. Used by every token sampler
+    (ar_prior, MaskGIT, Muse, discrete diffusion, CogView2, Make-A-Scene, Parti).
+    """
+    probs = logits.double().softmax(dim=-1).reshape(-1, logits.shape[-1])  # (R, V)
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(logits.shape[0], 1, generator=generator, dtype=torch.float64) * cdf[:, -1:]  # (B, 1)
+    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=torch.float64).to(cdf.device) * cdf[:, -1:]  # (R, 1)
     # first index with cdf > u: cdf[idx] > u >= cdf[idx - 1], so probs[idx] > 0 (a filtered token is never drawn)
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)
+    idx = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)  # (R,)
+    return idx.view(logits.shape[:-1])
 
 
 # ----------------------------------------------------------------------------- PB-relaxation
@@ -121,37 +128,32 @@ class Block(TransformerBlock):
     """The shared transformer layer (attention.TransformerBlock) with CogView's two stabilisers as options:
     sandwich_ln=True adds Sandwich-LN; pb_relax_alpha=alpha uses PB-relaxed attention and LayerNorm."""
 
-    def __init__(self, dim: int, n_heads: int, sandwich_ln: bool = False, pb_relax_alpha: float | None = None,
+    def __init__(self, dim: int, n_heads: int, *, sandwich_ln: bool = False, pb_relax_alpha: float | None = None,
                  cross_attention: bool = False):
         relax = pb_relax_alpha is not None
-        attention = (lambda q, k, v, m: pb_relaxed_attention(q, k, v, m, pb_relax_alpha)) if relax else None  # noqa: E731
-        super().__init__(dim, n_heads, cross_attention, sandwich_ln, attention, pb_relaxed_layer_norm if relax else None)
-
-
-@dataclass
-class KVCache:
-    """Per-layer (k, v) of every position seen so far, each (B, h, length, head_dim)."""
-
-    layers: list = field(default_factory=list)
-    length: int = 0
+        attention = partial(pb_relaxed_attention, alpha=pb_relax_alpha) if relax else None
+        super().__init__(dim, n_heads, cross_attention=cross_attention, sandwich_ln=sandwich_ln, attention=attention,
+                         layer_norm=pb_relaxed_layer_norm if relax else None)
 
 
 class TokenPrior(nn.Module):
     """GPT-like decoder over token indices: token + learned position embeddings, causal blocks, LM head.
 
     forward(tokens (B, N), context=None) -> logits (B, N, V); logits[:, i] predicts tokens[:, i + 1].
-    forward_incremental(tokens (B, n), cache) -> (logits (B, n, V), cache): the same logits for the
-    new positions, computed from the cached keys/values of the earlier ones.
+    forward_incremental(tokens (B, n), cache=None, *, context=None) -> (logits (B, n, V), cache): the
+    same logits for the new positions, computed from the cached keys/values of the earlier ones;
+    cache is one attention.KVCache per layer, appended to in place (a new list when None).
     """
 
-    def __init__(self, vocab_size: int, dim: int, n_layers: int, n_heads: int, max_len: int,
+    def __init__(self, vocab_size: int, dim: int, n_layers: int, n_heads: int, max_len: int, *,
                  sandwich_ln: bool = False, pb_relax_alpha: float | None = None, cross_attention: bool = False):
         super().__init__()
         self.vocab_size, self.max_len = vocab_size, max_len
         self.tok_emb = nn.Embedding(vocab_size, dim)
         self.pos_emb = nn.Embedding(max_len, dim)
         self.blocks = nn.ModuleList(
-            Block(dim, n_heads, sandwich_ln, pb_relax_alpha, cross_attention) for _ in range(n_layers)
+            Block(dim, n_heads, sandwich_ln=sandwich_ln, pb_relax_alpha=pb_relax_alpha, cross_attention=cross_attention)
+            for _ in range(n_layers)
         )
         self.ln_f = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size, bias=False)
@@ -167,21 +169,19 @@ class TokenPrior(nn.Module):
         x = self._embed(tokens, 0)  # (B, N, D)
         mask = causal_mask(tokens.shape[1], tokens.device)
         for block in self.blocks:
-            x, _ = block(x, mask=mask, context=context)
+            x = block(x, mask=mask, context=context)
         return self.head(self.ln_f(x))  # (B, N, V)
 
     def forward_incremental(
-        self, tokens: torch.Tensor, cache: KVCache | None = None, context: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, KVCache]:
-        cache = cache or KVCache(layers=[None] * len(self.blocks))
-        start, n = cache.length, tokens.shape[1]
+        self, tokens: torch.Tensor, cache: list[KVCache] | None = None, *, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[KVCache]]:
+        cache = [KVCache() for _ in self.blocks] if cache is None else cache
+        start, n = len(cache[0]), tokens.shape[1]
         x = self._embed(tokens, start)  # (B, n, D)
         mask = causal_mask(start + n, tokens.device)[start:]  # (n, start + n): new rows of the causal mask
-        new_layers = []
-        for block, past in zip(self.blocks, cache.layers):
-            x, kv = block(x, mask=mask, past_kv=past, context=context)
-            new_layers.append(kv)
-        return self.head(self.ln_f(x)), KVCache(new_layers, start + n)
+        for block, layer_cache in zip(self.blocks, cache):
+            x = block(x, mask=mask, cache=layer_cache, context=context)  # appends this layer's k, v
+        return self.head(self.ln_f(x)), cache
 
 
 # ----------------------------------------------------------------------------- training and sampling

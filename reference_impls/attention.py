@@ -24,6 +24,16 @@ Notation (code -> paper):
     head_dim   d_k = d_v = d_model / h
     q, k, v    Q, K, V (per head)      out        W^O
 
+API (all options keyword-only):
+    MultiHeadAttention(dim, n_heads, *, bias=True, attention=None)
+        .forward(x, *, context=None, mask=None, cache=None) -> (B, N, dim)
+    TransformerBlock(dim, n_heads, *, cross_attention=False, sandwich_ln=False, attention=None,
+                     layer_norm=None)
+        .forward(x, *, mask=None, cache=None, context=None, keep=None) -> (B, N, dim)
+    KVCache()  one layer's cached keys and values; pass it as `cache=` and it is appended to in
+               place, so decoding one position at a time reads all earlier positions from it.
+    A model with L layers keeps L caches, e.g. `caches = [KVCache() for _ in blocks]`.
+
 Mask convention used everywhere in reference_impls: a boolean tensor broadcastable to
 (..., N_q, N_k) where True means "may attend" and False means "blocked". A query row with no
 allowed key would produce NaN; callers must always leave at least one key allowed.
@@ -75,24 +85,47 @@ def sinusoidal_positions(n: int, d: int, base: float = 10000.0) -> torch.Tensor:
 
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+LayerNormFn = Callable[[torch.Tensor, nn.LayerNorm], torch.Tensor]
+
+
+class KVCache:
+    """The keys and values one self-attention layer has seen so far, appended to in place.
+
+    Incremental decoding (Sec. 3.2.3 at inference): a causal layer that has already read positions
+    0 .. P - 1 keeps their keys and values, so the next position costs one query row instead of a
+    full recomputation. `k`, `v`: (B, h, P, head_dim) or None while empty; len(cache) = P.
+    """
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new (B, h, n, head_dim) keys and values after the old ones; return all of them."""
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)  # (B, h, P + n, head_dim)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+        return self.k, self.v
 
 
 class MultiHeadAttention(nn.Module):
     """Sec. 3.2.2: h parallel heads of Eq. 1 on learned projections, concatenated and projected.
 
-    forward(x, context=None, mask=None, past_kv=None) -> (out, (k, v))
+    MultiHeadAttention(dim, n_heads, *, bias=True, attention=None)
+    forward(x, *, context=None, mask=None, cache=None) -> out (B, N, dim)
         x:        (B, N, dim) queries (and keys/values for self-attention)
         context:  (B, M, dim) keys/values for cross-attention (encoder-decoder attention)
         mask:     bool, broadcastable to (B, h, N, N_k), True = allowed
-        past_kv:  (k, v), each (B, h, P, head_dim), cached from earlier steps; the new keys and
-                  values are appended after them (incremental decoding)
-        returns   out (B, N, dim) and the full (k, v) of shape (B, h, P + N_k_new, head_dim)
+        cache:    a KVCache; the new keys and values are appended to it in place and the queries
+                  attend to everything it holds (incremental decoding)
 
     `attention` replaces Eq. 1 by any function with the same signature (e.g. CogView's
     PB-relaxed attention in ar_prior.py or a sparse variant); the default is Eq. 1.
     """
 
-    def __init__(self, dim: int, n_heads: int, bias: bool = True, attention: AttentionFn | None = None):
+    def __init__(self, dim: int, n_heads: int, *, bias: bool = True, attention: AttentionFn | None = None):
         super().__init__()
         if dim % n_heads:
             raise ValueError("dim must be divisible by n_heads")
@@ -114,39 +147,53 @@ class MultiHeadAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
+        *,
         context: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
-        past_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
         src = x if context is None else context
         q = self.split_heads(self.q_proj(x))  # (B, h, N, head_dim)
         k = self.split_heads(self.k_proj(src))  # (B, h, M, head_dim)
         v = self.split_heads(self.v_proj(src))  # (B, h, M, head_dim)
-        if past_kv is not None:
-            k = torch.cat([past_kv[0], k], dim=2)  # (B, h, P + M, head_dim)
-            v = torch.cat([past_kv[1], v], dim=2)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, h, P + M, head_dim)
         out = self.attention(q, k, v, mask)  # (B, h, N, head_dim)
-        return self.out_proj(self.merge_heads(out)), (k, v)
+        return self.out_proj(self.merge_heads(out))  # (B, N, dim)
+
+
+def apply_layer_norm(x: torch.Tensor, ln: nn.LayerNorm) -> torch.Tensor:
+    """The default `layer_norm` of TransformerBlock: just ln(x)."""
+    return ln(x)
 
 
 class TransformerBlock(nn.Module):
     """Pre-LN transformer layer: self-attention, optional cross-attention to a context, MLP; each residual.
 
     Sec. 3.1's sub-layers with the LayerNorm moved to the input of each branch (the GPT-2 placement
-    all later token models use). Options for the papers that change the layer:
+    all later token models use):
+        x <- x + Out_a(SelfAttn(LN_a(x)))
+        x <- x + keep * Out_c(CrossAttn(LN_c(x), context))        (only with cross_attention)
+        x <- x + Out_f(FFN(LN_f(x))),   FFN(h) = W_2 GELU(W_1 h),  W_1: dim -> 4 dim
+    where Out_* is the identity, or a second LayerNorm with sandwich_ln.
+
+    TransformerBlock(dim, n_heads, *, cross_attention=False, sandwich_ln=False, attention=None, layer_norm=None)
         cross_attention  attend to an encoder output or a text embedding (Parti, Muse, ImageBART)
         sandwich_ln      CogView's Sandwich-LN: a second LayerNorm on each branch output
         attention        a replacement for scaled_dot_product_attention (CogView's PB-relaxation)
         layer_norm       a replacement for calling a LayerNorm, (x, ln) -> y (PB-relaxed LN)
-    forward(x (B, N, D), mask, past_kv, context (B, M, D), keep (B,) bool) returns (x, (k, v)),
-    the self-attention keys and values for a cache; keep=False drops an example's cross-attention
-    (a dropped condition in classifier-free guidance training).
+    forward(x, *, mask=None, cache=None, context=None, keep=None) -> x (B, N, D)
+        mask     bool, broadcastable to (B, h, N, P + N), True = allowed (e.g. causal_mask(N))
+        cache    a KVCache of this layer's self-attention, appended to in place (incremental decoding)
+        context  (B, M, D), read by the cross-attention
+        keep     (B,) bool; False drops an example's cross-attention (a dropped condition in
+                 classifier-free guidance training)
     """
 
-    def __init__(self, dim: int, n_heads: int, cross_attention: bool = False, sandwich_ln: bool = False,
-                 attention: Callable | None = None, layer_norm: Callable | None = None):
+    def __init__(self, dim: int, n_heads: int, *, cross_attention: bool = False, sandwich_ln: bool = False,
+                 attention: AttentionFn | None = None, layer_norm: LayerNormFn | None = None):
         super().__init__()
-        self.layer_norm = layer_norm or (lambda x, ln: ln(x))
+        self.layer_norm = layer_norm or apply_layer_norm
         out_norm = (lambda: nn.LayerNorm(dim)) if sandwich_ln else nn.Identity
         self.ln_attn_in, self.attn, self.ln_attn_out = nn.LayerNorm(dim), MultiHeadAttention(dim, n_heads, attention=attention), out_norm()
         self.cross = None
@@ -155,13 +202,20 @@ class TransformerBlock(nn.Module):
         self.ln_ffn_in, self.ln_ffn_out = nn.LayerNorm(dim), out_norm()
         self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
-    def forward(self, x, mask=None, past_kv=None, context=None, keep=None):
-        h, kv = self.attn(self.layer_norm(x, self.ln_attn_in), mask=mask, past_kv=past_kv)  # (B, N, D)
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        context: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        h = self.attn(self.layer_norm(x, self.ln_attn_in), mask=mask, cache=cache)  # (B, N, D)
         x = x + self.ln_attn_out(h)
         if self.cross is not None and context is not None:
-            h, _ = self.cross(self.layer_norm(x, self.ln_cross_in), context=context)  # (B, N, D), reads (B, M, D)
+            h = self.cross(self.layer_norm(x, self.ln_cross_in), context=context)  # (B, N, D), reads (B, M, D)
             if keep is not None:
                 h = h * keep.view(-1, 1, 1).to(h.dtype)
             x = x + self.ln_cross_out(h)
-        x = x + self.ln_ffn_out(self.ffn(self.layer_norm(x, self.ln_ffn_in)))
-        return x, kv
+        return x + self.ln_ffn_out(self.ffn(self.layer_norm(x, self.ln_ffn_in)))  # (B, N, D)

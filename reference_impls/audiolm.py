@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.attention import MultiHeadAttention, causal_mask, sinusoidal_positions
+from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_positions
 
 
 def split_coarse_fine(acoustic: torch.Tensor, q_coarse: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,9 +89,7 @@ class StageLM(nn.Module):
         self.vocab = vocab
         self.tok = nn.Embedding(vocab + 1, dim)  # last id = start token
         self.register_buffer("pos", sinusoidal_positions(max_len, dim))
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = MultiHeadAttention(dim, n_heads)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.block = TransformerBlock(dim, n_heads)  # the survey's one layer (attention.py)
         self.head = nn.Linear(dim, vocab)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -102,9 +100,7 @@ class StageLM(nn.Module):
 
     def forward_embeddings(self, h: torch.Tensor) -> torch.Tensor:
         """(B, L, dim) -> logits (B, L, vocab); logits[:, i] predicts tokens[:, i]."""
-        a, _ = self.attn(self.norm1(h), mask=causal_mask(h.shape[1], h.device))
-        h = h + a
-        h = h + self.mlp(self.norm2(h))
+        h = self.block(h, mask=causal_mask(h.shape[1], h.device))  # (B, L, dim)
         return self.head(h)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

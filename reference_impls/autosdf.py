@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.attention import MultiHeadAttention, causal_mask, sinusoidal_positions
+from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_positions
 from reference_impls.vq import QuantizerOutput, VectorQuantizer
 
 
@@ -124,9 +124,7 @@ class RandomOrderPrior(nn.Module):
         self.tok = nn.Embedding(num_codes + 1, dim)  # last id = start token
         self.register_buffer("pos", sinusoidal_positions(n_tokens + 1, dim))  # last row = start position
         self.query = nn.Linear(dim, dim)  # embeds the position to predict
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = MultiHeadAttention(dim, n_heads)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.block = TransformerBlock(dim, n_heads)  # the survey's one layer (attention.py)
         self.head = nn.Linear(dim, num_codes)
 
     def forward(self, tokens: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -138,9 +136,7 @@ class RandomOrderPrior(nn.Module):
         inp = torch.cat([start, seen[:, :-1]], dim=1)  # (B, N) shifted right
         seen_pos = torch.cat([order.new_tensor([n]), order[:-1]])  # (N,)
         h = self.tok(inp) + self.pos[seen_pos] + self.query(self.pos[order])  # (B, N, dim)
-        a, _ = self.attn(self.norm1(h), mask=causal_mask(n, tokens.device))
-        h = h + a
-        h = h + self.mlp(self.norm2(h))
+        h = self.block(h, mask=causal_mask(n, tokens.device))  # (B, N, dim)
         return self.head(h)  # (B, N, K)
 
     def loss(self, tokens: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

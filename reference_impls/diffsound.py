@@ -97,7 +97,7 @@ class TextEncoder(nn.Module):
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         x = self.tok(text) + self.pos(torch.arange(text.shape[1]))  # (B, M, D)
-        return self.block(x)[0]
+        return self.block(x)
 
 
 class TokenDenoiser(nn.Module):
@@ -125,7 +125,7 @@ class TokenDenoiser(nn.Module):
         x = self.tok(flat) + self.pos(torch.arange(h * w)) + self.time(t)[:, None]  # (B, N, D)
         context = self.text_encoder(text)  # (B, M, D)
         for block in self.blocks:
-            x, _ = block(x, mask=None, context=context)
+            x = block(x, mask=None, context=context)
         return self.head(self.ln(x)).view(b, h, w, self.num_codes)  # (B, h, w, K)
 
 

@@ -62,6 +62,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from reference_impls.ar_prior import sample_from_logits
 from reference_impls.ddpm import cosine_betas
 
 X0Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, *S), t (B,)) -> logits (B, *S, K)
@@ -247,9 +248,8 @@ def q_step_probs(s: DiscreteSchedule, x_prev: torch.Tensor, t: torch.Tensor) -> 
 
 
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw one index per row of probs (..., S) -> (...) int64."""
-    flat = probs.reshape(-1, probs.shape[-1]).float()
-    return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
+    """Draw one index per row of probs (..., S) -> (...) int64 (ar_prior's categorical draw on log probs)."""
+    return sample_from_logits(probs.log(), generator)
 
 
 def q_sample(s: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

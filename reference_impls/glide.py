@@ -48,7 +48,7 @@ class TextEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.embed(tokens) + self.pos[: tokens.shape[1]]  # (B, K, D)
         for block in self.blocks:
-            h = block(h)[0]
+            h = block(h)
         h = self.ln(h)
         return h, h[:, -1]  # (B, K, D), (B, D)
 
@@ -66,7 +66,7 @@ class ContextAttentionBlock(nn.Module):
     def forward(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         x = self.ln(h)  # (B, P, D)
         kv = torch.cat([self.ln_ctx(ctx), x], dim=1)  # (B, K + P, D): text tokens then image positions
-        h = h + self.attn(x, context=kv)[0]
+        h = h + self.attn(x, context=kv)
         return h + self.mlp(self.ln2(h))
 
 

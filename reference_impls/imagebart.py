@@ -60,7 +60,7 @@ class Stage(nn.Module):
         """x_t (B, N) -> memory (B, N, D), full (unmasked) self-attention."""
         h = self.enc_tok(noisy) + self.enc_pos(torch.arange(noisy.shape[1]))
         for block in self.encoder:
-            h, _ = block(h, mask=None)
+            h = block(h, mask=None)
         return h
 
     def forward(self, noisy: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.attention import MultiHeadAttention, causal_mask, sinusoidal_positions
+from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_positions
 from reference_impls.vq import QuantizerOutput, VectorQuantizer
 
 
@@ -154,9 +154,7 @@ class UpsamplerPrior(nn.Module):
         self.tok = nn.Embedding(num_codes + 1, dim)  # last id = start token
         self.register_buffer("pos", sinusoidal_positions(max_len, dim))
         self.cond = UpsamplerConditioner(upper_codes, dim, ratio)
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = MultiHeadAttention(dim, n_heads)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.block = TransformerBlock(dim, n_heads)  # the survey's one layer (attention.py)
         self.head = nn.Linear(dim, num_codes)
 
     def forward(self, low: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
@@ -165,9 +163,7 @@ class UpsamplerPrior(nn.Module):
         start = torch.full((b, 1), self.num_codes, dtype=low.dtype, device=low.device)
         inp = torch.cat([start, low[:, :-1]], dim=1)  # shifted right
         h = self.tok(inp) + self.pos[:t] + self.cond(upper)  # (B, T, dim)
-        a, _ = self.attn(self.norm1(h), mask=causal_mask(t, low.device))
-        h = h + a
-        h = h + self.mlp(self.norm2(h))
+        h = self.block(h, mask=causal_mask(t, low.device))  # (B, T, dim)
         return self.head(h)
 
     def loss(self, low: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:

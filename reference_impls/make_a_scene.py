@@ -102,7 +102,7 @@ class ScenePrior(nn.Module):
         ], dim=1) + self.pos[: seq.shape[1]]  # (B, L, D)
         mask = causal_mask(seq.shape[1], device=seq.device)
         for block in self.blocks:
-            h = block(h, mask=mask)[0]
+            h = block(h, mask=mask)
         return self.ln_f(h)  # (B, L, D)
 
     def image_logits(self, seq: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from reference_impls.ar_prior import sample_from_logits
 from reference_impls.attention import TransformerBlock
+from reference_impls.gumbel import sample_gumbel
 
 LogitsFn = Callable[[torch.Tensor, int], torch.Tensor]
 
@@ -130,7 +132,7 @@ class MaskedTransformer(nn.Module):
             x = torch.cat([self.cls(labels)[:, None], x], dim=1)  # (B, 1 + N, D)
         x = x + self.pos[: x.shape[1]]
         for blk in self.blocks:
-            x = blk(x)[0]  # no attention mask: every position sees every other
+            x = blk(x)  # no attention mask: every position sees every other
         x = self.ln(x)
         if self.cls is not None:
             x = x[:, 1:]
@@ -138,11 +140,6 @@ class MaskedTransformer(nn.Module):
 
 
 # ----------------------------------------------------------------------------- decoding
-
-
-def gumbel(shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator).clamp(1e-20, 1.0 - 1e-7)
-    return -torch.log(-torch.log(u))
 
 
 @torch.no_grad()
@@ -176,12 +173,11 @@ def decode(
     counts = schedule_counts(n0, steps, gamma)
     for t in range(steps):
         logits = logits_fn(torch.where(unknown, fill, tokens), t).float()  # (B, N, K)
-        logp = F.log_softmax(logits / temperature, dim=-1)  # (B, N, K)
-        sampled = (logp + gumbel(logp.shape, generator)).argmax(dim=-1)  # (B, N) Gumbel-max sample
+        sampled = sample_from_logits(logits / temperature, generator)  # (B, N), y_i ~ p_i
         sampled = torch.where(unknown, sampled, tokens)  # fixed tokens never change
         conf = F.log_softmax(logits, dim=-1).gather(-1, sampled[..., None])[..., 0]  # (B, N) log p(y_i)
         progress = (t + 1) / steps
-        conf = conf + choice_temperature * (1.0 - progress) * gumbel(conf.shape, generator)
+        conf = conf + choice_temperature * (1.0 - progress) * sample_gumbel(conf.shape, generator)
         conf = conf.masked_fill(~unknown, float("inf"))  # known tokens are never re-masked
         n_mask = counts[t]
         rank = conf.argsort(dim=1).argsort(dim=1)  # (B, N): 0 = least confident

@@ -58,7 +58,7 @@ class FrozenTextEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.block(self.emb(ids) + self.pos[: ids.shape[1]])[0]  # (B, L, E)
+        return self.block(self.emb(ids) + self.pos[: ids.shape[1]])  # (B, L, E)
 
 
 class MuseTransformer(nn.Module):
@@ -81,7 +81,7 @@ class MuseTransformer(nn.Module):
         x = self.tok(tokens) + self.pos  # (B, N, D)
         ctx = None if text_emb is None else self.text_proj(text_emb)  # (B, L, D)
         for blk in self.blocks:
-            x = blk(x, context=ctx, keep=keep)[0]
+            x = blk(x, context=ctx, keep=keep)
         return self.head(self.ln(x))  # (B, N, K)
 
 
@@ -156,7 +156,7 @@ class MuseSuperRes(nn.Module):
     def context(self, low: torch.Tensor, text_emb: torch.Tensor | None) -> torch.Tensor:
         c = self.lo_tok(low) + self.lo_pos  # (B, N_lo, D)
         for blk in self.lo_encoder:
-            c = blk(c)[0]
+            c = blk(c)
         if text_emb is not None:
             c = torch.cat([c, self.text_proj(text_emb)], dim=1)  # (B, N_lo + L, D)
         return c
@@ -165,7 +165,7 @@ class MuseSuperRes(nn.Module):
         ctx = self.context(low, text_emb)
         x = self.hi_tok(high) + self.hi_pos  # (B, N_hi, D)
         for blk in self.blocks:
-            x = blk(x, context=ctx)[0]
+            x = blk(x, context=ctx)
         return self.head(self.ln(x))  # (B, N_hi, K_hi)
 
 

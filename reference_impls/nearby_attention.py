@@ -76,9 +76,9 @@ class NearbyAttention(nn.Module):
         b, t, h, w, d = x.shape
         if context is None:
             mask = nearby_mask((t, h, w), self.extents, causal=self.causal)
-            out, _ = self.attn(x.reshape(b, t * h * w, d), mask=mask)
+            out = self.attn(x.reshape(b, t * h * w, d), mask=mask)
         else:
             k_shape = tuple(context.shape[1:4])
             mask = nearby_mask((t, h, w), self.extents, k_shape=k_shape)
-            out, _ = self.attn(x.reshape(b, t * h * w, d), context=context.reshape(b, -1, d), mask=mask)
+            out = self.attn(x.reshape(b, t * h * w, d), context=context.reshape(b, -1, d), mask=mask)
         return out.reshape(b, t, h, w, d)

@@ -49,7 +49,7 @@ class SpaceTimeStack(nn.Module):
         b, t, s, d = x.shape
         h = x.reshape(b * t, s, d)  # (B T', S, D)
         for blk in self.spatial:
-            h = blk(h)[0]
+            h = blk(h)
         return h.reshape(b, t, s, d)
 
     def run_temporal(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,7 @@ class SpaceTimeStack(nn.Module):
         h = x.transpose(1, 2).reshape(b * s, t, d)  # (B S, T', D)
         mask = causal_mask(t, x.device)  # slot k sees slots j <= k
         for blk in self.temporal:
-            h = blk(h, mask=mask)[0]
+            h = blk(h, mask=mask)
         return h.reshape(b, s, t, d).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

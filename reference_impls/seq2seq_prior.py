@@ -65,7 +65,7 @@ class Seq2SeqPrior(nn.Module):
     def encode(self, text: torch.Tensor) -> torch.Tensor:
         h = self.text_embed(text) + self.text_pos[: text.shape[1]]  # (B, M, D)
         for block in self.encoder:
-            h = block(h)[0]  # no mask: every text token sees every other
+            h = block(h)  # no mask: every text token sees every other
         return h
 
     def decode(self, prefix: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
@@ -75,7 +75,7 @@ class Seq2SeqPrior(nn.Module):
         h = self.image_embed(y) + self.image_pos[: y.shape[1]]  # (B, n + 1, D)
         mask = causal_mask(y.shape[1], device=y.device)  # (n + 1, n + 1)
         for block in self.decoder:
-            h = block(h, mask=mask, context=memory)[0]
+            h = block(h, mask=mask, context=memory)
         return self.head(self.ln_f(h))  # (B, n + 1, K)
 
     def forward(self, text: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ class TransformerDenoiser(nn.Module):
             h = h + sinusoidal_positions(z_t.shape[1], self.dim).to(h)
         h = h + self.temb(sinusoidal_embedding(t, self.dim))[:, None]  # same for every position
         for block in self.blocks:
-            h = block(h)[0]
+            h = block(h)
         return self.out(h)  # (B, S, D)
 
 

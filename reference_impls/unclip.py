@@ -59,7 +59,7 @@ class DiffusionPrior(nn.Module):
         ], dim=1) + self.pos  # (B, 4, D)
         mask = causal_mask(4, device=seq.device)
         for block in self.blocks:
-            seq = block(seq, mask=mask)[0]
+            seq = block(seq, mask=mask)
         return self.out(self.ln(seq[:, -1]))  # (B, E), the query's output
 
 

@@ -68,7 +68,7 @@ class TemporalAttention(nn.Module):
         b, c, t, h, w = z.shape
         seq = z.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)  # (B h w, T, C)
         seq = seq + sinusoidal_positions(t, c).to(z)  # frame order matters
-        seq = seq + self.attn(self.norm(seq))[0]
+        seq = seq + self.attn(self.norm(seq))
         return seq.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2)  # (B, C, T, H, W)
 
 

@@ -52,7 +52,7 @@ def test_incremental_forward_with_cache_equals_full_forward():
         logits, cache = model.forward_incremental(x[:, t : t + 1], cache)
         chunks.append(logits)
     torch.testing.assert_close(torch.cat(chunks, dim=1), full, rtol=1e-5, atol=1e-5)
-    assert cache.length == 12
+    assert [len(layer) for layer in cache] == [12, 12]  # one KVCache per layer, appended in place
 
 
 def test_top_k_never_draws_outside_the_k_most_likely():

@@ -1,8 +1,10 @@
 import math
 
+import pytest
 import torch
 
 from reference_impls.attention import (
+    KVCache,
     MultiHeadAttention,
     TransformerBlock,
     causal_mask,
@@ -44,7 +46,7 @@ def test_multi_head_attention_equals_per_head_naive_attention_then_output_projec
     torch.manual_seed(0)
     mha = MultiHeadAttention(dim=8, n_heads=2).double()
     x = torch.randn(1, 5, 8, dtype=torch.float64)
-    got, _ = mha(x, mask=causal_mask(5))
+    got = mha(x, mask=causal_mask(5))
     q, k, v = mha.q_proj(x)[0], mha.k_proj(x)[0], mha.v_proj(x)[0]  # (5, 8)
     heads = [naive_attention(q[:, s], k[:, s], v[:, s], causal_mask(5)) for s in (slice(0, 4), slice(4, 8))]
     expected = mha.out_proj(torch.cat(heads, dim=1))
@@ -58,8 +60,8 @@ def test_perturbing_token_t_changes_no_output_before_t():
     t = 5
     x2 = x.clone()
     x2[:, t] += 3.0 * torch.randn(2, 16)
-    y, _ = mha(x, mask=causal_mask(9))
-    y2, _ = mha(x2, mask=causal_mask(9))
+    y = mha(x, mask=causal_mask(9))
+    y2 = mha(x2, mask=causal_mask(9))
     torch.testing.assert_close(y[:, :t], y2[:, :t], rtol=0, atol=1e-6)
     assert (y[:, t:] - y2[:, t:]).abs().amax(dim=-1).min() > 1e-4  # position t and later do change
 
@@ -70,19 +72,36 @@ def test_without_mask_a_later_token_does_change_earlier_outputs():
     x = torch.randn(1, 6, 16)
     x2 = x.clone()
     x2[:, 4] += 3.0
-    assert (mha(x)[0][:, 0] - mha(x2)[0][:, 0]).abs().max() > 1e-4
+    assert (mha(x)[:, 0] - mha(x2)[:, 0]).abs().max() > 1e-4
 
 
 def test_kv_cache_step_by_step_equals_full_causal_pass():
     torch.manual_seed(0)
     mha = MultiHeadAttention(dim=16, n_heads=4)
     x = torch.randn(2, 7, 16)
-    full, _ = mha(x, mask=causal_mask(7))
-    past, steps = None, []
+    full = mha(x, mask=causal_mask(7))
+    cache, steps = KVCache(), []
     for t in range(7):
-        out, past = mha(x[:, t : t + 1], past_kv=past)
-        steps.append(out)
+        steps.append(mha(x[:, t : t + 1], cache=cache))
+        assert len(cache) == t + 1  # appended in place
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-6)
+
+
+def test_transformer_block_with_a_cache_equals_its_full_causal_pass_chunk_by_chunk():
+    torch.manual_seed(0)
+    block = TransformerBlock(16, 4, sandwich_ln=True).eval()
+    x = torch.randn(2, 7, 16)
+    full = block(x, mask=causal_mask(7))
+    cache, parts = KVCache(), []
+    for start, stop in ((0, 3), (3, 4), (4, 7)):  # a prefix, then one token, then a chunk
+        parts.append(block(x[:, start:stop], mask=causal_mask(stop)[start:], cache=cache))
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-6)
+    assert (cache.k.shape, cache.v.shape) == ((2, 4, 7, 4), (2, 4, 7, 4))
+
+
+def test_transformer_block_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        TransformerBlock(16, 4, True)  # noqa: FBT003
 
 
 def test_sinusoidal_formula_holds_entry_by_entry():
@@ -112,12 +131,12 @@ def test_transformer_block_reads_context_only_for_kept_examples_and_stays_causal
     x = torch.randn(2, 5, 16)
     ctx, other = torch.randn(2, 3, 16), torch.randn(2, 3, 16)
     keep = torch.tensor([True, False])
-    a, _ = block(x, mask=causal_mask(5), context=ctx, keep=keep)
-    b, _ = block(x, mask=causal_mask(5), context=other, keep=keep)
+    a = block(x, mask=causal_mask(5), context=ctx, keep=keep)
+    b = block(x, mask=causal_mask(5), context=other, keep=keep)
     assert not torch.allclose(a[0], b[0])  # the kept example reads its context
     torch.testing.assert_close(a[1], b[1])  # the dropped one does not
     y = x.clone()
     y[:, 3] += 1.0  # perturb token 3: outputs before it must not move
-    c, _ = block(y, mask=causal_mask(5), context=ctx, keep=keep)
+    c = block(y, mask=causal_mask(5), context=ctx, keep=keep)
     torch.testing.assert_close(c[:, :3], a[:, :3])
     assert not torch.allclose(c[:, 3], a[:, 3])

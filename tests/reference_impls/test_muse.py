@@ -100,10 +100,10 @@ def test_super_resolution_model_sees_every_low_resolution_token():
     x = sr.hi_tok(high) + sr.hi_pos
     c = ctx_in
     for blk in sr.lo_encoder:
-        c = blk(c)[0]
+        c = blk(c)
     c = torch.cat([c, sr.text_proj(text)], dim=1)
     for blk in sr.blocks:
-        x = blk(x, context=c)[0]
+        x = blk(x, context=c)
     out = sr.head(sr.ln(x))  # (1, N_hi, K)
     for j in (0, n_hi // 2, n_hi - 1):
         (grad,) = torch.autograd.grad(out[0, j].sum(), emb, retain_graph=True)

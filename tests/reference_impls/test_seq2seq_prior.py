@@ -36,7 +36,7 @@ def test_decoder_gradient_never_flows_from_future_image_tokens():
     emb = model.image_embed(torch.cat([torch.full((2, 1), model.bos_id), image[:, :-1]], 1)).detach().requires_grad_(True)
     h = emb + model.image_pos[:N]
     for block in model.decoder:
-        h = block(h, mask=causal_mask(N), context=memory)[0]
+        h = block(h, mask=causal_mask(N), context=memory)
     h[:, 2].sum().backward()
     assert emb.grad[:, 3:].abs().max() == 0  # later inputs get no gradient
     assert emb.grad[:, :3].abs().sum(-1).min() > 0  # every earlier input does
