@@ -134,7 +134,7 @@ class InterleavedLM(nn.Module):
         x = sum(self.emb[q](inp[:, q]) for q in range(k)) + self.pos[:s]  # (B, S, D)
         mask = causal_mask(s, seq.device)
         for block in self.blocks:
-            x = block(x, mask=mask)[0]
+            x = block(x, mask=mask)
         x = self.ln(x)
         return torch.stack([head(x) for head in self.heads], dim=1)  # (B, K, S, V)
 

@@ -88,7 +88,7 @@ class TiTokEncoder(nn.Module):
         latents = (self.latent_tokens + self.latent_pos).expand(b, -1, -1)  # (B, K, D)
         x = torch.cat([p, latents], dim=1)  # P (+) L: (B, N + K, D)
         for block in self.blocks:
-            x = block(x)[0]  # no mask: every patch and latent sees all others
+            x = block(x)  # no mask: every patch and latent sees all others
         return x[:, p.shape[1]:]  # keep only the latent slots: (B, K, D)
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -124,7 +124,7 @@ class TiTokDecoder(nn.Module):
         x = torch.cat([masks, self.embed(z_q) + self.latent_pos], dim=1)  # (B, h*w + K, D)
         inner = None
         for i, block in enumerate(self.blocks, start=1):
-            x = block(x)[0]
+            x = block(x)
             if i == hidden_at:
                 inner = x[:, :n]
         images = unpatchify(self.to_pixels(self.ln_post(x[:, :n])), grid, self.patch_size, self.channels)

@@ -105,7 +105,7 @@ class ValleNAR(nn.Module):
         x = torch.cat([self.phone_emb(phonemes), self._frames(prompt, self.levels), self._frames(target, level)], dim=1)
         x = x + self.pos[: x.shape[1]] + self.stage_emb.weight[level]  # (B, L + T' + T, D)
         for block in self.blocks:
-            x = block(x)[0]  # no mask: every frame sees every other
+            x = block(x)  # no mask: every frame sees every other
         return self.heads[level](self.ln(x[:, -target.shape[1]:]))  # (B, T, K)
 
     def loss(self, phonemes: torch.Tensor, prompt: torch.Tensor, target: torch.Tensor, level: int) -> torch.Tensor:
