@@ -20,7 +20,7 @@ from bibtexparser.model import DuplicateBlockKeyBlock, Entry
 from pylatexenc.latex2text import LatexNodes2Text
 from pylatexenc.latexencode import UnicodeToLatexEncoder
 
-from atlas.problems import Problem
+from atlas.problems import Code, Problem
 
 logging.getLogger("bibtexparser").setLevel(logging.CRITICAL)
 
@@ -171,7 +171,7 @@ def parse_bib(text: str, path: str) -> tuple[dict[str, BibEntry], list[Problem]]
                 other = titles[folded]
                 problems.append(Problem(path, entry.field_lines.get("title", start),
                                         f"duplicate title: '{entry.key}' has the title of '{other.key}' (line {other.line})",
-                                        "one entry per paper"))
+                                        "one entry per paper", Code.BIB_DUPLICATE))
             else:
                 titles[folded] = entry
     for block in library.failed_blocks:
@@ -179,14 +179,14 @@ def parse_bib(text: str, path: str) -> tuple[dict[str, BibEntry], list[Problem]]
         if isinstance(block, DuplicateBlockKeyBlock):
             first = entries.get(block.key)
             where = f" (first at line {first.line})" if first else ""
-            problems.append(Problem(path, line, f"duplicate key '{block.key}'{where}", "each key once"))
+            problems.append(Problem(path, line, f"duplicate key '{block.key}'{where}", "each key once", Code.BIB_DUPLICATE))
         else:
-            problems.append(Problem(path, line, "entry does not parse", "@type{key, field = {value}, ...} with balanced braces"))
+            problems.append(Problem(path, line, "entry does not parse", "@type{key, field = {value}, ...} with balanced braces", Code.BIB_PARSE))
     for i, line_text in enumerate(text.splitlines(), start=1):
         for ch in sorted(set(c for c in line_text if ord(c) > 127), key=line_text.index):
             escape = _encoder.unicode_to_latex(ch)
             hint = f"the LaTeX escape {escape}" if escape != ch else "a LaTeX escape"
-            problems.append(Problem(path, i, f"non-ASCII character '{ch}' (U+{ord(ch):04X})", f"write {hint}"))
+            problems.append(Problem(path, i, f"non-ASCII character '{ch}' (U+{ord(ch):04X})", f"write {hint}", Code.BIB_ENCODING))
     return entries, problems
 
 
@@ -196,22 +196,22 @@ def _check_entry(e: BibEntry, path: str, this_year: int) -> list[Problem]:
     required = REQUIRED_FIELDS.get(e.entry_type)
     if required is None:
         out.append(Problem(path, e.line, f"entry '{e.key}' has unknown type '@{e.entry_type}'",
-                           "one of: " + ", ".join("@" + t for t in REQUIRED_FIELDS)))
+                           "one of: " + ", ".join("@" + t for t in REQUIRED_FIELDS), Code.BIB_FIELD))
     else:
         for name in required:
             if not (e.get(name) or "").strip():
                 out.append(Problem(path, e.line, f"entry '{e.key}' (@{e.entry_type}) lacks the required field '{name}'",
-                                   "required: " + ", ".join(required)))
+                                   "required: " + ", ".join(required), Code.BIB_FIELD))
     year = e.get("year")
     if year is not None:
         if not re.fullmatch(r"\d{4}", year.strip()) or not FIRST_YEAR <= int(year) <= this_year + 1:
             out.append(Problem(path, line("year"), f"entry '{e.key}' has year '{year}'",
-                               f"a four-digit year from {FIRST_YEAR} to {this_year + 1}"))
+                               f"a four-digit year from {FIRST_YEAR} to {this_year + 1}", Code.BIB_FIELD))
     eprint = e.get("eprint")
     if eprint is not None and (e.get("archivePrefix") or "arXiv").lower() == "arxiv":
         if not (ARXIV_NEW.match(eprint.strip()) or ARXIV_OLD.match(eprint.strip())):
             out.append(Problem(path, line("eprint"), f"entry '{e.key}' has arXiv id '{eprint}'",
-                               "an id like 2112.10752 (YYMM.NNNNN, optional vN) or hep-th/9901001"))
+                               "an id like 2112.10752 (YYMM.NNNNN, optional vN) or hep-th/9901001", Code.BIB_FIELD))
     return out
 
 
