@@ -40,20 +40,48 @@ def check_body(note: Note) -> list[Problem]:
             out.append(Problem(where, first, f"missing section '## {s}'", expected, Code.SECTION))
     for t, line, content in found:
         if t in SECTIONS and not content.strip():
-            out.append(Problem(where, first + line - 1, f"section '## {t}' is empty", "a few sentences in our own words",
-                               Code.SECTION))
+            out.append(
+                Problem(
+                    where,
+                    first + line - 1,
+                    f"section '## {t}' is empty",
+                    "a few sentences in our own words",
+                    Code.SECTION,
+                )
+            )
     scanned = md.scan(note.body)
     for line in scanned.stray_dollars:
-        out.append(Problem(where, first + line - 1, "a '$' that opens no math",
-                           "math as $x$ or $$x$$, or a literal dollar written \\$", Code.MATH))
+        out.append(
+            Problem(
+                where,
+                first + line - 1,
+                "a '$' that opens no math",
+                "math as $x$ or $$x$$, or a literal dollar written \\$",
+                Code.MATH,
+            )
+        )
     for span in scanned.math:
         if md.unbalanced_braces(span.tex):
-            out.append(Problem(where, first + span.line - 1, f"unbalanced braces in math '{span.tex[:40]}'",
-                               "every '{' closed by a '}' inside the math", Code.MATH))
+            out.append(
+                Problem(
+                    where,
+                    first + span.line - 1,
+                    f"unbalanced braces in math '{span.tex[:40]}'",
+                    "every '{' closed by a '}' inside the math",
+                    Code.MATH,
+                )
+            )
     words = md.word_count(scanned.prose)
     if not MIN_WORDS <= words <= MAX_WORDS:
-        out.append(Problem(where, first, f"the body has {words} words", f"{MIN_WORDS} to {MAX_WORDS} words (aim for 250 to 700)",
-                           Code.SECTION))
+        out.append(
+            Problem(
+                where,
+                first,
+                f"the body has {words} words",
+                f"{MIN_WORDS} to {MAX_WORDS} words (aim for 250 to 700)",
+                Code.SECTION,
+            )
+        )
     return out
 
 
@@ -66,8 +94,15 @@ def check_aliases(note: Note) -> list[Problem]:
         line = note.key_lines.get(("aliases", i)) or note.key_lines.get("aliases", 2)
         folded = " ".join(alias.split()).casefold()
         if not folded or alias != alias.strip() or "\n" in alias or len(alias) > 80:
-            out.append(Problem(note.where, line, f"alias {alias!r} is empty, padded, multi-line or over 80 characters",
-                               expected, Code.ALIAS))
+            out.append(
+                Problem(
+                    note.where,
+                    line,
+                    f"alias {alias!r} is empty, padded, multi-line or over 80 characters",
+                    expected,
+                    Code.ALIAS,
+                )
+            )
         elif folded in seen:
             out.append(Problem(note.where, line, f"alias '{alias}' repeats {seen[folded]}", expected, Code.ALIAS))
         else:
@@ -81,8 +116,10 @@ def check_aliases(note: Note) -> list[Problem]:
 # to the paper); numbers that are part of a name (GPT-2, VQ-VAE-2, T5, v1.5) or an ordinal or
 # a dimension (2nd, 3D). "16x16" and "1.4B" are checked as 16, 16 and 1.4.
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_REFERENCE = re.compile(r"(?:Eqs?\.|Equations?|Secs?\.|Sections?|Tables?|Tab\.|Figs?\.|Figures?|App\.|Appendix|"
-                        r"Alg\.|Algorithms?)\s*[(\d.,\s\-\u2013)and]*$")
+_REFERENCE = re.compile(
+    r"(?:Eqs?\.|Equations?|Secs?\.|Sections?|Tables?|Tab\.|Figs?\.|Figures?|App\.|Appendix|"
+    r"Alg\.|Algorithms?)\s*[(\d.,\s\-\u2013)and]*$"
+)
 _ASIDE_SUFFIX = re.compile(r"(?:st|nd|rd|th|D)\b")
 
 
@@ -139,10 +176,16 @@ def check_numbers(note: Note) -> list[Problem]:
     out = []
     for token, line in method_numbers(content):
         if numeric(token) not in listed:
-            out.append(Problem(note.where, first + skipped + line - 1,
-                               f"number '{token}' in the Method section is not among the note's numbers",
-                               "each number of the Method listed under numbers: with its source (years, counts under 10, "
-                               "Eq./Sec./Table numbers, names like GPT-2, math and citations aside)", Code.NUMBER))
+            out.append(
+                Problem(
+                    note.where,
+                    first + skipped + line - 1,
+                    f"number '{token}' in the Method section is not among the note's numbers",
+                    "each number of the Method listed under numbers: with its source (years, counts under 10, "
+                    "Eq./Sec./Table numbers, names like GPT-2, math and citations aside)",
+                    Code.NUMBER,
+                )
+            )
     return out
 
 
@@ -180,35 +223,90 @@ def check_references(note: Note, entries: dict[str, BibEntry], root: Path) -> li
     out: list[Problem] = []
     where, m, kl = note.where, note.meta, note.key_lines
     if m.key and note.path.stem != m.key:
-        out.append(Problem(where, kl.get("key", 2), f"key '{m.key}' differs from the file name '{note.path.name}'",
-                           f"the file papers/{m.key}.md", Code.NOTE_KEY))
+        out.append(
+            Problem(
+                where,
+                kl.get("key", 2),
+                f"key '{m.key}' differs from the file name '{note.path.name}'",
+                f"the file papers/{m.key}.md",
+                Code.NOTE_KEY,
+            )
+        )
     if m.key and m.key not in entries:
-        out.append(Problem(where, kl.get("key", 2), f"key '{m.key}' is not in {BIB}", "a note for a paper of the bib",
-                           Code.NOTE_KEY))
+        out.append(
+            Problem(
+                where,
+                kl.get("key", 2),
+                f"key '{m.key}' is not in {BIB}",
+                "a note for a paper of the bib",
+                Code.NOTE_KEY,
+            )
+        )
     for k in m.builds_on:
         line = kl.get("builds_on", 2)
         if k not in entries:
-            out.append(Problem(where, line, f"builds_on '{k}' is not a key of {BIB}", "keys of earlier papers of the survey",
-                               Code.LINEAGE))
+            out.append(
+                Problem(
+                    where,
+                    line,
+                    f"builds_on '{k}' is not a key of {BIB}",
+                    "keys of earlier papers of the survey",
+                    Code.LINEAGE,
+                )
+            )
         elif k == m.key:
-            out.append(Problem(where, line, "a paper cannot build on itself", "keys of earlier papers of the survey", Code.LINEAGE))
+            out.append(
+                Problem(
+                    where, line, "a paper cannot build on itself", "keys of earlier papers of the survey", Code.LINEAGE
+                )
+            )
     for key, line in md.citations(md.scan(note.body).prose):
         if key not in entries:
-            out.append(Problem(where, note.body_line + line - 1, f"citation '@{key}' is not a key of {BIB}", CITE_EXPECTED,
-                               Code.CITATION))
+            out.append(
+                Problem(
+                    where,
+                    note.body_line + line - 1,
+                    f"citation '@{key}' is not a key of {BIB}",
+                    CITE_EXPECTED,
+                    Code.CITATION,
+                )
+            )
     # the modules the note claims that exist (found by file, not imported): a test file must import one
-    claimed = {f"reference_impls.{mod}" for mod in note.modules if any((d / f"{mod}.py").is_file() for d in _module_dirs(root))}
+    claimed = {
+        f"reference_impls.{mod}" for mod in note.modules if any((d / f"{mod}.py").is_file() for d in _module_dirs(root))
+    }
     for t in m.tests:
         path, line = root / t, kl.get("tests", 2)
         if not path.is_file():
-            out.append(Problem(where, line, f"test file '{t}' does not exist",
-                               "a path like tests/reference_impls/test_<mechanism>.py", Code.TESTS))
+            out.append(
+                Problem(
+                    where,
+                    line,
+                    f"test file '{t}' does not exist",
+                    "a path like tests/reference_impls/test_<mechanism>.py",
+                    Code.TESTS,
+                )
+            )
         elif claimed and not claimed & _imports(path):
-            out.append(Problem(where, line, f"test file '{t}' imports none of {', '.join(sorted(claimed))}",
-                               "each test file to import the module it tests", Code.TESTS))
+            out.append(
+                Problem(
+                    where,
+                    line,
+                    f"test file '{t}' imports none of {', '.join(sorted(claimed))}",
+                    "each test file to import the module it tests",
+                    Code.TESTS,
+                )
+            )
     if m.notebook and not (root / m.notebook).is_file():
-        out.append(Problem(where, kl.get("notebook", 2), f"notebook '{m.notebook}' does not exist",
-                           "a jupytext file under docs/notebooks/", Code.NOTEBOOK))
+        out.append(
+            Problem(
+                where,
+                kl.get("notebook", 2),
+                f"notebook '{m.notebook}' does not exist",
+                "a jupytext file under docs/notebooks/",
+                Code.NOTEBOOK,
+            )
+        )
     return out
 
 
@@ -244,9 +342,23 @@ def check_imports(note: Note) -> list[Problem]:
     for dotted in note.meta.implementation:
         module, error = _import(dotted)
         if error:
-            out.append(Problem(note.where, line, f"implementation '{dotted}' does not import ({error})",
-                               "a dotted path to a module, class or function inside reference_impls", Code.IMPLEMENTATION))
+            out.append(
+                Problem(
+                    note.where,
+                    line,
+                    f"implementation '{dotted}' does not import ({error})",
+                    "a dotted path to a module, class or function inside reference_impls",
+                    Code.IMPLEMENTATION,
+                )
+            )
         elif f"papers/{note.meta.key}.md" not in (module.__doc__ or ""):
-            out.append(Problem(note.where, line, f"{module.__name__}'s docstring does not link back to papers/{note.meta.key}.md",
-                               "the module docstring to name the note path", Code.IMPLEMENTATION))
+            out.append(
+                Problem(
+                    note.where,
+                    line,
+                    f"{module.__name__}'s docstring does not link back to papers/{note.meta.key}.md",
+                    "the module docstring to name the note path",
+                    Code.IMPLEMENTATION,
+                )
+            )
     return out

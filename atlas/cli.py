@@ -15,8 +15,12 @@ import typer
 from atlas.problems import AtlasError, Code, Problem
 from atlas.text import plural, write_atomic
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Latent Atlas: check the survey, format its bib, export it to LaTeX, build its site.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Latent Atlas: check the survey, format its bib, export it to LaTeX, build its site.",
+)
 bib_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Bibliography tools.")
 app.add_typer(bib_app, name="bib")
 
@@ -30,7 +34,10 @@ def _fail(problems: list[Problem]) -> None:
 
 
 @app.command()
-def check(root: Path = ROOT, strict: bool = typer.Option(False, "--strict", help="A paper of the bib without a note is an error.")) -> None:
+def check(
+    root: Path = ROOT,
+    strict: bool = typer.Option(False, "--strict", help="A paper of the bib without a note is an error."),
+) -> None:
     """Load everything and report every problem, one line each."""
     from atlas.loader import load
 
@@ -43,8 +50,10 @@ def _check(survey, problems: list[Problem], strict: bool = False) -> None:
     from atlas.loader import BIB
 
     if survey is not None and strict:
-        problems = problems + [Problem(BIB, survey.entries[k].line, f"paper '{k}' has no note", f"papers/{k}.md", Code.PENDING)
-                               for k in survey.pending]
+        problems = problems + [
+            Problem(BIB, survey.entries[k].line, f"paper '{k}' has no note", f"papers/{k}.md", Code.PENDING)
+            for k in survey.pending
+        ]
     if problems:
         for p in problems:
             typer.echo(str(p))
@@ -53,13 +62,18 @@ def _check(survey, problems: list[Problem], strict: bool = False) -> None:
     pending = survey.pending
     modules = {m for n in survey.notes.values() for m in n.modules}
     tests = {t for n in survey.notes.values() for t in n.meta.tests}
-    line = (f"atlas check: ok: {len(survey.entries)} papers in the bib, {len(survey.notes)} notes complete, "
-            f"{len(modules)} modules, {len(tests)} test files, {len(pending)} pending")
+    line = (
+        f"atlas check: ok: {len(survey.entries)} papers in the bib, {len(survey.notes)} notes complete, "
+        f"{len(modules)} modules, {len(tests)} test files, {len(pending)} pending"
+    )
     typer.echo(line + (": " + ", ".join(pending) if pending else ""))
 
 
 @bib_app.command("fmt")
-def bib_fmt(root: Path = ROOT, check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if the bib is not in normal form.")) -> None:
+def bib_fmt(
+    root: Path = ROOT,
+    check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if the bib is not in normal form."),
+) -> None:
     """Rewrite bib/references.bib in its normal form (field order, indentation, braces)."""
     from atlas.bib import format_bib
     from atlas.loader import BIB
@@ -76,7 +90,11 @@ def bib_fmt(root: Path = ROOT, check_only: bool = typer.Option(False, "--check",
         typer.echo(f"{BIB}: already in normal form")
         return
     if check_only:
-        first = next(i for i, (a, b) in enumerate(zip(text.splitlines() + [""], formatted.splitlines() + [""]), 1) if a != b)
+        first = next(
+            i
+            for i, (a, b) in enumerate(zip(text.splitlines() + [""], formatted.splitlines() + [""], strict=False), 1)
+            if a != b
+        )
         _fail([Problem(BIB, first, "not in the normal form", "run `atlas bib fmt`", Code.BIB_PARSE)])
     write_atomic(path, formatted)
     typer.echo(f"{BIB}: formatted")
@@ -107,8 +125,10 @@ def _export(root: Path, survey, opts, out: Path | None, force: bool) -> None:
     if problems:
         _fail(problems)
     cited = data["references.bib"].decode().count("\n@")
-    typer.echo(f"atlas export: wrote {shown}/ ({', '.join(sorted(data))}; {cited} references) "
-               f"in {time.perf_counter() - start:.2f} s")
+    typer.echo(
+        f"atlas export: wrote {shown}/ ({', '.join(sorted(data))}; {cited} references) "
+        f"in {time.perf_counter() - start:.2f} s"
+    )
 
 
 @app.command()
@@ -117,7 +137,9 @@ def export(
     out: Path = typer.Option(None, "--out", help="Output folder (default: build/overleaf under the root)."),
     group: list[str] = typer.Option([], "--group", help="Only these groups (ids of atlas.yml); repeatable."),
     paper: list[str] = typer.Option([], "--paper", help="Only these papers (bib keys); repeatable."),
-    facet: list[str] = typer.Option([], "--facet", help="Only papers with this facet value, e.g. prior=autoregressive; repeatable."),
+    facet: list[str] = typer.Option(
+        [], "--facet", help="Only papers with this facet value, e.g. prior=autoregressive; repeatable."
+    ),
     words: int = typer.Option(None, "--words", min=10, help="Word budget per paper (default: the export's)."),
     table: bool = typer.Option(True, "--table/--no-table", help="Include the comparison table."),
     force: bool = typer.Option(False, "--force", help="Overwrite files edited by hand since the last export."),
@@ -133,7 +155,7 @@ def export(
 
 @app.command()
 def build(root: Path = ROOT) -> None:
-    """The main job: load and check the knowledge base once, then build the site (site/) and the LaTeX export from it."""
+    """The main job: load and check the knowledge base once, then build the site and the LaTeX export from it."""
     from atlas.export import ExportOptions
     from atlas.loader import load
 
@@ -167,7 +189,9 @@ def site(root: Path = ROOT) -> None:
 
 
 @app.command()
-def serve(root: Path = ROOT, port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1.")) -> None:
+def serve(
+    root: Path = ROOT, port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1.")
+) -> None:
     """Serve the built site (site/) on http://127.0.0.1:PORT until interrupted."""
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -184,7 +208,16 @@ def serve(root: Path = ROOT, port: int = typer.Option(8000, "--port", min=0, max
     try:
         httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
     except OSError as exc:
-        _fail([Problem("site/index.html", 1, f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})", "a free port: --port N")])
+        _fail(
+            [
+                Problem(
+                    "site/index.html",
+                    1,
+                    f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})",
+                    "a free port: --port N",
+                )
+            ]
+        )
     with httpd:
         typer.echo(f"atlas serve: http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C stops)")
         try:

@@ -37,7 +37,9 @@ def docstring_summary(tree: ast.Module | None) -> str:
 def count_tests(tree: ast.Module | None) -> int:
     if tree is None:
         return 0
-    return sum(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test") for n in ast.walk(tree))
+    return sum(
+        isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test") for n in ast.walk(tree)
+    )
 
 
 def _question_title(path: Path, text: str | None) -> str:

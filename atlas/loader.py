@@ -49,8 +49,9 @@ def _read_text(path: Path, root: Path, problems: list[Problem]) -> str | None:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        problems.append(Problem(where, 1, f"cannot read the file ({exc.strerror or exc})", "a readable UTF-8 text file",
-                                Code.FILE))
+        problems.append(
+            Problem(where, 1, f"cannot read the file ({exc.strerror or exc})", "a readable UTF-8 text file", Code.FILE)
+        )
         return None
     if b"\0" in data:
         problems.append(Problem(where, 1, "binary file (it contains NUL bytes)", "a UTF-8 text file", Code.FILE))
@@ -59,7 +60,9 @@ def _read_text(path: Path, root: Path, problems: list[Problem]) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        problems.append(Problem(where, line, f"not UTF-8 (byte 0x{data[exc.start]:02x})", "a UTF-8 text file", Code.FILE))
+        problems.append(
+            Problem(where, line, f"not UTF-8 (byte 0x{data[exc.start]:02x})", "a UTF-8 text file", Code.FILE)
+        )
         return None
 
 
@@ -78,7 +81,9 @@ def _read_notes(root: Path, problems: list[Problem]) -> list[_Text]:
         if path.name.startswith(".") or path.is_dir():
             continue
         if path.suffix != ".md":
-            problems.append(Problem(rel(path, root), 1, "not a note", "papers/ to hold only notes named <bibkey>.md", Code.FILE))
+            problems.append(
+                Problem(rel(path, root), 1, "not a note", "papers/ to hold only notes named <bibkey>.md", Code.FILE)
+            )
             continue
         text = _read_text(path, root, problems)
         if text is not None:
@@ -99,7 +104,9 @@ def _yaml(text: str, path: str, first_line: int, problems: list[Problem]) -> tup
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = first_line + (mark.line if mark else 0)
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        problems.append(Problem(path, line, f"YAML syntax error: {what}", "valid YAML (key: value, lists as [a, b])", Code.YAML))
+        problems.append(
+            Problem(path, line, f"YAML syntax error: {what}", "valid YAML (key: value, lists as [a, b])", Code.YAML)
+        )
         return None, {}
     lines: dict = {}
     if isinstance(node, yaml.MappingNode):
@@ -111,7 +118,9 @@ def _yaml(text: str, path: str, first_line: int, problems: list[Problem]) -> tup
     return data, lines
 
 
-def _pydantic_problems(exc: ValidationError, path: str, lines: dict, allowed: list[str], fallback: int) -> list[Problem]:
+def _pydantic_problems(
+    exc: ValidationError, path: str, lines: dict, allowed: list[str], fallback: int
+) -> list[Problem]:
     out = []
     for err in exc.errors():
         loc = err["loc"]
@@ -119,13 +128,26 @@ def _pydantic_problems(exc: ValidationError, path: str, lines: dict, allowed: li
         line = lines.get(tuple(loc[:2]) if len(loc) >= 2 else key) or lines.get(key) or fallback
         kind, dotted = err["type"], ".".join(map(str, loc))
         if kind == "extra_forbidden":
-            out.append(Problem(path, line, f"unknown key '{key}'", "expected one of: " + ", ".join(allowed), Code.SCHEMA))
+            out.append(
+                Problem(path, line, f"unknown key '{key}'", "expected one of: " + ", ".join(allowed), Code.SCHEMA)
+            )
         elif kind == "missing":
-            out.append(Problem(path, fallback, f"missing key '{dotted}'", "every required key: " + ", ".join(allowed), Code.SCHEMA))
+            out.append(
+                Problem(
+                    path, fallback, f"missing key '{dotted}'", "every required key: " + ", ".join(allowed), Code.SCHEMA
+                )
+            )
         elif kind.endswith("_type"):
             want = "a list like [a, b]" if kind == "list_type" else kind.replace("_type", "")
-            out.append(Problem(path, line, f"'{dotted}' has a value of the wrong type ({err['msg'].lower()})", f"expected {want}",
-                               Code.SCHEMA))
+            out.append(
+                Problem(
+                    path,
+                    line,
+                    f"'{dotted}' has a value of the wrong type ({err['msg'].lower()})",
+                    f"expected {want}",
+                    Code.SCHEMA,
+                )
+            )
         else:
             msg, _, expected = err["msg"].partition("; ")
             out.append(Problem(path, line, msg.removeprefix("Value error, "), expected, Code.SCHEMA))
@@ -170,8 +192,15 @@ def _empty_meta(data: dict, bad: set[str]) -> NoteMeta:
 def _validate_note(read: _Text, config: AtlasConfig, problems: list[Problem]) -> Note | None:
     split = _split_front_matter(read.text)
     if split is None:
-        problems.append(Problem(read.where, 1, "no front matter",
-                                "the note to start with a '---' line, the facets in YAML, and a closing '---' line", Code.SCHEMA))
+        problems.append(
+            Problem(
+                read.where,
+                1,
+                "no front matter",
+                "the note to start with a '---' line, the facets in YAML, and a closing '---' line",
+                Code.SCHEMA,
+            )
+        )
         return None
     front, body, body_line = split
     data, lines = _yaml(front, read.where, 2, problems)
@@ -226,8 +255,15 @@ def load(root: Path, deep: bool = True) -> tuple[Survey | None, list[Problem]]:
         if not note.valid:
             continue
         if note.key in notes:
-            problems.append(Problem(note.where, note.key_lines.get("key", 2), f"a second note for '{note.key}'", "one note per paper",
-                                    Code.NOTE_KEY))
+            problems.append(
+                Problem(
+                    note.where,
+                    note.key_lines.get("key", 2),
+                    f"a second note for '{note.key}'",
+                    "one note per paper",
+                    Code.NOTE_KEY,
+                )
+            )
             continue
         notes[note.key] = note
     # 4. import modules

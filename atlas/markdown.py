@@ -125,8 +125,11 @@ def parse_citations(text: str, prose: str | None = None) -> list[CiteGroup]:
 
 def literal_ats(prose: str, groups: list[CiteGroup]) -> list[tuple[int, int]]:
     """Spans of the escapes `\\@` outside citation groups."""
-    return [(m.start(), m.end()) for m in ESCAPED_AT.finditer(prose)
-            if not any(g.start <= m.start() < g.end for g in groups)]
+    return [
+        (m.start(), m.end())
+        for m in ESCAPED_AT.finditer(prose)
+        if not any(g.start <= m.start() < g.end for g in groups)
+    ]
 
 
 def citations(prose: str) -> list[tuple[str, int]]:

@@ -61,8 +61,11 @@ class AtlasConfig(BaseModel):
     def _all_facets(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         missing = [f for f in FACETS if f not in v]
         if missing:
-            raise PydanticCustomError("facets", "vocabularies lack {missing}; expected all of: {all}",
-                                      {"missing": ", ".join(missing), "all": ", ".join(FACETS)})
+            raise PydanticCustomError(
+                "facets",
+                "vocabularies lack {missing}; expected all of: {all}",
+                {"missing": ", ".join(missing), "all": ", ".join(FACETS)},
+            )
         return v
 
     def group(self, gid: str) -> Group:
@@ -70,8 +73,11 @@ class AtlasConfig(BaseModel):
 
 
 def _vocab_error(facet: str, value: object, allowed: list[str]) -> PydanticCustomError:
-    return PydanticCustomError("vocabulary", "unknown {facet} '{value}'; expected one of: {allowed}",
-                               {"facet": facet, "value": value, "allowed": ", ".join(allowed)})
+    return PydanticCustomError(
+        "vocabulary",
+        "unknown {facet} '{value}'; expected one of: {allowed}",
+        {"facet": facet, "value": value, "allowed": ", ".join(allowed)},
+    )
 
 
 RELEVANCE = ("core", "related", "background", "excluded")
@@ -105,7 +111,9 @@ class RelevanceOverride(BaseModel):
     @classmethod
     def _reason(cls, v: str) -> str:
         if len(v.split()) < 3:
-            raise PydanticCustomError("reason", "relevance reason '{v}' is too short; expected a sentence saying why", {"v": v})
+            raise PydanticCustomError(
+                "reason", "relevance reason '{v}' is too short; expected a sentence saying why", {"v": v}
+            )
         return v
 
 
@@ -153,8 +161,11 @@ class NoteMeta(BaseModel):
             if item not in allowed:
                 raise _vocab_error(info.field_name, item, allowed)
         if not v:
-            raise PydanticCustomError("empty", "{facet} is empty; expected at least one of: {allowed}",
-                                      {"facet": info.field_name, "allowed": ", ".join(allowed)})
+            raise PydanticCustomError(
+                "empty",
+                "{facet} is empty; expected at least one of: {allowed}",
+                {"facet": info.field_name, "allowed": ", ".join(allowed)},
+            )
         return v
 
     @field_validator("implementation")
@@ -162,11 +173,16 @@ class NoteMeta(BaseModel):
     def _dotted(cls, v: list[str]) -> list[str]:
         for item in v:
             if not re.fullmatch(r"reference_impls(\.[A-Za-z_]\w*)+", item):
-                raise PydanticCustomError("dotted", "implementation '{item}' is not a dotted path inside reference_impls; "
-                                          "expected e.g. reference_impls.vq or reference_impls.vq.VectorQuantizer",
-                                          {"item": item})
+                raise PydanticCustomError(
+                    "dotted",
+                    "implementation '{item}' is not a dotted path inside reference_impls; "
+                    "expected e.g. reference_impls.vq or reference_impls.vq.VectorQuantizer",
+                    {"item": item},
+                )
         if not v:
-            raise PydanticCustomError("empty", "implementation is empty; expected at least one dotted path inside reference_impls")
+            raise PydanticCustomError(
+                "empty", "implementation is empty; expected at least one dotted path inside reference_impls"
+            )
         return v
 
 

@@ -77,7 +77,13 @@ def execute_notebook(path: Path, root: Path, timeout: int = TIMEOUT):
         index, ename, evalue = _failing_cell(nb, exc)
         line = cell_lines(path, len(nb.cells))[index] if index is not None else 1
         cell_no = f"cell {index + 1}" if index is not None else "a cell"
-        raise AtlasError([Problem(name, line, f"{cell_no} raised {ename}: {evalue}", "the notebook to run top to bottom", Code.BUILD)]) from None
+        raise AtlasError(
+            [
+                Problem(
+                    name, line, f"{cell_no} raised {ename}: {evalue}", "the notebook to run top to bottom", Code.BUILD
+                )
+            ]
+        ) from None
     return nb
 
 
@@ -91,7 +97,9 @@ def _failing_cell(nb, exc) -> tuple[int | None, str, str]:
     evalue = getattr(exc, "evalue", None) or str(exc).strip().splitlines()[-1:] or [""]
     evalue = evalue if isinstance(evalue, str) else evalue[0]
     # a timeout or a dead kernel: the running cell is the first code cell without an execution count
-    running = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count") is None), None)
+    running = next(
+        (i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count") is None), None
+    )
     return running, ename, _one_line(evalue)
 
 

@@ -90,8 +90,11 @@ def build(root: Path, site_dir: Path | None = None, survey: Survey | None = None
     log = "\n".join(f"{r.levelname:<8}-  {r.getMessage()}" for r in handler.records)
     if root in _failed:
         return _failed.pop(root), log
-    problems = [Problem("mkdocs.yml", 1, f"mkdocs build: {r.getMessage()}", EXPECTED, Code.BUILD)
-                for r in handler.records if r.levelno >= logging.WARNING]
+    problems = [
+        Problem("mkdocs.yml", 1, f"mkdocs build: {r.getMessage()}", EXPECTED, Code.BUILD)
+        for r in handler.records
+        if r.levelno >= logging.WARNING
+    ]
     if failure and not problems:
         problems = [Problem("mkdocs.yml", 1, f"mkdocs build failed ({failure})", "a build that exits 0", Code.BUILD)]
     return problems, log

@@ -47,12 +47,12 @@ def modality_page(value: str) -> str:
 # the bib as the site shows it (pylatexenc is slow: each distinct value is decoded once)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _decode(raw: str) -> str:
     return latex_to_text(raw) if raw else ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _short_authors(raw: str) -> str:
     return BibEntry("", "misc", {"author": raw}, 1).author_short
 

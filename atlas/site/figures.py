@@ -8,7 +8,6 @@ import io
 from atlas.model import Note, Survey
 from atlas.site.common import paper_name
 
-
 LATENT_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#7f7f7f", "#ff7f0e", "#8c564b", "#e377c2"]
 
 
@@ -50,7 +49,9 @@ def timeline_svg(survey: Survey) -> bytes:
         for i, n in enumerate(notes):
             dy = ((k - 1) / 2 - i) * min(0.85 / max(k, 1), 0.22)
             ax.scatter(year, y0 + dy, s=36, color=colour[n.meta.latent], zorder=3, edgecolors="white", linewidths=0.5)
-            ax.annotate(n.meta.short, (year, y0 + dy), xytext=(5, 0), textcoords="offset points", va="center", fontsize=7)
+            ax.annotate(
+                n.meta.short, (year, y0 + dy), xytext=(5, 0), textcoords="offset points", va="center", fontsize=7
+            )
     ax.set_yticks(range(len(priors)), priors)
     ax.set_ylim(-0.6, len(priors) - 0.4)
     ax.set_xticks(range(years[0], years[-1] + 1))
@@ -69,7 +70,7 @@ def lineage_graph(survey: Survey):
     import networkx as nx
 
     g = nx.DiGraph()
-    for k, n in survey.notes.items():
+    for k in survey.notes:
         g.add_node(k, year=int(survey.entries[k].year), noted=True)
     for k, n in survey.notes.items():
         for parent in n.meta.builds_on:
@@ -93,9 +94,11 @@ def lineage_svg(survey: Survey) -> bytes:
     tallest = max((len(v) for v in by_year.values()), default=1)
     for year in sorted(by_year):  # each year's papers ordered by the mean height of their parents
         keys = by_year[year]
+
         def height_of(k: str) -> float:
             ys = [pos[p][1] for p in g.predecessors(k) if p in pos]
             return sum(ys) / len(ys) if ys else 0.0
+
         keys.sort(key=lambda k: (-height_of(k), k))
         for i, k in enumerate(keys):
             pos[k] = (year, (len(keys) - 1) / 2 - i)
@@ -104,13 +107,28 @@ def lineage_svg(survey: Survey) -> bytes:
     latents = list(survey.config.vocabularies["latent"])
     colour = {v: LATENT_COLOURS[i % len(LATENT_COLOURS)] for i, v in enumerate(latents)}
     node_colour = [colour[survey.notes[k].meta.latent] if k in survey.notes else "#ffffff" for k in g.nodes]
-    nx.draw_networkx_edges(g, pos, ax=ax, edge_color="#999999", arrows=True, arrowsize=8, width=0.8,
-                           connectionstyle="arc3,rad=0.08", node_size=60)
+    nx.draw_networkx_edges(
+        g,
+        pos,
+        ax=ax,
+        edge_color="#999999",
+        arrows=True,
+        arrowsize=8,
+        width=0.8,
+        connectionstyle="arc3,rad=0.08",
+        node_size=60,
+    )
     nx.draw_networkx_nodes(g, pos, ax=ax, node_color=node_colour, edgecolors="#444444", linewidths=0.6, node_size=60)
     labels = {k: paper_name(survey, k) for k in g.nodes}
     for k, (x, y) in pos.items():
-        ax.annotate(labels[k], (x, y), xytext=(5, 3), textcoords="offset points", fontsize=7,
-                    color="#000000" if k in survey.notes else "#777777")
+        ax.annotate(
+            labels[k],
+            (x, y),
+            xytext=(5, 3),
+            textcoords="offset points",
+            fontsize=7,
+            color="#000000" if k in survey.notes else "#777777",
+        )
     ax.set_xticks(years)
     ax.set_xlim(years[0] - 0.4, years[-1] + 0.9)
     ax.tick_params(left=False, labelleft=False, bottom=True, labelbottom=True)

@@ -29,7 +29,13 @@ def entry_data(entry: BibEntry) -> dict:
         links.append(f"[:material-file-document-outline: arXiv:{entry.arxiv}](https://arxiv.org/abs/{entry.arxiv})")
     if entry.code:
         links.append(f"[:material-code-braces: code]({entry.code})")
-    return {"authors": entry.authors, "venue": entry.venue, "year": entry.year, "links": links, "title": title_of(entry)}
+    return {
+        "authors": entry.authors,
+        "venue": entry.venue,
+        "year": entry.year,
+        "links": links,
+        "title": title_of(entry),
+    }
 
 
 def lineage_data(survey: Survey, keys: list[str], page: str) -> list[dict]:
@@ -37,8 +43,15 @@ def lineage_data(survey: Survey, keys: list[str], page: str) -> list[dict]:
     for k in keys:
         e = survey.entries.get(k)
         if e is not None:
-            out.append({"name": paper_name(survey, k), "href": link(page, paper_page(k)), "title": title_of(e),
-                        "authors": authors_of(e), "year": e.year})
+            out.append(
+                {
+                    "name": paper_name(survey, k),
+                    "href": link(page, paper_page(k)),
+                    "title": title_of(e),
+                    "authors": authors_of(e),
+                    "year": e.year,
+                }
+            )
     return out
 
 
@@ -47,14 +60,20 @@ def badges(survey: Survey, note: Note, page: str) -> list[str]:
     group = survey.config.group(m.group)
     out = [f"[{group.title}]({link(page, group_page(m.group))}){{ .atlas-badge .atlas-group }}"]
     for v in m.modality:
-        out.append(f'[{v}]({link(page, modality_page(v))} "modality: {attr(vocab["modality"][v])}")'
-                   "{ .atlas-badge .atlas-modality }")
+        out.append(
+            f'[{v}]({link(page, modality_page(v))} "modality: {attr(vocab["modality"][v])}")'
+            "{ .atlas-badge .atlas-modality }"
+        )
     for facet in ("latent", "prior"):
         v = getattr(m, facet)
-        out.append(f'[{facet}: {v}]({link(page, "table.md")} "{attr(vocab[facet][v])}"){{ .atlas-badge .atlas-{facet} }}')
+        out.append(
+            f'[{facet}: {v}]({link(page, "table.md")} "{attr(vocab[facet][v])}"){{ .atlas-badge .atlas-{facet} }}'
+        )
     for v in m.conditioning:
-        out.append(f'[{v}]({link(page, "table.md")} "conditioning: {attr(vocab["conditioning"][v])}")'
-                   "{ .atlas-badge .atlas-conditioning }")
+        out.append(
+            f'[{v}]({link(page, "table.md")} "conditioning: {attr(vocab["conditioning"][v])}")'
+            "{ .atlas-badge .atlas-conditioning }"
+        )
     return out
 
 
@@ -111,8 +130,14 @@ def paper_markdown(survey: Survey, note: Note, notebooks: dict[str, Path]) -> st
     for dotted in m.implementation:
         module = dotted.split(".")[1]
         path = f"reference_impls/{module}.py"
-        implementation.append({"dotted": dotted, "path": path, "source": link(page, source_page(path)),
-                               "api": link(page, api_page(module))})
+        implementation.append(
+            {
+                "dotted": dotted,
+                "path": path,
+                "source": link(page, source_page(path)),
+                "api": link(page, api_page(module)),
+            }
+        )
     return render(
         "paper.md.j2",
         title=f"{m.short}: {title_of(entry)}",

@@ -74,6 +74,11 @@ def navigation(survey: Survey, notebooks: dict[str, Path]) -> list:
         nav.append({"Questions": [{q.title: q.page} for q in survey.inventory.questions]})
     if notebooks:
         nav.append({"Notebooks": [{name.replace("_", " "): f"notebooks/{name}.ipynb"} for name in sorted(notebooks)]})
-    nav.append({"API reference": [{"Overview": "api/index.md"}] + [{m.name: api_page(m.name)} for m in survey.inventory.modules]})
+    nav.append(
+        {
+            "API reference": [{"Overview": "api/index.md"}]
+            + [{m.name: api_page(m.name)} for m in survey.inventory.modules]
+        }
+    )
     nav.append({"Contributing": "contributing.md"})
     return nav

@@ -22,8 +22,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "site.json"
-INPUTS = ("atlas.yml", "bib/*.bib", "papers/*.md", "reference_impls/*.py", "tests/reference_impls/*.py",
-          "docs/notebooks/*.py", "docs/questions/*.md")
+INPUTS = (
+    "atlas.yml",
+    "bib/*.bib",
+    "papers/*.md",
+    "reference_impls/*.py",
+    "tests/reference_impls/*.py",
+    "docs/notebooks/*.py",
+    "docs/questions/*.md",
+)
 
 
 def inputs_digest(root: Path) -> str:
@@ -47,7 +54,10 @@ def pages(root: Path) -> dict[str, str | bytes]:
 
 
 def digest(files: dict[str, str | bytes]) -> dict[str, str]:
-    return {k: hashlib.sha256(v if isinstance(v, bytes) else v.encode("utf-8")).hexdigest() for k, v in sorted(files.items())}
+    return {
+        k: hashlib.sha256(v if isinstance(v, bytes) else v.encode("utf-8")).hexdigest()
+        for k, v in sorted(files.items())
+    }
 
 
 def main() -> int:

@@ -4,20 +4,18 @@ recorded snapshot, a change of the tooling leaves every page as it was (see test
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import snapshot  # noqa: E402  (the snapshot tool beside this test)
+import snapshot  # tests/site/snapshot.py: pytest puts this test's folder on the path
 
 
 def test_pages_equal_the_snapshot_while_the_inputs_are_the_same():
     recorded = json.loads(snapshot.SNAPSHOT.read_text(encoding="utf-8"))
     if snapshot.inputs_digest(snapshot.REPO) != recorded["inputs"]:
-        pytest.skip("the knowledge base changed since the snapshot; review the pages and record a new one with "
-                    "`.venv/bin/python tests/site/snapshot.py --update`")
+        pytest.skip(
+            "the knowledge base changed since the snapshot; review the pages and record a new one with "
+            "`.venv/bin/python tests/site/snapshot.py --update`"
+        )
     now = snapshot.digest(snapshot.pages(snapshot.REPO))
     assert sorted(now) == sorted(recorded["pages"]), "the page set changed"
     changed = [k for k in now if now[k] != recorded["pages"][k]]
