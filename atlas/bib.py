@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 
 import bibtexparser
 import bibtexparser.middlewares as mw
-from bibtexparser import BibtexFormat
 from bibtexparser.model import DuplicateBlockKeyBlock, Entry
 from pylatexenc.latex2text import LatexNodes2Text
 from pylatexenc.latexencode import UnicodeToLatexEncoder
 
-from atlas.problems import Problem
+from atlas.problems import Code, Problem
 
 logging.getLogger("bibtexparser").setLevel(logging.CRITICAL)
 
@@ -37,9 +36,27 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
 
 # The normal form's field order; fields not listed follow in alphabetical order.
 FIELD_ORDER = (
-    "title", "author", "editor", "booktitle", "journal", "series", "volume", "number", "pages",
-    "publisher", "institution", "school", "year", "month", "doi", "eprint", "archivePrefix",
-    "primaryClass", "url", "code", "note",
+    "title",
+    "author",
+    "editor",
+    "booktitle",
+    "journal",
+    "series",
+    "volume",
+    "number",
+    "pages",
+    "publisher",
+    "institution",
+    "school",
+    "year",
+    "month",
+    "doi",
+    "eprint",
+    "archivePrefix",
+    "primaryClass",
+    "url",
+    "code",
+    "note",
 )
 
 # Fields the survey keeps for the site but that a paper's reference list has no use for.
@@ -52,7 +69,9 @@ ARXIV_NEW = re.compile(r"^\d{4}\.\d{4,5}(v\d+)?$")
 ARXIV_OLD = re.compile(r"^[a-z-]+(\.[A-Z]{2})?/\d{7}(v\d+)?$")
 FIRST_YEAR = 1900
 
-_encoder = UnicodeToLatexEncoder(non_ascii_only=True, replacement_latex_protection="braces-all", unknown_char_policy="keep")
+_encoder = UnicodeToLatexEncoder(
+    non_ascii_only=True, replacement_latex_protection="braces-all", unknown_char_policy="keep"
+)
 _decoder = LatexNodes2Text(math_mode="verbatim")
 
 
@@ -206,9 +225,15 @@ def parse_bib(text: str, path: str) -> tuple[dict[str, BibEntry], list[Problem]]
             folded = fold_title(title)
             if folded in titles:
                 other = titles[folded]
-                problems.append(Problem(path, entry.field_lines.get("title", start),
-                                        f"duplicate title: '{entry.key}' has the title of '{other.key}' (line {other.line})",
-                                        "one entry per paper"))
+                problems.append(
+                    Problem(
+                        path,
+                        entry.field_lines.get("title", start),
+                        f"duplicate title: '{entry.key}' has the title of '{other.key}' (line {other.line})",
+                        "one entry per paper",
+                        Code.BIB_DUPLICATE,
+                    )
+                )
             else:
                 titles[folded] = entry
     for block in library.failed_blocks:
@@ -216,39 +241,81 @@ def parse_bib(text: str, path: str) -> tuple[dict[str, BibEntry], list[Problem]]
         if isinstance(block, DuplicateBlockKeyBlock):
             first = entries.get(block.key)
             where = f" (first at line {first.line})" if first else ""
-            problems.append(Problem(path, line, f"duplicate key '{block.key}'{where}", "each key once"))
+            problems.append(
+                Problem(path, line, f"duplicate key '{block.key}'{where}", "each key once", Code.BIB_DUPLICATE)
+            )
         else:
-            problems.append(Problem(path, line, "entry does not parse", "@type{key, field = {value}, ...} with balanced braces"))
+            problems.append(
+                Problem(
+                    path,
+                    line,
+                    "entry does not parse",
+                    "@type{key, field = {value}, ...} with balanced braces",
+                    Code.BIB_PARSE,
+                )
+            )
     for i, line_text in enumerate(text.splitlines(), start=1):
         for ch in sorted(set(c for c in line_text if ord(c) > 127), key=line_text.index):
             escape = _encoder.unicode_to_latex(ch)
             hint = f"the LaTeX escape {escape}" if escape != ch else "a LaTeX escape"
-            problems.append(Problem(path, i, f"non-ASCII character '{ch}' (U+{ord(ch):04X})", f"write {hint}"))
+            problems.append(
+                Problem(path, i, f"non-ASCII character '{ch}' (U+{ord(ch):04X})", f"write {hint}", Code.BIB_ENCODING)
+            )
     return entries, problems
 
 
 def _check_entry(e: BibEntry, path: str, this_year: int) -> list[Problem]:
     out = []
-    line = lambda name: e.field_lines.get(name.lower(), e.line)  # noqa: E731
+
+    def line(name: str) -> int:
+        return e.field_lines.get(name.lower(), e.line)
+
     required = REQUIRED_FIELDS.get(e.entry_type)
     if required is None:
-        out.append(Problem(path, e.line, f"entry '{e.key}' has unknown type '@{e.entry_type}'",
-                           "one of: " + ", ".join("@" + t for t in REQUIRED_FIELDS)))
+        out.append(
+            Problem(
+                path,
+                e.line,
+                f"entry '{e.key}' has unknown type '@{e.entry_type}'",
+                "one of: " + ", ".join("@" + t for t in REQUIRED_FIELDS),
+                Code.BIB_FIELD,
+            )
+        )
     else:
         for name in required:
             if not (e.get(name) or "").strip():
-                out.append(Problem(path, e.line, f"entry '{e.key}' (@{e.entry_type}) lacks the required field '{name}'",
-                                   "required: " + ", ".join(required)))
+                out.append(
+                    Problem(
+                        path,
+                        e.line,
+                        f"entry '{e.key}' (@{e.entry_type}) lacks the required field '{name}'",
+                        "required: " + ", ".join(required),
+                        Code.BIB_FIELD,
+                    )
+                )
     year = e.get("year")
-    if year is not None:
-        if not re.fullmatch(r"\d{4}", year.strip()) or not FIRST_YEAR <= int(year) <= this_year + 1:
-            out.append(Problem(path, line("year"), f"entry '{e.key}' has year '{year}'",
-                               f"a four-digit year from {FIRST_YEAR} to {this_year + 1}"))
-    eprint = e.get("eprint")
-    if eprint is not None and (e.get("archivePrefix") or "arXiv").lower() == "arxiv":
-        if not (ARXIV_NEW.match(eprint.strip()) or ARXIV_OLD.match(eprint.strip())):
-            out.append(Problem(path, line("eprint"), f"entry '{e.key}' has arXiv id '{eprint}'",
-                               "an id like 2112.10752 (YYMM.NNNNN, optional vN) or hep-th/9901001"))
+    if year is not None and (not re.fullmatch(r"\d{4}", year.strip()) or not FIRST_YEAR <= int(year) <= this_year + 1):
+        out.append(
+            Problem(
+                path,
+                line("year"),
+                f"entry '{e.key}' has year '{year}'",
+                f"a four-digit year from {FIRST_YEAR} to {this_year + 1}",
+                Code.BIB_FIELD,
+            )
+        )
+    eprint = (e.get("eprint") or "").strip()
+    is_arxiv = e.get("eprint") is not None and (e.get("archivePrefix") or "arXiv").lower() == "arxiv"
+    if is_arxiv and not (ARXIV_NEW.match(eprint) or ARXIV_OLD.match(eprint)):
+        out.append(
+            Problem(
+                path,
+                line("eprint"),
+                f"entry '{e.key}' has arXiv id '{e.get('eprint')}'",
+                "an id like 2112.10752 (YYMM.NNNNN, optional vN) or hep-th/9901001",
+                Code.BIB_FIELD,
+            )
+        )
     return out
 
 

@@ -6,17 +6,21 @@ and exits 1 when there is any; it never prints a traceback for bad input.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
+import time
 from pathlib import Path
 
 import typer
 
-from atlas.problems import AtlasError, Problem
+from atlas.problems import AtlasError, Code, Problem
+from atlas.text import plural, write_atomic
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Latent Atlas: check the survey, format its bib, export it to LaTeX, build its site.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Latent Atlas: check the survey, format its bib, export it to LaTeX, build its site.",
+)
 bib_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Bibliography tools.")
 app.add_typer(bib_app, name="bib")
 
@@ -30,29 +34,46 @@ def _fail(problems: list[Problem]) -> None:
 
 
 @app.command()
-def check(root: Path = ROOT, strict: bool = typer.Option(False, "--strict", help="A paper of the bib without a note is an error.")) -> None:
+def check(
+    root: Path = ROOT,
+    strict: bool = typer.Option(False, "--strict", help="A paper of the bib without a note is an error."),
+) -> None:
     """Load everything and report every problem, one line each."""
-    from atlas.loader import BIB, load
+    from atlas.loader import load
 
     survey, problems = load(root)
+    _check(survey, problems, strict)
+
+
+def _check(survey, problems: list[Problem], strict: bool = False) -> None:
+    """Print the check's problems and exit 1, or its one-line summary."""
+    from atlas.loader import BIB
+
     if survey is not None and strict:
-        problems += [Problem(BIB, survey.entries[k].line, f"paper '{k}' has no note", f"papers/{k}.md") for k in survey.pending]
+        problems = problems + [
+            Problem(BIB, survey.entries[k].line, f"paper '{k}' has no note", f"papers/{k}.md", Code.PENDING)
+            for k in survey.pending
+        ]
     if problems:
         for p in problems:
             typer.echo(str(p))
-        typer.echo(f"atlas check: {len(problems)} problem{'s' * (len(problems) != 1)}", err=True)
+        typer.echo(f"atlas check: {plural(len(problems), 'problem')}", err=True)
         raise typer.Exit(1)
-    assert survey is not None
     pending = survey.pending
-    modules = sorted({d.split(".")[1] for n in survey.notes.values() for d in n.meta.implementation})
-    tests = sorted({t for n in survey.notes.values() for t in n.meta.tests})
-    line = (f"atlas check: ok: {len(survey.entries)} papers in the bib, {len(survey.notes)} notes complete, "
-            f"{len(modules)} modules, {len(tests)} test files, {len(pending)} pending")
+    modules = {m for n in survey.notes.values() for m in n.modules}
+    tests = {t for n in survey.notes.values() for t in n.meta.tests}
+    line = (
+        f"atlas check: ok: {len(survey.entries)} papers in the bib, {len(survey.notes)} notes complete, "
+        f"{len(modules)} modules, {len(tests)} test files, {len(pending)} pending"
+    )
     typer.echo(line + (": " + ", ".join(pending) if pending else ""))
 
 
 @bib_app.command("fmt")
-def bib_fmt(root: Path = ROOT, check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if the bib is not in normal form.")) -> None:
+def bib_fmt(
+    root: Path = ROOT,
+    check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if the bib is not in normal form."),
+) -> None:
     """Rewrite bib/references.bib in its normal form (field order, indentation, braces)."""
     from atlas.bib import format_bib
     from atlas.loader import BIB
@@ -64,24 +85,19 @@ def bib_fmt(root: Path = ROOT, check_only: bool = typer.Option(False, "--check",
     except ValueError:
         from atlas.bib import parse_bib
 
-        _fail([p for p in parse_bib(text, BIB)[1] if "parse" in p.message or "duplicate key" in p.message])
+        _fail([p for p in parse_bib(text, BIB)[1] if p.code in (Code.BIB_PARSE, Code.BIB_DUPLICATE)])
     if formatted == text:
         typer.echo(f"{BIB}: already in normal form")
         return
     if check_only:
-        first = next(i for i, (a, b) in enumerate(zip(text.splitlines() + [""], formatted.splitlines() + [""]), 1) if a != b)
-        _fail([Problem(BIB, first, "not in the normal form", "run `atlas bib fmt`")])
+        first = next(
+            i
+            for i, (a, b) in enumerate(zip(text.splitlines() + [""], formatted.splitlines() + [""], strict=False), 1)
+            if a != b
+        )
+        _fail([Problem(BIB, first, "not in the normal form", "run `atlas bib fmt`", Code.BIB_PARSE)])
     write_atomic(path, formatted)
     typer.echo(f"{BIB}: formatted")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside the target, then move into place: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -93,16 +109,14 @@ def main() -> None:
         sys.exit(1)
 
 
-def _export(root: Path, out: Path | None, groups: list[str], papers: list[str], facets: list[str],
-            words: int, table: bool, force: bool) -> None:
-    import time
-
-    from atlas.export import ExportOptions, render, write
+def _export(root: Path, survey, opts, out: Path | None, force: bool) -> None:
+    """Render the export of `survey` (loaded from root when None) and write it under out."""
+    from atlas.export import render, write
     from atlas.loader import load_checked
 
     start = time.perf_counter()
-    survey = load_checked(root, deep=False)
-    data, problems = render(survey, ExportOptions(groups, papers, facets, words, table))
+    survey = survey if survey is not None else load_checked(root, deep=False)
+    data, problems = render(survey, opts)
     if problems:
         _fail(problems)
     target = out if out is not None else root / "build" / "overleaf"
@@ -111,8 +125,10 @@ def _export(root: Path, out: Path | None, groups: list[str], papers: list[str], 
     if problems:
         _fail(problems)
     cited = data["references.bib"].decode().count("\n@")
-    typer.echo(f"atlas export: wrote {shown}/ ({', '.join(sorted(data))}; {cited} references) "
-               f"in {time.perf_counter() - start:.2f} s")
+    typer.echo(
+        f"atlas export: wrote {shown}/ ({', '.join(sorted(data))}; {cited} references) "
+        f"in {time.perf_counter() - start:.2f} s"
+    )
 
 
 @app.command()
@@ -121,33 +137,45 @@ def export(
     out: Path = typer.Option(None, "--out", help="Output folder (default: build/overleaf under the root)."),
     group: list[str] = typer.Option([], "--group", help="Only these groups (ids of atlas.yml); repeatable."),
     paper: list[str] = typer.Option([], "--paper", help="Only these papers (bib keys); repeatable."),
-    facet: list[str] = typer.Option([], "--facet", help="Only papers with this facet value, e.g. prior=autoregressive; repeatable."),
-    words: int = typer.Option(70, "--words", min=10, help="Word budget per paper."),
+    facet: list[str] = typer.Option(
+        [], "--facet", help="Only papers with this facet value, e.g. prior=autoregressive; repeatable."
+    ),
+    words: int = typer.Option(None, "--words", min=10, help="Word budget per paper (default: the export's)."),
     table: bool = typer.Option(True, "--table/--no-table", help="Include the comparison table."),
     force: bool = typer.Option(False, "--force", help="Overwrite files edited by hand since the last export."),
 ) -> None:
     """Write the related-work section, its bib, the comparison table, a preview main.tex and overleaf.zip."""
-    _export(root, out, group, paper, facet, words, table, force)
+    from atlas.export import ExportOptions
+
+    opts = ExportOptions(groups=group, papers=paper, facets=facet, table=table)
+    if words is not None:
+        opts.words = words
+    _export(root, None, opts, out, force)
 
 
 @app.command()
 def build(root: Path = ROOT) -> None:
-    """The main job: check the knowledge base, then build the site (site/) and the LaTeX export from it."""
-    from atlas.loader import load_checked
+    """The main job: load and check the knowledge base once, then build the site and the LaTeX export from it."""
+    from atlas.export import ExportOptions
+    from atlas.loader import load
 
-    survey = load_checked(root)
-    typer.echo(f"atlas check: ok: {len(survey.entries)} papers, {len(survey.notes)} notes")
-    _site(root)
-    _export(root, None, [], [], [], 70, True, False)
+    survey, problems = load(root)
+    _check(survey, problems)
+    _site(root, survey)
+    _export(root, survey, ExportOptions(), None, False)
 
 
-def _site(root: Path) -> None:
-    import time
-
+def _site(root: Path, survey=None) -> None:
+    """Build the site of `survey` (loaded from root when None) into root/site."""
+    from atlas.loader import load
     from atlas.site import build as build_site
 
     start = time.perf_counter()
-    problems, _log = build_site(root)
+    if survey is None:
+        survey, problems = load(root, deep=False)
+        if problems:
+            _fail(problems)
+    problems, _log = build_site(root, survey=survey)
     if problems:
         _fail(problems)
     pages = sum(1 for _ in (root / "site").rglob("index.html"))
@@ -161,7 +189,9 @@ def site(root: Path = ROOT) -> None:
 
 
 @app.command()
-def serve(root: Path = ROOT, port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1.")) -> None:
+def serve(
+    root: Path = ROOT, port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1.")
+) -> None:
     """Serve the built site (site/) on http://127.0.0.1:PORT until interrupted."""
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -171,14 +201,23 @@ def serve(root: Path = ROOT, port: int = typer.Option(8000, "--port", min=0, max
         _fail([Problem("site/index.html", 1, "the site is not built", "run `atlas site` or `atlas build` first")])
 
     class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, *args) -> None:
             pass
 
     handler = functools.partial(Quiet, directory=str(site_dir))
     try:
         httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
     except OSError as exc:
-        _fail([Problem("site/index.html", 1, f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})", "a free port: --port N")])
+        _fail(
+            [
+                Problem(
+                    "site/index.html",
+                    1,
+                    f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})",
+                    "a free port: --port N",
+                )
+            ]
+        )
     with httpd:
         typer.echo(f"atlas serve: http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C stops)")
         try:

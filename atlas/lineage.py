@@ -8,7 +8,7 @@ mistake in builds_on (or in a year). A cycle in builds_on is always a mistake.
 from __future__ import annotations
 
 from atlas.model import Survey
-from atlas.problems import Problem, rel
+from atlas.problems import Code, Problem, rel
 
 SLACK_YEARS = 1  # a venue year may trail the arXiv year of the work built upon by this much
 
@@ -22,7 +22,7 @@ def backwards(survey: Survey) -> list[Problem]:
             if year is not None and later is not None and later > year + SLACK_YEARS:
                 out.append(Problem(rel(note.path, survey.root), note.key_lines.get("builds_on", 2),
                                    f"builds_on '{other}' ({later}) is {later - year} years later than this paper ({year})",
-                                   f"only papers up to {year + SLACK_YEARS} in builds_on (is a year in the bib wrong?)"))
+                                   f"only papers up to {year + SLACK_YEARS} in builds_on (is a year in the bib wrong?)", Code.LINEAGE))
     return out
 
 
@@ -53,7 +53,7 @@ def cycles(survey: Survey) -> list[Problem]:
         note = survey.notes[cycle[0]]
         loop = " -> ".join([*cycle, cycle[0]])
         out.append(Problem(rel(note.path, survey.root), note.key_lines.get("builds_on", 2),
-                           f"builds_on runs in a cycle: {loop}", "lineage that only points to earlier papers"))
+                           f"builds_on runs in a cycle: {loop}", "lineage that only points to earlier papers", Code.LINEAGE))
     return out
 
 

@@ -1,49 +1,103 @@
-"""The only reader of atlas.yml, bib/references.bib and papers/*.md.
+"""The only reader of atlas.yml, bib/references.bib, papers/*.md and the repository's inventory.
 
 `load(root)` returns the Survey and every problem found, never raising on bad input: each
-problem names a file and line, what is wrong and what is expected.
+problem names a file and line, what is wrong and what is expected. It runs in plain phases:
+
+1. read: atlas.yml, the bib and every file of papers/ as text;
+2. validate: the configuration, the bib entries, each note's front matter and body (atlas.checks);
+3. resolve references: note keys, lineage, citations, tests and notebooks against the bib and files;
+4. import modules (only when deep, i.e. for the check): each implementation imports and names its note.
+
+The inventory (modules, tests, notebooks, question pages) is read last, into the Survey.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import yaml
 from pydantic import ValidationError
 
-from atlas import lineage
+from atlas import checks, lineage
 from atlas import markdown as md
 from atlas.bib import BibEntry, parse_bib
-from atlas.claims import claims as our_work_claims
-from atlas.model import SECTIONS, AtlasConfig, Note, NoteMeta, Survey
-from atlas.problems import AtlasError, Problem, rel
+from atlas.inventory import read_inventory
+from atlas.model import AtlasConfig, Note, NoteMeta, Survey
+from atlas.problems import AtlasError, Code, Problem, rel
 
 CONFIG = "atlas.yml"
-BIB = "bib/references.bib"
+BIB = checks.BIB
 PAPERS = "papers"
-MIN_WORDS, MAX_WORDS = 200, 900
+
+
+@dataclass
+class _Text:
+    path: Path
+    where: str  # relative to the root
+    text: str
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. read
 
 
 def _read_text(path: Path, root: Path, problems: list[Problem]) -> str | None:
+    where = rel(path, root)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        problems.append(Problem(rel(path, root), 1, f"cannot read the file ({exc.strerror or exc})", "a readable UTF-8 text file"))
+        problems.append(
+            Problem(where, 1, f"cannot read the file ({exc.strerror or exc})", "a readable UTF-8 text file", Code.FILE)
+        )
         return None
     if b"\0" in data:
-        problems.append(Problem(rel(path, root), 1, "binary file (it contains NUL bytes)", "a UTF-8 text file"))
+        problems.append(Problem(where, 1, "binary file (it contains NUL bytes)", "a UTF-8 text file", Code.FILE))
         return None
     try:
         # a byte-order mark and Windows line ends (as some editors save) read as the same text
         return data.decode("utf-8-sig").replace("\r\n", "\n")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        problems.append(Problem(rel(path, root), line, f"not UTF-8 (byte 0x{data[exc.start]:02x})", "a UTF-8 text file"))
+        problems.append(
+            Problem(where, line, f"not UTF-8 (byte 0x{data[exc.start]:02x})", "a UTF-8 text file", Code.FILE)
+        )
         return None
+
+
+def _read_required(root: Path, name: str, expected: str, problems: list[Problem]) -> str | None:
+    path = root / name
+    if not path.exists():
+        problems.append(Problem(name, 1, "missing", expected, Code.FILE))
+        return None
+    return _read_text(path, root, problems)
+
+
+def _read_notes(root: Path, problems: list[Problem]) -> list[_Text]:
+    papers = root / PAPERS
+    out = []
+    for path in sorted(papers.iterdir()) if papers.is_dir() else []:
+        if path.name.startswith("."):
+            continue
+        if path.is_dir() or (path.exists() and not path.is_file()):
+            what = "a folder, not a note" if path.is_dir() else "not a regular file"
+            problems.append(Problem(rel(path, root), 1, what, "papers/ to hold only notes named <bibkey>.md", Code.FILE))
+            continue
+        if path.suffix != ".md":
+            problems.append(
+                Problem(rel(path, root), 1, "not a note", "papers/ to hold only notes named <bibkey>.md", Code.FILE)
+            )
+            continue
+        text = _read_text(path, root, problems)
+        if text is not None:
+            out.append(_Text(path, rel(path, root), text))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. validate
 
 
 def _yaml(text: str, path: str, first_line: int, problems: list[Problem]) -> tuple[Any, dict]:
@@ -55,7 +109,9 @@ def _yaml(text: str, path: str, first_line: int, problems: list[Problem]) -> tup
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = first_line + (mark.line if mark else 0)
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        problems.append(Problem(path, line, f"YAML syntax error: {what}", "valid YAML (key: value, lists as [a, b])"))
+        problems.append(
+            Problem(path, line, f"YAML syntax error: {what}", "valid YAML (key: value, lists as [a, b])", Code.YAML)
+        )
         return None, {}
     lines: dict = {}
     if isinstance(node, yaml.MappingNode):
@@ -67,33 +123,43 @@ def _yaml(text: str, path: str, first_line: int, problems: list[Problem]) -> tup
     return data, lines
 
 
-def _pydantic_problems(exc: ValidationError, path: str, lines: dict, allowed_keys: list[str], fallback: int) -> list[Problem]:
+def _pydantic_problems(
+    exc: ValidationError, path: str, lines: dict, allowed: list[str], fallback: int
+) -> list[Problem]:
     out = []
     for err in exc.errors():
         loc = err["loc"]
         key = str(loc[0]) if loc else ""
         line = lines.get(tuple(loc[:2]) if len(loc) >= 2 else key) or lines.get(key) or fallback
-        kind = err["type"]
+        kind, dotted = err["type"], ".".join(map(str, loc))
         if kind == "extra_forbidden":
-            out.append(Problem(path, line, f"unknown key '{key}'", "expected one of: " + ", ".join(allowed_keys)))
+            out.append(
+                Problem(path, line, f"unknown key '{key}'", "expected one of: " + ", ".join(allowed), Code.SCHEMA)
+            )
         elif kind == "missing":
-            out.append(Problem(path, fallback, f"missing key '{'.'.join(map(str, loc))}'", "every required key: " + ", ".join(allowed_keys)))
+            out.append(
+                Problem(
+                    path, fallback, f"missing key '{dotted}'", "every required key: " + ", ".join(allowed), Code.SCHEMA
+                )
+            )
         elif kind.endswith("_type"):
             want = "a list like [a, b]" if kind == "list_type" else kind.replace("_type", "")
-            out.append(Problem(path, line, f"'{'.'.join(map(str, loc))}' has a value of the wrong type ({err['msg'].lower()})", f"expected {want}"))
+            out.append(
+                Problem(
+                    path,
+                    line,
+                    f"'{dotted}' has a value of the wrong type ({err['msg'].lower()})",
+                    f"expected {want}",
+                    Code.SCHEMA,
+                )
+            )
         else:
             msg, _, expected = err["msg"].partition("; ")
-            out.append(Problem(path, line, msg.removeprefix("Value error, "), expected))
+            out.append(Problem(path, line, msg.removeprefix("Value error, "), expected, Code.SCHEMA))
     return out
 
 
-def load_config(root: Path, problems: list[Problem]) -> AtlasConfig | None:
-    path = root / CONFIG
-    text = _read_text(path, root, problems) if path.exists() else None
-    if text is None:
-        if not path.exists():
-            problems.append(Problem(CONFIG, 1, "missing", "atlas.yml with vocabularies, groups and our_work"))
-        return None
+def _validate_config(text: str, problems: list[Problem]) -> AtlasConfig | None:
     data, lines = _yaml(text, CONFIG, 1, problems)
     if data is None:
         return None
@@ -115,195 +181,112 @@ def _split_front_matter(text: str) -> tuple[str, str, int] | None:
     return None
 
 
-def load_note(path: Path, root: Path, config: AtlasConfig, problems: list[Problem]) -> Note | None:
-    where = rel(path, root)
-    text = _read_text(path, root, problems)
-    if text is None:
-        return None
-    split = _split_front_matter(text)
+def _empty_meta(data: dict, bad: set[str]) -> NoteMeta:
+    """A NoteMeta of the usable fields of data; the faulty ones fall back to empty values."""
+    values = {}
+    for name, f in NoteMeta.model_fields.items():
+        if name in data and name not in bad:
+            values[name] = data[name]
+        elif f.is_required():
+            values[name] = [] if get_origin(f.annotation) is list else ""
+        else:
+            values[name] = f.get_default(call_default_factory=True)
+    return NoteMeta.model_construct(**values)
+
+
+def _validate_note(read: _Text, config: AtlasConfig, problems: list[Problem]) -> Note | None:
+    split = _split_front_matter(read.text)
     if split is None:
-        problems.append(Problem(where, 1, "no front matter", "the note to start with a '---' line, the facets in YAML, and a closing '---' line"))
+        problems.append(
+            Problem(
+                read.where,
+                1,
+                "no front matter",
+                "the note to start with a '---' line, the facets in YAML, and a closing '---' line",
+                Code.SCHEMA,
+            )
+        )
         return None
     front, body, body_line = split
-    data, lines = _yaml(front, where, 2, problems)
+    data, lines = _yaml(front, read.where, 2, problems)
     if data is None:
         return None
     if not isinstance(data, dict):
-        problems.append(Problem(where, 2, "front matter is not a mapping", "key: value lines"))
+        problems.append(Problem(read.where, 2, "front matter is not a mapping", "key: value lines", Code.SCHEMA))
         return None
     valid = True
     try:
         meta = NoteMeta.model_validate(data, context={"config": config})
     except ValidationError as exc:
-        problems += _pydantic_problems(exc, where, lines, list(NoteMeta.model_fields), 1)
-        # keep checking what is usable: the faulty fields fall back to empty values
-        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
-        usable = {k: v for k, v in data.items() if k in NoteMeta.model_fields and k not in bad}
-        empty = {n: ([] if "list" in str(f.annotation) else (None if n in ("notebook", "relevance") else "")) for n, f in NoteMeta.model_fields.items()}
-        meta = NoteMeta.model_construct(**{**empty, **usable})
+        problems += _pydantic_problems(exc, read.where, lines, list(NoteMeta.model_fields), 1)
+        meta = _empty_meta(data, {str(e["loc"][0]) for e in exc.errors() if e["loc"]})  # keep checking what is usable
         valid = False
-    note = Note(path, meta, body, body_line, {k: v for k, v in lines.items() if isinstance(k, str)})
-    for title, line, content in md.sections(body):
-        note.sections[title] = content
-    note.valid = valid
+    note = Note(read.path, meta, body, body_line, lines, valid=valid)
+    note.sections = {title: content for title, _, content in md.sections(body)}
+    problems += checks.check_body(note)
+    if valid:
+        problems += checks.check_aliases(note) + checks.check_numbers(note)
     return note
 
 
-def _module_of(dotted: str) -> tuple[Any, str | None]:
-    """Import a dotted path inside reference_impls: (module, error message or None)."""
-    parts = dotted.split(".")
-    for n in range(len(parts), 1, -1):
-        name = ".".join(parts[:n])
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name) and exc.name != "reference_impls":
-                continue
-            return None, f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # the module itself is broken: report it, one line
-            return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        obj = module
-        for attr in parts[n:]:
-            if not hasattr(obj, attr):
-                return None, f"{name} has no attribute '{attr}'"
-            obj = getattr(obj, attr)
-        return module, None
-    return None, "no such module"
-
-
-def _imports(path: Path) -> set[str]:
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (SyntaxError, UnicodeDecodeError, OSError):
-        return set()
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names}
-    return found
-
-
-def check_note(note: Note, survey_entries: dict[str, BibEntry], root: Path, deep: bool = True) -> list[Problem]:
-    """Every cross-reference of a note: bib, lineage, citations, code, tests, notebook, sections."""
-    out: list[Problem] = []
-    where = rel(note.path, root)
-    m = note.meta
-    kl = note.key_lines
-    if note.path.stem != m.key:
-        out.append(Problem(where, kl.get("key", 2), f"key '{m.key}' differs from the file name '{note.path.name}'", f"the file papers/{m.key}.md"))
-    if m.key not in survey_entries:
-        out.append(Problem(where, kl.get("key", 2), f"key '{m.key}' is not in {BIB}", "a note for a paper of the bib"))
-    for i, k in enumerate(m.builds_on):
-        line = note.key_lines.get("builds_on", 2)
-        if k not in survey_entries:
-            out.append(Problem(where, line, f"builds_on '{k}' is not a key of {BIB}", "keys of earlier papers of the survey"))
-        elif k == m.key:
-            out.append(Problem(where, line, "a paper cannot build on itself", "keys of earlier papers of the survey"))
-    importable = set()
-    for dotted in m.implementation if deep else []:
-        module, error = _module_of(dotted)
-        if not error:
-            importable.add(module.__name__)
-        line = kl.get("implementation", 2)
-        if error:
-            out.append(Problem(where, line, f"implementation '{dotted}' does not import ({error})", "a dotted path to a module, class or function inside reference_impls"))
-        elif f"papers/{m.key}.md" not in (module.__doc__ or ""):
-            out.append(Problem(where, line, f"{module.__name__}'s docstring does not link back to papers/{m.key}.md", "the module docstring to name the note path"))
-    claimed = importable  # a module that does not import is reported once, above
-    for t in m.tests:
-        path = root / t
-        line = kl.get("tests", 2)
-        if not path.is_file():
-            out.append(Problem(where, line, f"test file '{t}' does not exist", "a path like tests/reference_impls/test_<mechanism>.py"))
-            continue
-        if claimed and not claimed & _imports(path):
-            out.append(Problem(where, line, f"test file '{t}' imports none of {', '.join(sorted(claimed))}", "each test file to import the module it tests"))
-    if m.notebook and not (root / m.notebook).is_file():
-        out.append(Problem(where, kl.get("notebook", 2), f"notebook '{m.notebook}' does not exist", "a jupytext file under docs/notebooks/"))
-    # body
-    found = md.sections(note.body)
-    titles = [t for t, _, _ in found]
-    for s in SECTIONS:
-        if s not in titles:
-            out.append(Problem(where, note.body_line, f"missing section '## {s}'", "the sections " + ", ".join(f"'## {x}'" for x in SECTIONS)))
-    for t, line, content in found:
-        if t in SECTIONS and not content.strip():
-            out.append(Problem(where, note.body_line + line - 1, f"section '## {t}' is empty", "a few sentences in our own words"))
-    scanned = md.scan(note.body)
-    for key, line in md.citations(scanned.prose):
-        if key not in survey_entries:
-            out.append(Problem(where, note.body_line + line - 1, f"citation '@{key}' is not a key of {BIB}", "[@key] or @key with a key of the bib (write \\@ for a literal at sign)"))
-    for line, command, keys in md.raw_latex_citations(scanned.prose):
-        pandoc = "@" + keys[0] if command == "citet" and len(keys) == 1 else "[" + "; ".join("@" + k for k in keys) + "]"
-        out.append(Problem(where, note.body_line + line - 1, f"raw LaTeX citation '\\{command}{{{','.join(keys)}}}'",
-                           f"pandoc's form {pandoc}, which the site links and the export turns into \\citep/\\citet"))
-    for line in scanned.stray_dollars:
-        out.append(Problem(where, note.body_line + line - 1, "a '$' that opens no math", "math as $x$ or $$x$$, or a literal dollar written \\$"))
-    for span in scanned.math:
-        if md.unbalanced_braces(span.tex):
-            out.append(Problem(where, note.body_line + span.line - 1, f"unbalanced braces in math '{span.tex[:40]}'", "every '{' closed by a '}' inside the math"))
-    words = md.word_count(scanned.prose)
-    if not MIN_WORDS <= words <= MAX_WORDS:
-        out.append(Problem(where, note.body_line, f"the body has {words} words", f"{MIN_WORDS} to {MAX_WORDS} words (aim for 250 to 700)"))
-    for line, message in our_work_claims(scanned.prose):
-        out.append(Problem(where, note.body_line + line - 1, message, "only what atlas.yml's our_work profile states, or a hedged 'if'/'whether' sentence"))
-    return out
+# ---------------------------------------------------------------------------------------------
+# the phases together
 
 
 def load(root: Path, deep: bool = True) -> tuple[Survey | None, list[Problem]]:
-    """Load and validate everything under root. The Survey is None only when atlas.yml or the bib is unusable.
+    """Load and validate everything under root. The Survey is None only when atlas.yml is unusable.
 
-    deep=False skips importing the implementation modules (the check does it; the export need not).
+    deep=False skips importing the implementation modules (the check does it; the site and export need not).
     """
     root = root.resolve()
-    if str(root) not in sys.path and (root / "reference_impls").is_dir():
-        sys.path.insert(0, str(root))
     problems: list[Problem] = []
-    config = load_config(root, problems)
-    bib_path = root / BIB
+    # 1. read
+    config_text = _read_required(root, CONFIG, "atlas.yml with vocabularies, groups and our_work", problems)
+    bib_text = _read_required(root, BIB, "the survey's BibTeX file", problems)
+    note_texts = _read_notes(root, problems) if config_text is not None else []
+    # 2. validate
+    config = _validate_config(config_text, problems) if config_text is not None else None
     entries: dict[str, BibEntry] = {}
-    if not bib_path.exists():
-        problems.append(Problem(BIB, 1, "missing", "the survey's BibTeX file"))
-    else:
-        text = _read_text(bib_path, root, problems)
-        if text is not None:
-            entries, bib_problems = parse_bib(text, BIB)
-            problems += bib_problems
+    if bib_text is not None:
+        entries, bib_problems = parse_bib(bib_text, BIB)
+        problems += bib_problems
     if config is None:
-        return None, problems
+        return None, _ordered(problems)
+    candidates = [n for n in (_validate_note(t, config, problems) for t in note_texts) if n is not None]
     notes: dict[str, Note] = {}
-    papers = root / PAPERS
-    for path in sorted(papers.iterdir()) if papers.is_dir() else []:
-        if path.name.startswith("."):
-            continue
-        if path.is_dir():
-            problems.append(Problem(rel(path, root), 1, "a folder, not a note", "papers/ to hold only notes named <bibkey>.md"))
-            continue
-        if path.exists() and not path.is_file():
-            problems.append(Problem(rel(path, root), 1, "not a regular file", "papers/ to hold only notes named <bibkey>.md"))
-            continue
-        if path.suffix != ".md":
-            problems.append(Problem(rel(path, root), 1, "not a note", "papers/ to hold only notes named <bibkey>.md"))
-            continue
-        note = load_note(path, root, config, problems)
-        if note is None:
-            continue
+    # 3. resolve references
+    for note in candidates:
+        problems += checks.check_references(note, entries, root)
         if not note.valid:
-            problems += [p for p in check_note(note, entries, root, deep) if "key ''" not in p.message]
             continue
         if note.key in notes:
-            problems.append(Problem(rel(path, root), note.key_lines.get("key", 2), f"a second note for '{note.key}'", "one note per paper"))
+            problems.append(
+                Problem(
+                    note.where,
+                    note.key_lines.get("key", 2),
+                    f"a second note for '{note.key}'",
+                    "one note per paper",
+                    Code.NOTE_KEY,
+                )
+            )
             continue
         notes[note.key] = note
-        problems += check_note(note, entries, root, deep)
+    # 4. import modules
+    if deep:
+        if str(root) not in sys.path and (root / "reference_impls").is_dir():
+            sys.path.insert(0, str(root))
+        for note in candidates:
+            problems += checks.check_imports(note)
     ordered = {k: notes[k] for k in entries if k in notes}
     ordered.update({k: n for k, n in notes.items() if k not in ordered})
-    survey = Survey(root, config, entries, ordered)
+    inventory = read_inventory(root, list(ordered.values()))
+    survey = Survey(root, config, entries, ordered, inventory)
     problems += lineage.backwards(survey) + lineage.cycles(survey)
-    return survey, sorted(set(problems), key=lambda p: (p.path, p.line, p.message))
+    return survey, _ordered(problems)
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    return sorted(set(problems), key=lambda p: (p.path, p.line, p.message))
 
 
 def load_checked(root: Path, deep: bool = True) -> Survey:

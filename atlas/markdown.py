@@ -1,9 +1,13 @@
-"""What the loader needs to know of a note's Markdown body: sections, citations, math spans.
+"""The Markdown of note bodies as the tooling reads it: sections, math spans and citations.
 
 Pandoc's rules, kept small: code (fenced or inline) is opaque; `$$...$$` is display math;
 `$...$` is inline math when the opening `$` is followed by a non-space and the closing `$` is
-preceded by a non-space and not followed by a digit; `\\$` is a literal dollar. Citations are
-`[@key]`, `[see @key, p. 3; @other]` and textual `@key`.
+preceded by a non-space and not followed by a digit; `\\$` is a literal dollar.
+
+Citations, the one grammar of the check, the site and the export: a bracketed group
+`[see @key, p. 3; -@other]` (items split by `;`, each with exactly one key, an optional prefix,
+an optional locator, `-@` suppressing the author) and a textual `@key` anywhere else in prose;
+`\\@` is a literal at sign. A key ends before trailing punctuation (`@key.` cites `key`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import re
 from dataclasses import dataclass
 
 CITE = re.compile(r"(?<![\w@.\\`])@([A-Za-z0-9_][\w:.#$%&+?<>~/-]*)")
+BRACKET = re.compile(r"\[([^\[\]]*@[^\[\]]*)\](?![(\[:])")  # [..@..] that is not a link or a reference
+ESCAPED_AT = re.compile(r"\\@")
+KEY_TRAILER = ".:,;?!/-~#$%&+<>"  # punctuation that ends a sentence, not a key
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 
 
@@ -54,13 +61,80 @@ def scan(body: str) -> Scan:
     return Scan(text, math, stray)
 
 
-def citations(prose: str) -> list[tuple[str, int]]:
-    """(key, 1-based body line) of every citation in already-scanned prose."""
+@dataclass(frozen=True)
+class Cite:
+    """One cited key: `at` is the offset of its '@', `end` the offset after the key."""
+
+    key: str
+    at: int
+    end: int
+    prefix: str = ""  # text before the key inside a bracketed group ('see')
+    locator: str = ""  # text after the key inside a bracketed group (', p. 3')
+    suppress_author: bool = False  # written -@key: the year only
+
+
+@dataclass(frozen=True)
+class CiteGroup:
+    """A citation as written: `[...]` with one or more keys (bracketed), or a textual `@key`."""
+
+    start: int  # offsets of the whole group in the text
+    end: int
+    cites: tuple[Cite, ...]
+    bracketed: bool
+
+
+def _keys_in(prose: str, start: int, end: int) -> list[tuple[int, int, str]]:
     out = []
-    for m in CITE.finditer(prose):
-        key = m.group(1).rstrip(".:,;?!/-~#$%&+<>")
-        out.append((key, prose.count("\n", 0, m.start()) + 1))
+    for m in CITE.finditer(prose, start, end):
+        key = m.group(1).rstrip(KEY_TRAILER)
+        out.append((m.start(), m.start(1) + len(key), key))
     return out
+
+
+def parse_citations(text: str, prose: str | None = None) -> list[CiteGroup]:
+    """Every citation of `text`, in order; `prose` is `scan(text).prose` (code and math blanked).
+
+    A bracket is a citation group when each of its `;`-separated parts holds exactly one key;
+    otherwise its keys count as textual citations.
+    """
+    prose = scan(text).prose if prose is None else prose
+    groups: list[CiteGroup] = []
+    taken: list[tuple[int, int]] = []
+    for b in BRACKET.finditer(prose):
+        parts, pos = [], b.start(1)
+        for part in prose[b.start(1) : b.end(1)].split(";"):
+            end = pos + len(part)
+            found = _keys_in(prose, pos, end)
+            if len(found) != 1:
+                break
+            parts.append((pos, end, found[0]))
+            pos = end + 1
+        else:
+            cites = []
+            for start, end, (at, kend, key) in parts:
+                suppress = at > start and text[at - 1] == "-"
+                prefix = text[start : at - 1 if suppress else at].strip()
+                cites.append(Cite(key, at, kend, prefix, text[kend:end].strip(), suppress))
+            groups.append(CiteGroup(b.start(), b.end(), tuple(cites), True))
+            taken.append((b.start(), b.end()))
+    for at, kend, key in _keys_in(prose, 0, len(prose)):
+        if not any(s <= at < e for s, e in taken):
+            groups.append(CiteGroup(at, kend, (Cite(key, at, kend),), False))
+    return sorted(groups, key=lambda g: g.start)
+
+
+def literal_ats(prose: str, groups: list[CiteGroup]) -> list[tuple[int, int]]:
+    """Spans of the escapes `\\@` outside citation groups."""
+    return [
+        (m.start(), m.end())
+        for m in ESCAPED_AT.finditer(prose)
+        if not any(g.start <= m.start() < g.end for g in groups)
+    ]
+
+
+def citations(prose: str) -> list[tuple[str, int]]:
+    """(key, 1-based line) of every citation in already-scanned prose."""
+    return [(c.key, prose.count("\n", 0, c.at) + 1) for g in parse_citations(prose, prose) for c in g.cites]
 
 
 def sections(body: str) -> list[tuple[str, int, str]]:

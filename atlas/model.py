@@ -1,4 +1,5 @@
-"""The survey model: atlas.yml's configuration, a note's front matter, and the loaded Survey.
+"""The survey model: atlas.yml's configuration, a note's front matter, the repository's
+inventory, and the loaded Survey.
 
 Everything downstream (check, site, export) reads a `Survey`; only atlas.loader builds one.
 """
@@ -16,6 +17,18 @@ from atlas.bib import BibEntry
 
 SECTIONS = ("Summary", "Method", "Similarity to our work", "Difference from our work", "Implementation")
 FACETS = ("modality", "latent", "prior", "conditioning")
+
+
+def as_list(value: str | list[str] | None) -> list[str]:
+    """A facet's values as a list, whether the facet holds one value (latent, prior) or many."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def module_of(dotted: str) -> str:
+    """reference_impls.clip.rerank -> clip (the module file under reference_impls/)."""
+    return dotted.split(".")[1]
 
 
 class Group(BaseModel):
@@ -48,8 +61,11 @@ class AtlasConfig(BaseModel):
     def _all_facets(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         missing = [f for f in FACETS if f not in v]
         if missing:
-            raise PydanticCustomError("facets", "vocabularies lack {missing}; expected all of: {all}",
-                                      {"missing": ", ".join(missing), "all": ", ".join(FACETS)})
+            raise PydanticCustomError(
+                "facets",
+                "vocabularies lack {missing}; expected all of: {all}",
+                {"missing": ", ".join(missing), "all": ", ".join(FACETS)},
+            )
         return v
 
     def group(self, gid: str) -> Group:
@@ -57,8 +73,11 @@ class AtlasConfig(BaseModel):
 
 
 def _vocab_error(facet: str, value: object, allowed: list[str]) -> PydanticCustomError:
-    return PydanticCustomError("vocabulary", "unknown {facet} '{value}'; expected one of: {allowed}",
-                               {"facet": facet, "value": value, "allowed": ", ".join(allowed)})
+    return PydanticCustomError(
+        "vocabulary",
+        "unknown {facet} '{value}'; expected one of: {allowed}",
+        {"facet": facet, "value": value, "allowed": ", ".join(allowed)},
+    )
 
 
 RELEVANCE = ("core", "related", "background", "excluded")
@@ -92,7 +111,9 @@ class RelevanceOverride(BaseModel):
     @classmethod
     def _reason(cls, v: str) -> str:
         if len(v.split()) < 3:
-            raise PydanticCustomError("reason", "relevance reason '{v}' is too short; expected a sentence saying why", {"v": v})
+            raise PydanticCustomError(
+                "reason", "relevance reason '{v}' is too short; expected a sentence saying why", {"v": v}
+            )
         return v
 
 
@@ -140,8 +161,11 @@ class NoteMeta(BaseModel):
             if item not in allowed:
                 raise _vocab_error(info.field_name, item, allowed)
         if not v:
-            raise PydanticCustomError("empty", "{facet} is empty; expected at least one of: {allowed}",
-                                      {"facet": info.field_name, "allowed": ", ".join(allowed)})
+            raise PydanticCustomError(
+                "empty",
+                "{facet} is empty; expected at least one of: {allowed}",
+                {"facet": info.field_name, "allowed": ", ".join(allowed)},
+            )
         return v
 
     @field_validator("implementation")
@@ -149,11 +173,16 @@ class NoteMeta(BaseModel):
     def _dotted(cls, v: list[str]) -> list[str]:
         for item in v:
             if not re.fullmatch(r"reference_impls(\.[A-Za-z_]\w*)+", item):
-                raise PydanticCustomError("dotted", "implementation '{item}' is not a dotted path inside reference_impls; "
-                                          "expected e.g. reference_impls.vq or reference_impls.vq.VectorQuantizer",
-                                          {"item": item})
+                raise PydanticCustomError(
+                    "dotted",
+                    "implementation '{item}' is not a dotted path inside reference_impls; "
+                    "expected e.g. reference_impls.vq or reference_impls.vq.VectorQuantizer",
+                    {"item": item},
+                )
         if not v:
-            raise PydanticCustomError("empty", "implementation is empty; expected at least one dotted path inside reference_impls")
+            raise PydanticCustomError(
+                "empty", "implementation is empty; expected at least one dotted path inside reference_impls"
+            )
         return v
 
 
@@ -171,6 +200,53 @@ class Note:
     def key(self) -> str:
         return self.meta.key
 
+    @property
+    def where(self) -> str:
+        """The note's path as problems name it: papers/<file name>."""
+        return f"papers/{self.path.name}"
+
+    @property
+    def modules(self) -> list[str]:
+        """The reference_impls modules the note's implementation lies in, in order, each once."""
+        return list(dict.fromkeys(module_of(d) for d in self.meta.implementation))
+
+    def facet(self, name: str) -> list[str]:
+        return as_list(getattr(self.meta, name))
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str  # vq
+    path: str  # reference_impls/vq.py
+    summary: str  # the first line of its docstring
+
+
+@dataclass(frozen=True)
+class TestFile:
+    path: str  # tests/reference_impls/test_vq.py
+    tests: int  # test functions in it
+
+
+@dataclass(frozen=True)
+class Question:
+    title: str
+    page: str  # inside docs/: questions/<name>.md
+
+
+@dataclass
+class Inventory:
+    """What the repository holds beside the notes, read once by the loader for the site."""
+
+    modules: list[Module] = field(default_factory=list)
+    test_files: list[TestFile] = field(default_factory=list)
+    notebooks: list[str] = field(default_factory=list)  # docs/notebooks/<name>.py
+    questions: list[Question] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # repository path -> text, for the source views
+
+    @property
+    def test_count(self) -> int:
+        return sum(t.tests for t in self.test_files)
+
 
 @dataclass
 class Comparison:
@@ -186,15 +262,32 @@ class Survey:
     config: AtlasConfig
     entries: dict[str, BibEntry]  # bib order
     notes: dict[str, Note]  # key order of the bib
+    inventory: Inventory = field(default_factory=Inventory)
 
     @property
     def pending(self) -> list[str]:
         return [k for k in self.entries if k not in self.notes]
 
+    def year(self, key: str) -> str:
+        return self.entries[key].year
+
+    def notes_by_year(self, notes: list[Note] | None = None) -> list[Note]:
+        """The notes (all, or those given), oldest first, then by key."""
+        chosen = self.notes.values() if notes is None else notes
+        return sorted(chosen, key=lambda n: (self.entries[n.key].year, n.key))
+
+    def modalities_in_use(self) -> list[str]:
+        """The modalities of atlas.yml that some note has, in the vocabulary's order."""
+        used = {v for n in self.notes.values() for v in n.meta.modality}
+        return [v for v in self.config.vocabularies["modality"] if v in used]
+
+    def users_of_module(self, module: str) -> list[str]:
+        """Keys of the notes whose implementation lies in reference_impls/<module>.py, sorted."""
+        return sorted(k for k, n in self.notes.items() if module in n.modules)
+
     def in_group(self, gid: str) -> list[Note]:
         """Notes of a group, oldest first, then by key."""
-        notes = [n for n in self.notes.values() if n.meta.group == gid]
-        return sorted(notes, key=lambda n: (self.entries[n.key].year, n.key))
+        return self.notes_by_year([n for n in self.notes.values() if n.meta.group == gid])
 
     def built_upon_by(self, key: str) -> list[str]:
         return sorted(k for k, n in self.notes.items() if key in n.meta.builds_on)
@@ -220,11 +313,9 @@ class Survey:
         ours = self.config.our_work
         out = []
         for facet in FACETS:
-            mine = getattr(ours, facet)
-            mine = [mine] if isinstance(mine, str) else list(mine)
+            mine = as_list(getattr(ours, facet))
             if not mine:
                 continue
-            theirs = getattr(note.meta, facet)
-            theirs = [theirs] if isinstance(theirs, str) else list(theirs)
+            theirs = note.facet(facet)
             out.append(Comparison(facet, theirs, mine, bool(set(theirs) & set(mine))))
         return out

@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
-from atlas.problems import AtlasError, Problem, rel
+from atlas.problems import AtlasError, Code, Problem, rel
+from atlas.text import write_atomic
 
 NOTEBOOKS = "docs/notebooks"
 BUILD = "build/notebooks"
@@ -60,20 +60,6 @@ def _stored_hash(out_path: Path) -> str | None:
     return nb.metadata.get(META_KEY, {}).get("source_sha256")
 
 
-def _write_atomic(nb, out_path: Path) -> None:
-    import nbformat
-
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.stem}.", suffix=".ipynb.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def execute_notebook(path: Path, root: Path, timeout: int = TIMEOUT):
     """Run one jupytext notebook; returns the executed nbformat notebook. Raises AtlasError on a failing cell."""
     import jupytext
@@ -91,7 +77,13 @@ def execute_notebook(path: Path, root: Path, timeout: int = TIMEOUT):
         index, ename, evalue = _failing_cell(nb, exc)
         line = cell_lines(path, len(nb.cells))[index] if index is not None else 1
         cell_no = f"cell {index + 1}" if index is not None else "a cell"
-        raise AtlasError([Problem(name, line, f"{cell_no} raised {ename}: {evalue}", "the notebook to run top to bottom")]) from None
+        raise AtlasError(
+            [
+                Problem(
+                    name, line, f"{cell_no} raised {ename}: {evalue}", "the notebook to run top to bottom", Code.BUILD
+                )
+            ]
+        ) from None
     return nb
 
 
@@ -105,7 +97,9 @@ def _failing_cell(nb, exc) -> tuple[int | None, str, str]:
     evalue = getattr(exc, "evalue", None) or str(exc).strip().splitlines()[-1:] or [""]
     evalue = evalue if isinstance(evalue, str) else evalue[0]
     # a timeout or a dead kernel: the running cell is the first code cell without an execution count
-    running = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count") is None), None)
+    running = next(
+        (i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count") is None), None
+    )
     return running, ename, _one_line(evalue)
 
 
@@ -120,6 +114,8 @@ def run_all(root: Path, out: Path | None = None, timeout: int = TIMEOUT, verbose
     Returns {name: path of the executed notebook} for every notebook, run or skipped.
     Unchanged notebooks (same source hash as the stored output) are not run again.
     """
+    import nbformat
+
     root = Path(root)
     out = Path(out) if out is not None else root / BUILD
     results: dict[str, Path] = {}
@@ -136,7 +132,7 @@ def run_all(root: Path, out: Path | None = None, timeout: int = TIMEOUT, verbose
         nb = execute_notebook(path, root, timeout)
         seconds = time.perf_counter() - start
         nb.metadata[META_KEY] = {"source": rel(path, root), "source_sha256": digest, "seconds": round(seconds, 2)}
-        _write_atomic(nb, target)
+        write_atomic(target, nbformat.writes(nb).rstrip("\n") + "\n")
         results[name] = target
         if verbose:
             print(f"{name}: ran in {seconds:.1f} s")

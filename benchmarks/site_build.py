@@ -5,7 +5,7 @@
 The grown copy is the repository in a temporary folder where every note is cloned 9 times under
 new bib keys (`<key>x1` .. `<key>x9`), each with a new bib entry (the original's fields, a new
 title); the clones keep the original's facets, lineage, implementation and tests. Both builds are
-`mkdocs build --strict` through atlas.site.build, notebooks cached as in a normal rebuild.
+`mkdocs build --strict` through atlas.site.build (mkdocs in this process), notebooks cached as in a normal rebuild.
 Anchors: the real build should take under 20 s on the 2-core development machine, and growing
 the survey tenfold should grow the time linearly or better (ratio <= 10).
 """
@@ -19,15 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from atlas.bib import format_entries
+from atlas.loader import load
+from atlas.site import build
 
-from atlas.bib import format_entries  # noqa: E402
-from atlas.loader import load  # noqa: E402
-from atlas.site import build  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 COPIES = 9
-IGNORE = shutil.ignore_patterns(".git", ".venv", "site", ".cache", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis", "overleaf")
+IGNORE = shutil.ignore_patterns(
+    ".git", ".venv", "site", ".cache", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis", "overleaf"
+)
 
 
 def grow(root: Path) -> tuple[int, int]:
@@ -44,7 +45,7 @@ def grow(root: Path) -> tuple[int, int]:
             fields["title"] = f"{fields.get('title', key)} (synthetic copy {i})"
             extra.append((entry.entry_type, new, fields))
             body = re.sub(r"^key: .*$", f"key: {new}", text, count=1, flags=re.M)
-            body = re.sub(r"^short: (.*)$", lambda m: f"short: {m.group(1)} x{i}", body, count=1, flags=re.M)
+            body = re.sub(r"^short: (.*)$", lambda m, i=i: f"short: {m.group(1)} x{i}", body, count=1, flags=re.M)
             (root / "papers" / f"{new}.md").write_text(body, encoding="utf-8")
     bib = root / "bib" / "references.bib"
     bib.write_text(bib.read_text(encoding="utf-8") + "\n" + format_entries(extra), encoding="utf-8")
@@ -68,8 +69,10 @@ def main() -> None:
         survey, _ = load(ROOT, deep=False)
         real = timed_build(ROOT, tmp / "site-real")
         pages = sum(1 for _ in (tmp / "site-real").rglob("index.html"))
-        print(f"real survey: {len(survey.notes)} notes, {len(survey.entries)} bib entries, {pages} pages: {real:.1f} s "
-              f"(anchor: under 20 s)")
+        print(
+            f"real survey: {len(survey.notes)} notes, {len(survey.entries)} bib entries, {pages} pages: {real:.1f} s "
+            f"(anchor: under 20 s)"
+        )
         copy = shutil.copytree(ROOT, tmp / "grown", ignore=IGNORE)
         notes, entries = grow(copy)
         big = timed_build(copy, tmp / "site-grown")
@@ -77,7 +80,10 @@ def main() -> None:
         print(f"grown x{COPIES + 1}: {notes} notes, {entries} bib entries, {pages_big} pages: {big:.1f} s")
         ratio = big / real
         growth = notes / max(len(survey.notes), 1)
-        print(f"ratio: {ratio:.2f} for {growth:.1f}x the notes ({'linear or better' if ratio <= growth else 'worse than linear'})")
+        print(
+            f"ratio: {ratio:.2f} for {growth:.1f}x the notes "
+            f"({'linear or better' if ratio <= growth else 'worse than linear'})"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def test_format_is_idempotent_and_orders_fields():
     assert format_bib(once) == once
     lines = once.splitlines()
     assert lines[0] == "@inproceedings{b2020x,"
-    assert [l.split("=")[0].strip() for l in lines[1:-1]] == ["title", "author", "booktitle", "year"]
+    assert [ln.split("=")[0].strip() for ln in lines[1:-1]] == ["title", "author", "booktitle", "year"]
     assert "  title     = {A {GAN} for Sound}," in lines
 
 

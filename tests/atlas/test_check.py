@@ -47,65 +47,220 @@ def test_strict_makes_a_pending_paper_an_error(good_kb: Path):
 
 # (name, file, old text, new text, the one expected line)
 BAD = [
-    ("bib_does_not_parse", BIB, "  archivePrefix = {arXiv}\n}\n\n@inproceedings{razavi",
-     "  archivePrefix = {arXiv}\n}\n\n@misc{broken, title = {A {B}\n\n@inproceedings{razavi",
-     f"{BIB}:10: entry does not parse; @type{{key, field = {{value}}, ...}} with balanced braces"),
-    ("bib_duplicate_key", BIB, "@inproceedings{razavi2019generating,",
-     "@misc{oord2017neural, title = {A Copy}, author = {Nobody, A.}, year = {2017}}\n\n@inproceedings{razavi2019generating,",
-     f"{BIB}:10: duplicate key 'oord2017neural' (first at line 1); each key once"),
-    ("bib_duplicate_title_folded", BIB, "{Generating Diverse High-Fidelity Images with {VQ-VAE-2}}",
-     "{neural discrete-representation LEARNING.}",
-     f"{BIB}:11: duplicate title: 'razavi2019generating' has the title of 'oord2017neural' (line 1); one entry per paper"),
-    ("bib_required_field", BIB, "  booktitle     = {Advances in Neural Information Processing Systems (NeurIPS)},\n", "",
-     f"{BIB}:10: entry 'razavi2019generating' (@inproceedings) lacks the required field 'booktitle'; required: author, title, booktitle, year"),
-    ("bib_arxiv_format", BIB, "{1906.00446}", "{arXiv:1906.446}",
-     f"{BIB}:15: entry 'razavi2019generating' has arXiv id 'arXiv:1906.446'; an id like 2112.10752 (YYMM.NNNNN, optional vN) or hep-th/9901001"),
-    ("bib_year_range", BIB, "{2019}", "{1819}",
-     f"{BIB}:14: entry 'razavi2019generating' has year '1819'; a four-digit year from 1900 to"),
-    ("bib_non_ascii", BIB, 'A{\\"a}ron', "Aäron",
-     f"{BIB}:12: non-ASCII character 'ä' (U+00E4); write the LaTeX escape {{\\\"a}}"),
-    ("note_key_differs_from_file_name", NOTE, "key: oord2017neural", "key: razavi2019generating",
-     f"{NOTE}:2: key 'razavi2019generating' differs from the file name 'oord2017neural.md'; the file papers/razavi2019generating.md"),
-    ("note_yaml_syntax", NOTE, "modality: [image]", "modality: [image",
-     f"{NOTE}:5: YAML syntax error: expected ',' or ']', but got ':'; valid YAML (key: value, lists as [a, b])"),
-    ("note_unknown_front_matter_key", NOTE, "short: VQ-VAE\n", "short: VQ-VAE\nvenue: NIPS\n",
-     f"{NOTE}:4: unknown key 'venue'; expected one of: key, short, group, modality, latent, prior, conditioning, builds_on, implementation, tests, notebook"),
-    ("note_value_outside_vocabulary", NOTE, "prior: autoregressive", "prior: autoregresive",
-     f"{NOTE}:7: unknown prior 'autoregresive'; expected one of: autoregressive, masked-parallel, diffusion-discrete, diffusion-continuous, gan, other"),
-    ("note_list_item_outside_vocabulary", NOTE, "modality: [image]", "modality: [image, smell]",
-     f"{NOTE}:5: unknown modality 'smell'; expected one of: image, video, audio, music, 3d, science, general"),
-    ("note_missing_key", NOTE, "latent: vq\n", "",
-     f"{NOTE}:1: missing key 'latent'; every required key: key, short, group, modality, latent, prior, conditioning, builds_on, implementation, tests, notebook"),
-    ("note_builds_on_unknown", NOTE, "builds_on: []", "builds_on: [oord2016pixel]",
-     f"{NOTE}:9: builds_on 'oord2016pixel' is not a key of {BIB}; keys of earlier papers of the survey"),
-    ("note_citation_unknown", NOTE, "A later paper [@razavi2019generating]", "A later paper [@razavi2019generate]",
-     f"{NOTE}:26: citation '@razavi2019generate' is not a key of {BIB}; [@key] or @key with a key of the bib (write \\@ for a literal at sign)"),
-    ("note_textual_citation_unknown", NOTE, "@razavi2019generating also", "@razavi2020generating also",
-     f"{NOTE}:27: citation '@razavi2020generating' is not a key of {BIB}; [@key] or @key with a key of the bib (write \\@ for a literal at sign)"),
-    ("note_implementation_does_not_import", NOTE, "[reference_impls.vq]", "[reference_impls.vq_missing]",
-     f"{NOTE}:10: implementation 'reference_impls.vq_missing' does not import (no such module); a dotted path to a module, class or function inside reference_impls"),
-    ("note_implementation_missing_attribute", NOTE, "[reference_impls.vq]", "[reference_impls.vq.Quantiser]",
-     f"{NOTE}:10: implementation 'reference_impls.vq.Quantiser' does not import (reference_impls.vq has no attribute 'Quantiser'); a dotted path to a module, class or function inside reference_impls"),
-    ("note_implementation_outside_reference_impls", NOTE, "[reference_impls.vq]", "[torch.nn]",
-     f"{NOTE}:10: implementation 'torch.nn' is not a dotted path inside reference_impls; expected e.g. reference_impls.vq or reference_impls.vq.VectorQuantizer"),
-    ("note_module_does_not_link_back", NOTE, "[reference_impls.vq]", "[reference_impls.vq, reference_impls.guidance]",
-     f"{NOTE}:10: reference_impls.guidance's docstring does not link back to papers/oord2017neural.md; the module docstring to name the note path"),
-    ("note_test_path_missing", NOTE, "[tests/check_vq.py]", "[tests/test_vq.py]",
-     f"{NOTE}:11: test file 'tests/test_vq.py' does not exist; a path like tests/reference_impls/test_<mechanism>.py"),
-    ("note_test_file_imports_another_module", "tests/check_vq.py", "from reference_impls.vq import", "from reference_impls.guidance import",
-     f"{NOTE}:11: test file 'tests/check_vq.py' imports none of reference_impls.vq; each test file to import the module it tests"),
-    ("note_notebook_missing", NOTE, "tests: [tests/check_vq.py]\n", "tests: [tests/check_vq.py]\nnotebook: docs/notebooks/vq.py\n",
-     f"{NOTE}:12: notebook 'docs/notebooks/vq.py' does not exist; a jupytext file under docs/notebooks/"),
-    ("note_missing_section", NOTE, "## Difference from our work\n", "## Differences\n",
-     f"{NOTE}:13: missing section '## Difference from our work'; the sections '## Summary', '## Method', '## Similarity to our work', '## Difference from our work', '## Implementation'"),
-    ("note_stray_dollar", NOTE, "Prices such as \\$5", "Prices such as $5",
-     f"{NOTE}:27: a '$' that opens no math; math as $x$ or $$x$$, or a literal dollar written \\$"),
-    ("note_unbalanced_braces_in_math", NOTE, "$z_e$ is mapped", "$z_{e$ is mapped",
-     f"{NOTE}:20: unbalanced braces in math 'z_{{e'; every '{{' closed by a '}}' inside the math"),
-    ("note_raw_latex_citation", NOTE, "A later paper [@razavi2019generating]", "A later paper \\citep{razavi2019generating, oord2017neural}",
-     f"{NOTE}:26: raw LaTeX citation '\\citep{{razavi2019generating,oord2017neural}}'; pandoc's form [@razavi2019generating; @oord2017neural]"),
-    ("note_no_front_matter", NOTE, "---\nkey:", "key:",
-     f"{NOTE}:1: no front matter; the note to start with a '---' line, the facets in YAML, and a closing '---' line"),
+    (
+        "bib_does_not_parse",
+        BIB,
+        "  archivePrefix = {arXiv}\n}\n\n@inproceedings{razavi",
+        "  archivePrefix = {arXiv}\n}\n\n@misc{broken, title = {A {B}\n\n@inproceedings{razavi",
+        f"{BIB}:10: entry does not parse; @type{{key, field = {{value}}, ...}} with balanced braces",
+    ),
+    (
+        "bib_duplicate_key",
+        BIB,
+        "@inproceedings{razavi2019generating,",
+        "@misc{oord2017neural, title = {A Copy}, author = {Nobody, A.}, year = "
+        "{2017}}\n\n@inproceedings{razavi2019generating,",
+        f"{BIB}:10: duplicate key 'oord2017neural' (first at line 1); each key once",
+    ),
+    (
+        "bib_duplicate_title_folded",
+        BIB,
+        "{Generating Diverse High-Fidelity Images with {VQ-VAE-2}}",
+        "{neural discrete-representation LEARNING.}",
+        f"{BIB}:11: duplicate title: 'razavi2019generating' has the title of 'oord2017neural' (line 1); one entry "
+        f"per paper",
+    ),
+    (
+        "bib_required_field",
+        BIB,
+        "  booktitle     = {Advances in Neural Information Processing Systems (NeurIPS)},\n",
+        "",
+        f"{BIB}:10: entry 'razavi2019generating' (@inproceedings) lacks the required field 'booktitle'; required: "
+        f"author, title, booktitle, year",
+    ),
+    (
+        "bib_arxiv_format",
+        BIB,
+        "{1906.00446}",
+        "{arXiv:1906.446}",
+        f"{BIB}:15: entry 'razavi2019generating' has arXiv id 'arXiv:1906.446'; an id like 2112.10752 (YYMM.NNNNN, "
+        f"optional vN) or hep-th/9901001",
+    ),
+    (
+        "bib_year_range",
+        BIB,
+        "{2019}",
+        "{1819}",
+        f"{BIB}:14: entry 'razavi2019generating' has year '1819'; a four-digit year from 1900 to",
+    ),
+    (
+        "bib_non_ascii",
+        BIB,
+        'A{\\"a}ron',
+        "Aäron",
+        f"{BIB}:12: non-ASCII character 'ä' (U+00E4); write the LaTeX escape {{\\\"a}}",
+    ),
+    (
+        "note_key_differs_from_file_name",
+        NOTE,
+        "key: oord2017neural",
+        "key: razavi2019generating",
+        f"{NOTE}:2: key 'razavi2019generating' differs from the file name 'oord2017neural.md'; the file "
+        f"papers/razavi2019generating.md",
+    ),
+    (
+        "note_yaml_syntax",
+        NOTE,
+        "modality: [image]",
+        "modality: [image",
+        f"{NOTE}:5: YAML syntax error: expected ',' or ']', but got ':'; valid YAML (key: value, lists as [a, b])",
+    ),
+    (
+        "note_unknown_front_matter_key",
+        NOTE,
+        "short: VQ-VAE\n",
+        "short: VQ-VAE\nvenue: NIPS\n",
+        f"{NOTE}:4: unknown key 'venue'; expected one of: key, short, group, modality, latent, prior, conditioning, "
+        f"builds_on, implementation, tests, notebook",
+    ),
+    (
+        "note_value_outside_vocabulary",
+        NOTE,
+        "prior: autoregressive",
+        "prior: autoregresive",
+        f"{NOTE}:7: unknown prior 'autoregresive'; expected one of: autoregressive, masked-parallel, "
+        f"diffusion-discrete, diffusion-continuous, gan, other",
+    ),
+    (
+        "note_list_item_outside_vocabulary",
+        NOTE,
+        "modality: [image]",
+        "modality: [image, smell]",
+        f"{NOTE}:5: unknown modality 'smell'; expected one of: image, video, audio, music, 3d, science, general",
+    ),
+    (
+        "note_missing_key",
+        NOTE,
+        "latent: vq\n",
+        "",
+        f"{NOTE}:1: missing key 'latent'; every required key: key, short, group, modality, latent, prior, "
+        f"conditioning, builds_on, implementation, tests, notebook",
+    ),
+    (
+        "note_builds_on_unknown",
+        NOTE,
+        "builds_on: []",
+        "builds_on: [oord2016pixel]",
+        f"{NOTE}:9: builds_on 'oord2016pixel' is not a key of {BIB}; keys of earlier papers of the survey",
+    ),
+    (
+        "note_citation_unknown",
+        NOTE,
+        "A later paper [@razavi2019generating]",
+        "A later paper [@razavi2019generate]",
+        f"{NOTE}:26: citation '@razavi2019generate' is not a key of {BIB}; [@key] or @key with a key of the bib "
+        f"(write \\@ for a literal at sign)",
+    ),
+    (
+        "note_textual_citation_unknown",
+        NOTE,
+        "@razavi2019generating also",
+        "@razavi2020generating also",
+        f"{NOTE}:27: citation '@razavi2020generating' is not a key of {BIB}; [@key] or @key with a key of the bib "
+        f"(write \\@ for a literal at sign)",
+    ),
+    (
+        "note_implementation_does_not_import",
+        NOTE,
+        "[reference_impls.vq]",
+        "[reference_impls.vq_missing]",
+        f"{NOTE}:10: implementation 'reference_impls.vq_missing' does not import (no such module); a dotted path to "
+        f"a module, class or function inside reference_impls",
+    ),
+    (
+        "note_implementation_missing_attribute",
+        NOTE,
+        "[reference_impls.vq]",
+        "[reference_impls.vq.Quantiser]",
+        f"{NOTE}:10: implementation 'reference_impls.vq.Quantiser' does not import (reference_impls.vq has no "
+        f"attribute 'Quantiser'); a dotted path to a module, class or function inside reference_impls",
+    ),
+    (
+        "note_implementation_outside_reference_impls",
+        NOTE,
+        "[reference_impls.vq]",
+        "[torch.nn]",
+        f"{NOTE}:10: implementation 'torch.nn' is not a dotted path inside reference_impls; expected e.g. "
+        f"reference_impls.vq or reference_impls.vq.VectorQuantizer",
+    ),
+    (
+        "note_module_does_not_link_back",
+        NOTE,
+        "[reference_impls.vq]",
+        "[reference_impls.vq, reference_impls.guidance]",
+        f"{NOTE}:10: reference_impls.guidance's docstring does not link back to papers/oord2017neural.md; the module "
+        f"docstring to name the note path",
+    ),
+    (
+        "note_test_path_missing",
+        NOTE,
+        "[tests/check_vq.py]",
+        "[tests/test_vq.py]",
+        f"{NOTE}:11: test file 'tests/test_vq.py' does not exist; a path like "
+        f"tests/reference_impls/test_<mechanism>.py",
+    ),
+    (
+        "note_test_file_imports_another_module",
+        "tests/check_vq.py",
+        "from reference_impls.vq import",
+        "from reference_impls.guidance import",
+        f"{NOTE}:11: test file 'tests/check_vq.py' imports none of reference_impls.vq; each test file to import the "
+        f"module it tests",
+    ),
+    (
+        "note_notebook_missing",
+        NOTE,
+        "tests: [tests/check_vq.py]\n",
+        "tests: [tests/check_vq.py]\nnotebook: docs/notebooks/vq.py\n",
+        f"{NOTE}:12: notebook 'docs/notebooks/vq.py' does not exist; a jupytext file under docs/notebooks/",
+    ),
+    (
+        "note_missing_section",
+        NOTE,
+        "## Difference from our work\n",
+        "## Differences\n",
+        f"{NOTE}:13: missing section '## Difference from our work'; the sections '## Summary', '## Method', '## "
+        f"Similarity to our work', '## Difference from our work', '## Implementation'",
+    ),
+    (
+        "note_stray_dollar",
+        NOTE,
+        "Prices such as \\$5",
+        "Prices such as $5",
+        f"{NOTE}:27: a '$' that opens no math; math as $x$ or $$x$$, or a literal dollar written \\$",
+    ),
+    (
+        "note_unbalanced_braces_in_math",
+        NOTE,
+        "$z_e$ is mapped",
+        "$z_{e$ is mapped",
+        f"{NOTE}:20: unbalanced braces in math 'z_{{e'; every '{{' closed by a '}}' inside the math",
+    ),
+    (
+        "note_raw_latex_citation",
+        NOTE,
+        "A later paper [@razavi2019generating]",
+        "A later paper \\citep{razavi2019generating, oord2017neural}",
+        f"{NOTE}:26: raw LaTeX citation '\\citep{{razavi2019generating,oord2017neural}}'; "
+        "pandoc's form [@razavi2019generating; @oord2017neural]",
+    ),
+    (
+        "note_no_front_matter",
+        NOTE,
+        "---\nkey:",
+        "key:",
+        f"{NOTE}:1: no front matter; the note to start with a '---' line, the facets in YAML, and a closing '---' line",
+    ),
 ]
 
 
@@ -114,7 +269,7 @@ def test_each_bad_knowledge_base_fails_with_one_exact_line(good_kb: Path, name, 
     edit(good_kb, rel, old, new)
     result = run_check(good_kb)
     assert result.exit_code == 1
-    lines = [l for l in result.output.splitlines() if not l.startswith("atlas check:")]
+    lines = [ln for ln in result.output.splitlines() if not ln.startswith("atlas check:")]
     assert len(lines) == 1, result.output
     assert lines[0].startswith(expected), f"\n got: {lines[0]}\nwant: {expected}"
 
@@ -154,14 +309,16 @@ def test_every_problem_is_reported_at_once(good_kb: Path):
     edit(good_kb, NOTE, "builds_on: []", "builds_on: [nobody2020]")
     edit(good_kb, BIB, "{2019}", "{1819}")
     result = run_check(good_kb)
-    lines = [l for l in result.output.splitlines() if not l.startswith("atlas check:")]
+    lines = [ln for ln in result.output.splitlines() if not ln.startswith("atlas check:")]
     assert len(lines) == 3, result.output
 
 
 def test_the_command_line_exits_1_without_a_traceback(good_kb: Path):
     edit(good_kb, NOTE, "prior: autoregressive", "prior: autoregresive")
     (good_kb / "papers" / "figure.md").write_bytes(b"\0\1\2")
-    proc = subprocess.run([sys.executable, "-m", "atlas", "check", "--root", str(good_kb)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "atlas", "check", "--root", str(good_kb)], capture_output=True, text=True
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
     assert f"{NOTE}:7: unknown prior 'autoregresive'" in proc.stdout
@@ -179,4 +336,7 @@ def test_unreadable_note_is_reported_not_crashed_on(good_kb: Path):
     (good_kb / "papers" / "dangling.md").symlink_to(good_kb / "papers" / "missing-target.md")
     result = run_check(good_kb)
     assert result.exit_code == 1
-    assert "papers/dangling.md:1: cannot read the file (No such file or directory); a readable UTF-8 text file" in result.output
+    assert (
+        "papers/dangling.md:1: cannot read the file (No such file or directory); a readable UTF-8 text file"
+        in result.output
+    )

@@ -23,28 +23,38 @@ def _with(survey, **facets):
     return type(note)(note.path, meta, note.body, note.body_line, note.key_lines)
 
 
-@pytest.mark.parametrize(("latent", "prior", "expected"), [
-    ("vq", "autoregressive", "core"),
-    ("rq", "autoregressive", "core"),  # any discrete token latent with our prior
-    ("continuous-kl", "autoregressive", "related"),  # our prior, another latent
-    ("vq", "diffusion-discrete", "related"),  # our latent, another prior
-    ("continuous-kl", "diffusion-continuous", "background"),
-])
+@pytest.mark.parametrize(
+    ("latent", "prior", "expected"),
+    [
+        ("vq", "autoregressive", "core"),
+        ("rq", "autoregressive", "core"),  # any discrete token latent with our prior
+        ("continuous-kl", "autoregressive", "related"),  # our prior, another latent
+        ("vq", "diffusion-discrete", "related"),  # our latent, another prior
+        ("continuous-kl", "diffusion-continuous", "background"),
+    ],
+)
 def test_relevance_is_computed_from_latent_and_prior(survey, latent, prior, expected):
     assert survey.relevance(_with(survey, latent=latent, prior=prior)) == expected
 
 
 def test_override_with_a_reason_wins_over_the_facets(survey):
-    note = _with(survey, latent="vq", prior="autoregressive",
-                 relevance={"level": "excluded", "reason": "a speech codec outside the paper's scope"})
+    note = _with(
+        survey,
+        latent="vq",
+        prior="autoregressive",
+        relevance={"level": "excluded", "reason": "a speech codec outside the paper's scope"},
+    )
     assert survey.relevance(note) == "excluded"
 
 
-@pytest.mark.parametrize("override", [
-    {"level": "crucial", "reason": "a sentence that says why"},
-    {"level": "core", "reason": "why"},
-    {"level": "core"},
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"level": "crucial", "reason": "a sentence that says why"},
+        {"level": "core", "reason": "why"},
+        {"level": "core"},
+    ],
+)
 def test_override_needs_a_known_level_and_a_reason(survey, override):
     with pytest.raises(ValidationError):
         _with(survey, relevance=override)

@@ -19,8 +19,9 @@ import pytest
 from atlas.site import build
 
 REPO = Path(__file__).resolve().parents[2]
-COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "site", ".cache", "__pycache__", "*.egg-info", ".pytest_cache",
-                                     ".hypothesis", "overleaf")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git", ".venv", "site", ".cache", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis", "overleaf"
+)
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +38,11 @@ def built_site(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixture
             if not done.exists():
                 start = time.perf_counter()
                 problems, log = build(REPO, out)
-                done.write_text(json.dumps({"problems": [str(p) for p in problems], "log": log,
-                                            "seconds": time.perf_counter() - start}))
+                done.write_text(
+                    json.dumps(
+                        {"problems": [str(p) for p in problems], "log": log, "seconds": time.perf_counter() - start}
+                    )
+                )
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     result = json.loads(done.read_text())
@@ -53,7 +57,7 @@ def repo_copy(tmp_path: Path) -> Path:
 
 
 class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002
+    def log_message(self, *args):
         pass
 
 

@@ -12,8 +12,15 @@ from urllib.parse import urlparse
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 KEY = "lee2022autoregressive"
 
 
@@ -73,7 +80,12 @@ def test_search_finds_rq_vae_and_its_page_renders_offline(served_site: str, tmp_
 
             bib = page.locator("#bibtex ~ div.highlight pre, #bibtex + div pre").first
             assert "@inproceedings{lee2022autoregressive" in bib.inner_text()
-            assert page.locator('#bibtex + div.highlight button[data-md-type="copy"], #bibtex + div.highlight button.md-clipboard').count() == 1
+            assert (
+                page.locator(
+                    '#bibtex + div.highlight button[data-md-type="copy"], #bibtex + div.highlight button.md-clipboard'
+                ).count()
+                == 1
+            )
 
             impl = page.locator("#reference-implementation")
             assert impl.count() == 1
@@ -103,7 +115,10 @@ def test_comparison_table_sorts_by_a_clicked_column(served_site: str):
             page = browser.new_page()
             page.goto(served_site + "/table/", wait_until="load")
             table = page.locator(".atlas-sortable table")
-            years = lambda: table.locator("tbody tr td:nth-child(6)").all_inner_texts()  # noqa: E731
+
+            def years() -> list[str]:
+                return table.locator("tbody tr td:nth-child(6)").all_inner_texts()
+
             header = table.locator("thead th", has_text="Year")
             header.click()
             up = [int(y) for y in years()]

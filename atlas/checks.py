@@ -1,0 +1,379 @@
+"""The rules a note is held to, in the loader's phases after reading it.
+
+- validate (the note alone): sections, math, length, aliases, and the numbers of its Method;
+- resolve (against the bib and the repository): its key, lineage, citations, tests, notebook;
+- import (the check only): each implementation imports and its module names the note.
+
+Every rule returns Problems (`path:line: what; expected`) with a Code; none raises.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+from atlas import markdown as md
+from atlas.claims import claims as our_work_claims
+from atlas.bib import BibEntry
+from atlas.model import SECTIONS, Note
+from atlas.problems import Code, Problem
+
+BIB = "bib/references.bib"
+MIN_WORDS, MAX_WORDS = 200, 900
+CITE_EXPECTED = "[@key] or @key with a key of the bib (write \\@ for a literal at sign)"
+
+# ---------------------------------------------------------------------------------------------
+# validate: the note alone
+
+
+def check_body(note: Note) -> list[Problem]:
+    out: list[Problem] = []
+    where, first = note.where, note.body_line
+    found = md.sections(note.body)
+    titles = [t for t, _, _ in found]
+    for s in SECTIONS:
+        if s not in titles:
+            expected = "the sections " + ", ".join(f"'## {x}'" for x in SECTIONS)
+            out.append(Problem(where, first, f"missing section '## {s}'", expected, Code.SECTION))
+    for t, line, content in found:
+        if t in SECTIONS and not content.strip():
+            out.append(
+                Problem(
+                    where,
+                    first + line - 1,
+                    f"section '## {t}' is empty",
+                    "a few sentences in our own words",
+                    Code.SECTION,
+                )
+            )
+    scanned = md.scan(note.body)
+    for line, command, keys in md.raw_latex_citations(scanned.prose):
+        pandoc = "@" + keys[0] if command == "citet" and len(keys) == 1 else "[" + "; ".join("@" + k for k in keys) + "]"
+        out.append(
+            Problem(
+                where,
+                first + line - 1,
+                f"raw LaTeX citation '\\{command}{{{','.join(keys)}}}'",
+                f"pandoc's form {pandoc}, which the site links and the export turns into \\citep/\\citet",
+                Code.CITATION,
+            )
+        )
+    for line, message in our_work_claims(scanned.prose):
+        expected = "only what atlas.yml's our_work profile states, or a hedged 'if'/'whether' sentence"
+        out.append(Problem(where, first + line - 1, message, expected, Code.CLAIM))
+    for line in scanned.stray_dollars:
+        out.append(
+            Problem(
+                where,
+                first + line - 1,
+                "a '$' that opens no math",
+                "math as $x$ or $$x$$, or a literal dollar written \\$",
+                Code.MATH,
+            )
+        )
+    for span in scanned.math:
+        if md.unbalanced_braces(span.tex):
+            out.append(
+                Problem(
+                    where,
+                    first + span.line - 1,
+                    f"unbalanced braces in math '{span.tex[:40]}'",
+                    "every '{' closed by a '}' inside the math",
+                    Code.MATH,
+                )
+            )
+    words = md.word_count(scanned.prose)
+    if not MIN_WORDS <= words <= MAX_WORDS:
+        out.append(
+            Problem(
+                where,
+                first,
+                f"the body has {words} words",
+                f"{MIN_WORDS} to {MAX_WORDS} words (aim for 250 to 700)",
+                Code.SECTION,
+            )
+        )
+    return out
+
+
+def check_aliases(note: Note) -> list[Problem]:
+    """Aliases are other names of the mechanism: each non-empty, one line, said once, not the short name."""
+    out: list[Problem] = []
+    seen = {note.meta.short.casefold(): "the short name"}
+    expected = "other names a reader searches the mechanism by, each once, not the short name"
+    for i, alias in enumerate(note.meta.aliases):
+        line = note.key_lines.get(("aliases", i)) or note.key_lines.get("aliases", 2)
+        folded = " ".join(alias.split()).casefold()
+        if not folded or alias != alias.strip() or "\n" in alias or len(alias) > 80:
+            out.append(
+                Problem(
+                    note.where,
+                    line,
+                    f"alias {alias!r} is empty, padded, multi-line or over 80 characters",
+                    expected,
+                    Code.ALIAS,
+                )
+            )
+        elif folded in seen:
+            out.append(Problem(note.where, line, f"alias '{alias}' repeats {seen[folded]}", expected, Code.ALIAS))
+        else:
+            seen[folded] = f"the alias '{alias}'"
+    return out
+
+
+# The numbers rule. A number of the Method section must be one of the note's listed numbers,
+# except: numbers inside math, code, citations, link targets and URLs; years (1900 to 2099);
+# integers under 10 (counts in prose); numbers after Eq./Sec./Table/Fig./App./Alg. (references
+# to the paper); numbers that are part of a name (GPT-2, VQ-VAE-2, T5, v1.5) or an ordinal or
+# a dimension (2nd, 3D). "16x16" and "1.4B" are checked as 16, 16 and 1.4.
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_REFERENCE = re.compile(
+    r"(?:Eqs?\.|Equations?|Secs?\.|Sections?|Tables?|Tab\.|Figs?\.|Figures?|App\.|Appendix|"
+    r"Alg\.|Algorithms?)\s*[(\d.,\s\-\u2013)and]*$"
+)
+_ASIDE_SUFFIX = re.compile(r"(?:st|nd|rd|th|D)\b")
+
+
+def numeric(token: str) -> float:
+    return float(token.replace(",", ""))
+
+
+def listed_values(note: Note) -> set[float]:
+    values: set[float] = set()
+    for n in note.meta.numbers:
+        if isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
+            values.add(float(n.value))
+        values |= {numeric(t) for t in NUMBER.findall(str(n.value))}
+    return values
+
+
+def method_numbers(text: str) -> list[tuple[str, int]]:
+    """(number as written, 1-based line in text) of every number of `text` the rule holds to a listing."""
+    prose = md.scan(text).prose
+    for g in md.parse_citations(text, prose):
+        prose = prose[: g.start] + " " * (g.end - g.start) + prose[g.end :]
+    prose = re.sub(r"\]\([^)\n]*\)|https?://\S+", lambda m: " " * len(m.group(0)), prose)
+    out = []
+    for m in NUMBER.finditer(prose):
+        token, before, after = m.group(0), prose[: m.start()], prose[m.end() :]
+        b = before[-1:]
+        if b.isalpha() and not (b in "x\u00d7" and before[-2:-1].isdigit()):
+            continue  # a name: T5, v1.5
+        if b == "-" and before[-2:-1].isalpha():
+            continue  # a name: GPT-2, VQ-VAE-2
+        if after[:1].isalpha() and _ASIDE_SUFFIX.match(after):
+            continue  # an ordinal or a dimension: 2nd, 3D
+        value = numeric(token)
+        if (value.is_integer() and value < 10) or (len(token) == 4 and token.isdigit() and 1900 <= value <= 2099):
+            continue
+        if _REFERENCE.search(before[-40:]):
+            continue
+        out.append((token, prose.count("\n", 0, m.start()) + 1))
+    return out
+
+
+def check_numbers(note: Note) -> list[Problem]:
+    """Only for a note that lists its numbers (a `numbers:` key in its front matter)."""
+    if "numbers" not in note.key_lines:
+        return []
+    method = next(((line, content) for t, line, content in md.sections(note.body) if t == "Method"), None)
+    if method is None:
+        return []
+    heading, content = method
+    first = note.body_line + heading  # the line after the heading; content is stripped, find its offset
+    lead = note.body.splitlines()[heading:]
+    skipped = next((i for i, ln in enumerate(lead) if ln.strip()), 0)
+    listed = listed_values(note)
+    out = []
+    for token, line in method_numbers(content):
+        if numeric(token) not in listed:
+            out.append(
+                Problem(
+                    note.where,
+                    first + skipped + line - 1,
+                    f"number '{token}' in the Method section is not among the note's numbers",
+                    "each number of the Method listed under numbers: with its source (years, counts under 10, "
+                    "Eq./Sec./Table numbers, names like GPT-2, math and citations aside)",
+                    Code.NUMBER,
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# resolve: against the bib and the repository
+
+
+def _imports(path: Path) -> set[str]:
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, OSError):
+        return set()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def _module_dirs(root: Path) -> list[Path]:
+    """Where reference_impls modules are found: the root's folder, else the installed package (not imported)."""
+    dirs = [root / "reference_impls"]
+    try:
+        spec = importlib.util.find_spec("reference_impls")
+    except (ImportError, ValueError):
+        spec = None
+    return dirs + [Path(p) for p in (spec.submodule_search_locations or [])] if spec else dirs
+
+
+def check_references(note: Note, entries: dict[str, BibEntry], root: Path) -> list[Problem]:
+    """The note's key, lineage, citations, tests and notebook against the bib and the repository."""
+    out: list[Problem] = []
+    where, m, kl = note.where, note.meta, note.key_lines
+    if m.key and note.path.stem != m.key:
+        out.append(
+            Problem(
+                where,
+                kl.get("key", 2),
+                f"key '{m.key}' differs from the file name '{note.path.name}'",
+                f"the file papers/{m.key}.md",
+                Code.NOTE_KEY,
+            )
+        )
+    if m.key and m.key not in entries:
+        out.append(
+            Problem(
+                where,
+                kl.get("key", 2),
+                f"key '{m.key}' is not in {BIB}",
+                "a note for a paper of the bib",
+                Code.NOTE_KEY,
+            )
+        )
+    for k in m.builds_on:
+        line = kl.get("builds_on", 2)
+        if k not in entries:
+            out.append(
+                Problem(
+                    where,
+                    line,
+                    f"builds_on '{k}' is not a key of {BIB}",
+                    "keys of earlier papers of the survey",
+                    Code.LINEAGE,
+                )
+            )
+        elif k == m.key:
+            out.append(
+                Problem(
+                    where, line, "a paper cannot build on itself", "keys of earlier papers of the survey", Code.LINEAGE
+                )
+            )
+    for key, line in md.citations(md.scan(note.body).prose):
+        if key not in entries:
+            out.append(
+                Problem(
+                    where,
+                    note.body_line + line - 1,
+                    f"citation '@{key}' is not a key of {BIB}",
+                    CITE_EXPECTED,
+                    Code.CITATION,
+                )
+            )
+    # the modules the note claims that exist (found by file, not imported): a test file must import one
+    claimed = {
+        f"reference_impls.{mod}" for mod in note.modules if any((d / f"{mod}.py").is_file() for d in _module_dirs(root))
+    }
+    for t in m.tests:
+        path, line = root / t, kl.get("tests", 2)
+        if not path.is_file():
+            out.append(
+                Problem(
+                    where,
+                    line,
+                    f"test file '{t}' does not exist",
+                    "a path like tests/reference_impls/test_<mechanism>.py",
+                    Code.TESTS,
+                )
+            )
+        elif claimed and not claimed & _imports(path):
+            out.append(
+                Problem(
+                    where,
+                    line,
+                    f"test file '{t}' imports none of {', '.join(sorted(claimed))}",
+                    "each test file to import the module it tests",
+                    Code.TESTS,
+                )
+            )
+    if m.notebook and not (root / m.notebook).is_file():
+        out.append(
+            Problem(
+                where,
+                kl.get("notebook", 2),
+                f"notebook '{m.notebook}' does not exist",
+                "a jupytext file under docs/notebooks/",
+                Code.NOTEBOOK,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# import: the check only
+
+
+def _import(dotted: str) -> tuple[Any, str | None]:
+    """Import a dotted path inside reference_impls: (module, error message or None)."""
+    parts = dotted.split(".")
+    for n in range(len(parts), 1, -1):
+        name = ".".join(parts[:n])
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name) and exc.name != "reference_impls":
+                continue
+            return None, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # the module itself is broken: report it, one line
+            return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        obj = module
+        for attr in parts[n:]:
+            if not hasattr(obj, attr):
+                return None, f"{name} has no attribute '{attr}'"
+            obj = getattr(obj, attr)
+        return module, None
+    return None, "no such module"
+
+
+def check_imports(note: Note) -> list[Problem]:
+    out = []
+    line = note.key_lines.get("implementation", 2)
+    for dotted in note.meta.implementation:
+        module, error = _import(dotted)
+        if error:
+            out.append(
+                Problem(
+                    note.where,
+                    line,
+                    f"implementation '{dotted}' does not import ({error})",
+                    "a dotted path to a module, class or function inside reference_impls",
+                    Code.IMPLEMENTATION,
+                )
+            )
+        elif f"papers/{note.meta.key}.md" not in (module.__doc__ or ""):
+            out.append(
+                Problem(
+                    note.where,
+                    line,
+                    f"{module.__name__}'s docstring does not link back to papers/{note.meta.key}.md",
+                    "the module docstring to name the note path",
+                    Code.IMPLEMENTATION,
+                )
+            )
+    return out

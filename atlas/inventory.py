@@ -1,0 +1,74 @@
+"""The repository beside the notes, as the site shows it: reference_impls modules with their
+docstring summaries, the test files with their test counts, the notebooks, the question pages,
+and the text of every file that gets a source view. Read once by the loader into the Survey."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from atlas.model import Inventory, Module, Note, Question, TestFile
+
+MODULES = "reference_impls"
+TESTS = "tests/reference_impls"
+NOTEBOOKS = "docs/notebooks"
+QUESTIONS = "docs/questions"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _parse(text: str | None) -> ast.Module | None:
+    try:
+        return ast.parse(text) if text is not None else None
+    except SyntaxError:
+        return None
+
+
+def docstring_summary(tree: ast.Module | None) -> str:
+    doc = ast.get_docstring(tree) if tree is not None else None
+    return doc.strip().split("\n")[0] if doc else ""
+
+
+def count_tests(tree: ast.Module | None) -> int:
+    if tree is None:
+        return 0
+    return sum(
+        isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test") for n in ast.walk(tree)
+    )
+
+
+def _question_title(path: Path, text: str | None) -> str:
+    first = next((ln for ln in (text or "").splitlines() if ln.startswith("# ")), None)
+    return first[2:].strip() if first else path.stem.replace("_", " ").replace("-", " ").capitalize()
+
+
+def read_inventory(root: Path, notes: list[Note]) -> Inventory:
+    inv = Inventory()
+    for path in sorted((root / MODULES).glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        rel = path.relative_to(root).as_posix()
+        text = _read(path)
+        inv.modules.append(Module(path.stem, rel, docstring_summary(_parse(text))))
+        inv.sources[rel] = text or ""
+    for path in sorted((root / TESTS).glob("test_*.py")):
+        rel = path.relative_to(root).as_posix()
+        text = _read(path)
+        inv.test_files.append(TestFile(rel, count_tests(_parse(text))))
+        inv.sources[rel] = text or ""
+    for path in sorted((root / NOTEBOOKS).glob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        inv.notebooks.append(rel)
+        inv.sources[rel] = _read(path) or ""
+    for t in sorted({t for n in notes for t in n.meta.tests} - set(inv.sources)):
+        if (root / t).is_file():  # a note's test outside tests/reference_impls (a fixture's)
+            inv.sources[t] = _read(root / t) or ""
+    qdir = root / QUESTIONS
+    for path in sorted(qdir.glob("*.md"), key=lambda p: (p.name != "index.md", p.name)):
+        inv.questions.append(Question(_question_title(path, _read(path)), f"questions/{path.name}"))
+    return inv

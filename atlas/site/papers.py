@@ -1,0 +1,168 @@
+"""The page of each paper: a full page for a paper with a note, a short one for a pending paper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from atlas import markdown as md
+from atlas.bib import SITE_ONLY_FIELDS, BibEntry
+from atlas.model import Note, Survey
+from atlas.site.citations import render_citations
+from atlas.site.common import (
+    api_page,
+    attr,
+    authors_of,
+    group_page,
+    link,
+    modality_page,
+    paper_name,
+    paper_page,
+    render,
+    source_page,
+    title_of,
+)
+
+
+def entry_data(entry: BibEntry) -> dict:
+    links = []
+    if entry.arxiv:
+        links.append(f"[:material-file-document-outline: arXiv:{entry.arxiv}](https://arxiv.org/abs/{entry.arxiv})")
+    if entry.code:
+        links.append(f"[:material-code-braces: code]({entry.code})")
+    return {
+        "authors": entry.authors,
+        "venue": entry.venue,
+        "year": entry.year,
+        "links": links,
+        "title": title_of(entry),
+    }
+
+
+def lineage_data(survey: Survey, keys: list[str], page: str) -> list[dict]:
+    out = []
+    for k in keys:
+        e = survey.entries.get(k)
+        if e is not None:
+            out.append(
+                {
+                    "name": paper_name(survey, k),
+                    "href": link(page, paper_page(k)),
+                    "title": title_of(e),
+                    "authors": authors_of(e),
+                    "year": e.year,
+                }
+            )
+    return out
+
+
+def badges(survey: Survey, note: Note, page: str) -> list[str]:
+    m, vocab = note.meta, survey.config.vocabularies
+    group = survey.config.group(m.group)
+    out = [f"[{group.title}]({link(page, group_page(m.group))}){{ .atlas-badge .atlas-group }}"]
+    for v in m.modality:
+        out.append(
+            f'[{v}]({link(page, modality_page(v))} "modality: {attr(vocab["modality"][v])}")'
+            "{ .atlas-badge .atlas-modality }"
+        )
+    for facet in ("latent", "prior"):
+        v = getattr(m, facet)
+        out.append(
+            f'[{facet}: {v}]({link(page, "table.md")} "{attr(vocab[facet][v])}"){{ .atlas-badge .atlas-{facet} }}'
+        )
+    for v in m.conditioning:
+        out.append(
+            f'[{v}]({link(page, "table.md")} "conditioning: {attr(vocab["conditioning"][v])}")'
+            "{ .atlas-badge .atlas-conditioning }"
+        )
+    return out
+
+
+def aside(survey: Survey, note: Note, shared: bool) -> str:
+    """The facets a paper shares with our work (or where it differs), as an admonition."""
+    comps = [c for c in survey.compare(note) if c.shared == shared]
+    ours = survey.config.our_work
+    name = ours.name.lower()
+    if shared:
+        title, kind = f"Facets shared with {name}", "success"
+        lines = [f"**{c.facet}**: {', '.join(sorted(set(c.theirs) & set(c.ours)))}" for c in comps]
+        lines = lines or [f"none of the profile's facets ({ours.summary})"]
+    else:
+        title, kind = f"Facets that differ from {name}", "note"
+        lines = [f"**{c.facet}**: {', '.join(c.theirs)} here; {', '.join(c.ours)} in {name}" for c in comps]
+        lines = lines or ["none: the difference lies in the method, as the prose says"]
+    return render("aside.md.j2", kind=kind, title=title, lines=lines)
+
+
+ASIDES = {"Similarity to our work": True, "Difference from our work": False}
+
+
+def with_asides(body: str, survey: Survey, note: Note) -> str:
+    """The body with the facet comparison right under its two comparison headings."""
+    out, fence = [], None
+    for line in body.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            fence = None if fence and stripped.startswith(fence) else (fence or stripped[:3])
+        out.append(line)
+        heading = md.HEADING.match(line) if fence is None else None
+        if heading and heading.group(2) in ASIDES:
+            out += ["", aside(survey, note, ASIDES[heading.group(2)])]
+    return "\n".join(out) + "\n"
+
+
+def _notebook(note: Note, page: str, notebooks: dict[str, Path]) -> dict | None:
+    path = note.meta.notebook
+    if not path:
+        return None
+    name = Path(path).stem
+    data = {"path": path, "source": link(page, source_page(path)), "href": None, "title": name.replace("_", " ")}
+    if name in notebooks:
+        data["href"] = link(page, f"notebooks/{name}.ipynb")
+    return data
+
+
+def paper_markdown(survey: Survey, note: Note, notebooks: dict[str, Path]) -> str:
+    """The page of a paper that has a note."""
+    key, m = note.key, note.meta
+    page, entry = paper_page(key), survey.entries[key]
+    ours = survey.config.our_work
+    implementation = []
+    for dotted in m.implementation:
+        module = dotted.split(".")[1]
+        path = f"reference_impls/{module}.py"
+        implementation.append(
+            {
+                "dotted": dotted,
+                "path": path,
+                "source": link(page, source_page(path)),
+                "api": link(page, api_page(module)),
+            }
+        )
+    return render(
+        "paper.md.j2",
+        title=f"{m.short}: {title_of(entry)}",
+        entry=entry_data(entry),
+        badges=badges(survey, note, page),
+        ours={"name": ours.name.lower(), "summary": ours.summary},
+        comparison=survey.compare(note),
+        notebook=_notebook(note, page, notebooks),
+        body=with_asides(render_citations(note.body, survey, page), survey, note),
+        implementation=implementation,
+        tests=[{"path": t, "source": link(page, source_page(t))} for t in m.tests],
+        builds_on=lineage_data(survey, m.builds_on, page),
+        built_upon_by=lineage_data(survey, survey.built_upon_by(key), page),
+        bibtex=entry.bibtex(drop=SITE_ONLY_FIELDS),
+    )
+
+
+def pending_markdown(survey: Survey, key: str) -> str:
+    """The page of a paper of the bib that has no note yet."""
+    entry, page = survey.entries[key], paper_page(key)
+    return render(
+        "pending.md.j2",
+        title=f"{authors_of(entry)} {entry.year}: {title_of(entry)}",
+        entry=entry_data(entry),
+        contributing=link(page, "contributing.md"),
+        built_upon_by=lineage_data(survey, survey.built_upon_by(key), page),
+        bibtex=entry.bibtex(drop=SITE_ONLY_FIELDS),
+    )
