@@ -34,7 +34,7 @@ def test_2d_rope_scores_depend_only_on_the_row_and_column_offsets():
     h = w = 8
     angles = rope_2d_angles(h, w, HEAD_DIM)
     table = torch.stack([angles.cos(), angles.sin()], dim=-1)  # float64, no prefix
-    pos = lambda r, c: r * w + c  # noqa: E731
+    pos = lambda r, c: r * w + c
     base = score(q, k, table, pos(1, 2), pos(3, 1))
     for dr, dc in [(1, 0), (0, 3), (2, 4), (4, 2)]:  # shift both positions together
         shifted = score(q, k, table, pos(1 + dr, 2 + dc), pos(3 + dr, 1 + dc))
