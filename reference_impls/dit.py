@@ -79,7 +79,7 @@ class DiTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)  # each (B, D)
-        h = self.attn(modulate(self.norm1(x), shift1, scale1))[0]  # the one line that unpacks the attention output
+        h = self.attn(modulate(self.norm1(x), shift1, scale1))  # (B, N, D)
         x = x + gate1[:, None] * h
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
 

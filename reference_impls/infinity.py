@@ -167,7 +167,7 @@ class InfinityPrior(nn.Module):
         x = x + self.pos[:, :n] + self.level(self.ids[:n])
         mask = self.mask[:n, :n]
         for block in self.blocks:
-            x = block(x, mask=mask, context=context, keep=keep)[0]  # the one line that unpacks TransformerBlock's output
+            x = block(x, mask=mask, context=context, keep=keep)  # TransformerBlock returns the hidden state
         return self.head(self.ln_f(x))  # (B, n, d, 2)
 
 

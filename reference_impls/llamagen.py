@@ -135,7 +135,7 @@ class LlamaGenPrior(nn.Module):
         x = torch.cat([self.cls_emb(labels)[:, None], self.tok_emb(tokens)], dim=1)  # (B, 1 + n_tok, D)
         mask = causal_mask(n, tokens.device)
         for block in self.blocks:
-            x = block(x, mask=mask)[0]  # the one line that unpacks TransformerBlock's output
+            x = block(x, mask=mask)  # TransformerBlock returns the hidden state
         return self.head(self.ln_f(x))  # (B, 1 + n_tok, V)
 
 

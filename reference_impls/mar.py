@@ -137,7 +137,7 @@ class ContinuousARPrior(nn.Module):
         x = x + self.pos[: x.shape[1]]
         mask = causal_mask(x.shape[1], tokens.device)
         for block in self.blocks:
-            x = block(x, mask=mask)[0]  # the one line that unpacks TransformerBlock's output
+            x = block(x, mask=mask)  # TransformerBlock returns the hidden state
         return self.ln_f(x)  # (B, <= N, D)
 
 

@@ -87,7 +87,7 @@ class RARPrior(nn.Module):
             x = x + self.target_pos[orders[:, :steps]]  # where the token predicted from this input goes
         mask = causal_mask(steps, tokens.device)
         for block in self.blocks:
-            x = block(x, mask=mask)[0]  # the one line that unpacks TransformerBlock's output
+            x = block(x, mask=mask)  # TransformerBlock returns the hidden state
         return self.head(self.ln_f(x))  # (B, steps, V)
 
 

@@ -195,7 +195,7 @@ class VARPrior(nn.Module):
         x = x + self.pos[:, :n] + self.level(self.ids[:n])
         mask = self.mask[:n, :n]
         for block in self.blocks:
-            x = block(x, mask=mask)[0]  # the one line that unpacks TransformerBlock's output
+            x = block(x, mask=mask)  # TransformerBlock returns the hidden state
         return self.head(self.ln_f(x))  # (B, l, V)
 
 
