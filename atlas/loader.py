@@ -19,6 +19,7 @@ from atlas import markdown as md
 from atlas.bib import BibEntry, parse_bib
 from atlas.model import SECTIONS, AtlasConfig, Note, NoteMeta, Survey
 from atlas.problems import AtlasError, Problem, rel
+from atlas.related import RELATED, RelatedTexts, check_related, parse_related
 
 CONFIG = "atlas.yml"
 BIB = "bib/references.bib"
@@ -286,7 +287,17 @@ def load(root: Path, deep: bool = True) -> tuple[Survey | None, list[Problem]]:
         problems += check_note(note, entries, root, deep)
     ordered = {k: notes[k] for k in entries if k in notes}
     ordered.update({k: n for k, n in notes.items() if k not in ordered})
-    return Survey(root, config, entries, ordered), sorted(set(problems), key=lambda p: (p.path, p.line, p.message))
+    # issue 12: the related-work texts, read here, parsed and checked by atlas.related
+    related = RelatedTexts(present=(root / RELATED).is_dir())
+    for path in sorted((root / RELATED).glob("*.md")) if related.present else []:
+        text = _read_text(path, root, problems)
+        if text is not None:
+            parsed, text_problems = parse_related(path.stem, rel(path, root), text)
+            related.texts[path.stem] = parsed
+            problems += text_problems
+    survey = Survey(root, config, entries, ordered, related)
+    problems += check_related(survey)
+    return survey, sorted(set(problems), key=lambda p: (p.path, p.line, p.message))
 
 
 def load_checked(root: Path, deep: bool = True) -> Survey:
