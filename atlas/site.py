@@ -35,6 +35,8 @@ from atlas import markdown as md
 from atlas.bib import SITE_ONLY_FIELDS, BibEntry, latex_to_text
 from atlas.loader import BIB
 from atlas.model import FACETS, Note, Survey
+from atlas.related import closest_markdown
+from atlas.related import site_markdown as site_related_markdown
 
 NOTE_TAIL = "[@key] or @key with a key of the bib (write \\@ for a literal at sign)"
 FACET_TITLES = {"modality": "Modality", "latent": "Latent", "prior": "Prior", "conditioning": "Conditioning"}
@@ -390,13 +392,13 @@ def table_markdown(survey: Survey) -> str:
            f"Every paper with a note ({len(notes)}), by its survey facets. Click a column header to sort "
            "by it; click again to reverse.\n",
            '<div class="atlas-sortable" markdown>\n',
-           "| Paper | Modality | Latent | Prior | Conditioning | Year | Implementation | Tests |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| Paper | Relevance | Modality | Latent | Prior | Conditioning | Year | Implementation | Tests |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for n in notes:
         e, m = survey.entries[n.key], n.meta
         impl = ", ".join(f"[{d.removeprefix('reference_impls.')}]({link(page, api_page(_module_of(d)))})" for d in m.implementation)
         tests = ", ".join(f"[{Path(t).stem}]({link(page, source_page(t))})" for t in m.tests)
-        out.append(f"| [{_cell(m.short)}]({link(page, paper_page(n.key))} \"{_attr(title_of(e))}\") | {', '.join(m.modality)} | {m.latent} | "
+        out.append(f"| [{_cell(m.short)}]({link(page, paper_page(n.key))} \"{_attr(title_of(e))}\") | {survey.relevance(n)} | {', '.join(m.modality)} | {m.latent} | "
                    f"{m.prior} | {', '.join(m.conditioning)} | {e.year} | {impl} | {tests} |")
     out.append("\n</div>\n")
     out.append("## Facet values\n")
@@ -632,6 +634,7 @@ def home_markdown(survey: Survey, root: Path, n_notebooks: int) -> str:
         "- **[Comparison table](table.md)**: every paper by modality, latent, prior, conditioning, year, "
         "implementation and tests; sort by any column.",
         "- **[Figures](figures.md)**: the timeline of prior families and the lineage graph.",
+        "- **[Related work](related.md)**: the related-work section of our paper at each length, with its LaTeX.",
         "- **Groups**, the sections of the related work:",
     ]
     for g in groups:
@@ -647,6 +650,7 @@ def home_markdown(survey: Survey, root: Path, n_notebooks: int) -> str:
         "- **[Contributing](contributing.md)**: how to add a paper.\n",
         "Every page except the hand-written ones is generated from `atlas.yml`, `bib/references.bib` and "
         "`papers/*.md` when the site is built (`atlas site` or `atlas build`).\n",
+        render_citations(closest_markdown(survey), survey, "index.md", "related/", 1),  # issue 12
         "## At a glance\n",
         "[![Timeline: papers by year and prior family, coloured by latent](figures/timeline.svg)](figures.md)\n",
     ]
@@ -725,6 +729,11 @@ def plan(survey: Survey, notebooks: dict[str, Path] | None = None, figures: bool
     for name in notebooks:
         f[f"notebooks/{name}.ipynb"] = Path(notebooks[name]).read_bytes()
     f["index.md"] = home_markdown(survey, root, len(notebook_sources(root)))
+    # issue 12: the related-work page (atlas.related builds the Markdown, the export the LaTeX)
+    from atlas.export import section_latex
+
+    f["related.md"] = render_citations(site_related_markdown(survey, lambda length: section_latex(survey, length)),
+                                       survey, "related.md", "related/", 1)
     sp.nav = navigation(survey, notebooks)
     return sp
 
@@ -743,7 +752,7 @@ def _questions(root: Path) -> list:
 
 
 def navigation(survey: Survey, notebooks: dict[str, Path]) -> list:
-    nav: list = [{"Home": "index.md"}, {"Comparison table": "table.md"}, {"Figures": "figures.md"}]
+    nav: list = [{"Home": "index.md"}, {"Related work": "related.md"}, {"Comparison table": "table.md"}, {"Figures": "figures.md"}]
     groups = []
     for g in survey.config.groups:
         items = [{"Overview": f"groups/{g.id}.md"}]
