@@ -31,7 +31,7 @@ from atlas import markdown as md
 from atlas.bib import SITE_ONLY_FIELDS, format_entries
 from atlas.model import Note, Survey
 from atlas.problems import Problem
-from atlas.related import LEVELS, MAX_COMPACT_ROWS, STYLES, TABLE_STYLES, ExportSettings, Section, compose
+from atlas.related import LEVELS, MAX_COMPACT_ROWS, STYLES, TABLE_STYLES, ExportSettings, compose
 
 FILES = ("related-work.tex", "references.bib", "comparison-table.tex", "main.tex")
 APPENDIX = "appendix-papers.tex"

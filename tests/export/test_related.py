@@ -110,3 +110,14 @@ def test_dropping_a_citation_keeps_the_bracket_or_drops_the_unit():
     assert drop_citations("X uses codes [@b].", keep) is None
     assert drop_citations("@b uses codes [@a].", keep) is None
     assert prose_words("VQGAN [@a; @b] adds a loss, as @c shows.") == 7
+
+
+def test_site_page_shows_each_length_the_conclusion_and_the_latex_to_copy(good_kb):
+    from atlas.related import site_markdown
+
+    survey, _ = load(with_related(good_kb), deep=False)
+    page = site_markdown(survey, lambda length: f"\\section{{Related Work}} % {length}\n")
+    for length in ("Short", "Column", "Full"):
+        assert f"## {length} (" in page
+    assert page.count("```latex") == 3 and "% column" in page
+    assert "## Conclusion: what the papers show together" in page and "remain a simple design" in page
