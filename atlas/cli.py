@@ -109,60 +109,75 @@ def main() -> None:
         sys.exit(1)
 
 
-def _export(root: Path, survey, opts, out: Path | None, force: bool) -> None:
-    """Render the export of `survey` (loaded from root when None) and write it under out."""
-    from atlas.export import render, write
+def _export(root: Path, out: Path | None, force: bool, survey=None, **overrides) -> None:
+    """Export with atlas.yml's export settings, each overridden by a flag that was given (issue 12)."""
+    from atlas.export import ExportOptions, bib_entries, render, write
+    from atlas.export.paper import merge, write_all
     from atlas.loader import load_checked
 
     start = time.perf_counter()
-    survey = survey if survey is not None else load_checked(root, deep=False)
-    data, problems = render(survey, opts)
+    survey = survey or load_checked(root, deep=False)
+    opts = ExportOptions.from_settings(survey.config.export, **overrides)
+    rendered, problems = render(survey, opts)
     if problems:
         _fail(problems)
+    assert rendered is not None
     target = out if out is not None else root / "build" / "overleaf"
     shown = target.as_posix() if out is not None else "build/overleaf"
-    problems = write(target, data, force, shown)
+    paper_texts = {}
+    if opts.into:
+        paper = Path(opts.into) if Path(opts.into).is_absolute() else root / opts.into
+        paper_texts, problems = merge(paper, opts.into, rendered.block, set(survey.entries),
+                                      lambda keys: bib_entries(survey, keys), force)
+        if problems:
+            _fail(problems)
+    problems = write(target, rendered.files, force, shown)
     if problems:
         _fail(problems)
-    cited = data["references.bib"].decode().count("\n@")
-    typer.echo(
-        f"atlas export: wrote {shown}/ ({', '.join(sorted(data))}; {cited} references) "
-        f"in {time.perf_counter() - start:.2f} s"
-    )
+    write_all(paper_texts)
+    f = rendered.figures
+    typer.echo(f"atlas export: wrote {shown}/ ({', '.join(sorted(rendered.files))})")
+    if paper_texts:
+        typer.echo("atlas export: wrote " + " and ".join(str(p.relative_to(root) if p.is_relative_to(root) else p) for p in paper_texts)
+                   + " (the section between the markers, the cited entries in the atlas block of the .bib)")
+    table = f"a table of {f.rows} rows" if f.rows else "no table"
+    typer.echo(f"atlas export: {f.length} section of {f.words} words, {f.cited} papers cited, {table}; "
+               f"{time.perf_counter() - start:.2f} s")
 
 
 @app.command()
 def export(
     root: Path = ROOT,
     out: Path = typer.Option(None, "--out", help="Output folder (default: build/overleaf under the root)."),
+    length: str = typer.Option(None, "--length", help="short (core papers, ~200-350 words), column (~450-700, the default) or full (every paper)."),
+    style: str = typer.Option(None, "--style", help="synthesis (the default) or catalogue (adds the per-paper paragraphs as appendix-papers.tex)."),
     group: list[str] = typer.Option([], "--group", help="Only these groups (ids of atlas.yml); repeatable."),
     paper: list[str] = typer.Option([], "--paper", help="Only these papers (bib keys); repeatable."),
-    facet: list[str] = typer.Option(
-        [], "--facet", help="Only papers with this facet value, e.g. prior=autoregressive; repeatable."
-    ),
-    words: int = typer.Option(None, "--words", min=10, help="Word budget per paper (default: the export's)."),
-    table: bool = typer.Option(True, "--table/--no-table", help="Include the comparison table."),
-    force: bool = typer.Option(False, "--force", help="Overwrite files edited by hand since the last export."),
+    facet: list[str] = typer.Option([], "--facet", help="Only papers with this facet value, e.g. prior=autoregressive; repeatable."),
+    words: int = typer.Option(None, "--words", help="A cap on the section's words; units are dropped by priority to honour it."),
+    paper_words: int = typer.Option(None, "--paper-words", help="Catalogue style: the word budget of each paper."),
+    table: str = typer.Option(None, "--table", help="compact (at most 12 rows, one column; the default) or full (every paper, table*)."),
+    no_table: bool = typer.Option(False, "--no-table", help="No comparison table."),
+    into: str = typer.Option(None, "--into", help="Also write the section between the marker comments of this paper .tex, and its entries into the paper's .bib."),
+    force: bool = typer.Option(False, "--force", help="Overwrite files, or text between markers, edited by hand since the last export."),
 ) -> None:
-    """Write the related-work section, its bib, the comparison table, a preview main.tex and overleaf.zip."""
-    from atlas.export import ExportOptions
+    """Write the related-work section, its bib, the comparison table, a preview main.tex and overleaf.zip.
 
-    opts = ExportOptions(groups=group, papers=paper, facets=facet, table=table)
-    if words is not None:
-        opts.words = words
-    _export(root, None, opts, out, force)
+    Every option defaults to atlas.yml's export section; a flag overrides it for this run only.
+    """
+    _export(root, out, force, length=length, style=style, groups=group, papers=paper, facets=facet, words=words,
+            paper_words=paper_words, table="none" if no_table else table, into=into)
 
 
 @app.command()
-def build(root: Path = ROOT) -> None:
-    """The main job: load and check the knowledge base once, then build the site and the LaTeX export from it."""
-    from atlas.export import ExportOptions
+def build(root: Path = ROOT, force: bool = typer.Option(False, "--force", help="Overwrite export files edited by hand since the last export.")) -> None:
+    """The main job: check the knowledge base, then build the site (site/) and the export (atlas.yml's export settings)."""
     from atlas.loader import load
 
     survey, problems = load(root)
     _check(survey, problems)
     _site(root, survey)
-    _export(root, survey, ExportOptions(), None, False)
+    _export(root, None, force, survey=survey)
 
 
 def _site(root: Path, survey=None) -> None:

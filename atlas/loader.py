@@ -27,6 +27,7 @@ from atlas.bib import BibEntry, parse_bib
 from atlas.inventory import read_inventory
 from atlas.model import AtlasConfig, Note, NoteMeta, Survey
 from atlas.problems import AtlasError, Code, Problem, rel
+from atlas.related import RELATED, RelatedTexts, check_related, parse_related
 
 CONFIG = "atlas.yml"
 BIB = checks.BIB
@@ -280,9 +281,23 @@ def load(root: Path, deep: bool = True) -> tuple[Survey | None, list[Problem]]:
     ordered = {k: notes[k] for k in entries if k in notes}
     ordered.update({k: n for k, n in notes.items() if k not in ordered})
     inventory = read_inventory(root, list(ordered.values()))
-    survey = Survey(root, config, entries, ordered, inventory)
+    related = _read_related(root, problems)
+    survey = Survey(root, config, entries, ordered, inventory, related)
     problems += lineage.backwards(survey) + lineage.cycles(survey)
+    problems += check_related(survey)
     return survey, _ordered(problems)
+
+
+def _read_related(root: Path, problems: list[Problem]) -> RelatedTexts:
+    """related/*.md: the related-work texts (intro, one per group, conclusion), parsed by atlas.related."""
+    related = RelatedTexts(present=(root / RELATED).is_dir())
+    for path in sorted((root / RELATED).glob("*.md")) if related.present else []:
+        text = _read_text(path, root, problems)
+        if text is not None:
+            parsed, text_problems = parse_related(path.stem, rel(path, root), text)
+            related.texts[path.stem] = parsed
+            problems += text_problems
+    return related
 
 
 def _ordered(problems: list[Problem]) -> list[Problem]:

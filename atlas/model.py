@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from atlas.bib import BibEntry
+from atlas.related import ExportSettings, RelatedTexts  # issue 12: the export's settings, the related-work texts
 
 SECTIONS = ("Summary", "Method", "Similarity to our work", "Difference from our work", "Implementation")
 FACETS = ("modality", "latent", "prior", "conditioning")
@@ -55,6 +56,7 @@ class AtlasConfig(BaseModel):
     vocabularies: dict[str, dict[str, str]]
     groups: list[Group]
     our_work: OurWork
+    export: ExportSettings = Field(default_factory=ExportSettings)  # issue 12: the export's lasting choices
 
     @field_validator("vocabularies")
     @classmethod
@@ -263,6 +265,7 @@ class Survey:
     entries: dict[str, BibEntry]  # bib order
     notes: dict[str, Note]  # key order of the bib
     inventory: Inventory = field(default_factory=Inventory)
+    related: RelatedTexts = field(default_factory=RelatedTexts)  # issue 12: related/*.md, parsed by atlas.related
 
     @property
     def pending(self) -> list[str]:

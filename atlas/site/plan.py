@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlas.model import Survey
+from atlas.related import site_markdown as site_related_markdown
+from atlas.site.citations import render_citations
 from atlas.site.code import api_index_markdown, api_markdown, source_markdown
 from atlas.site.common import api_page, group_page, modality_page, paper_page, source_page
 from atlas.site.figures import lineage_graph, lineage_svg, timeline_svg
@@ -57,12 +59,26 @@ def plan(survey: Survey, notebooks: dict[str, Path] | None = None, figures: bool
     for name in notebooks:
         f[f"notebooks/{name}.ipynb"] = Path(notebooks[name]).read_bytes()
     f["index.md"] = home_markdown(survey)
+    f["related.md"] = related_markdown(survey)
     sp.nav = navigation(survey, notebooks)
     return sp
 
 
+def related_markdown(survey: Survey) -> str:
+    """The Related work page: each length and the conclusion as prose with links, and the LaTeX to copy."""
+    from atlas.export import section_latex  # pandoc is loaded only when the site is built
+
+    page = site_related_markdown(survey, lambda length: section_latex(survey, length))
+    return render_citations(page, survey, "related.md")
+
+
 def navigation(survey: Survey, notebooks: dict[str, Path]) -> list:
-    nav: list = [{"Home": "index.md"}, {"Comparison table": "table.md"}, {"Figures": "figures.md"}]
+    nav: list = [
+        {"Home": "index.md"},
+        {"Related work": "related.md"},
+        {"Comparison table": "table.md"},
+        {"Figures": "figures.md"},
+    ]
     groups = []
     for g in survey.config.groups:
         items = [{"Overview": group_page(g.id)}]

@@ -15,9 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from atlas import cli
 from atlas.cli import app
-from atlas.export import FILES, FORBIDDEN_COMMANDS, FORBIDDEN_PACKAGES, protect_title
+from atlas.export import APPENDIX, FILES, FORBIDDEN_COMMANDS, FORBIDDEN_PACKAGES, paper_markdown, protect_title
 from atlas.loader import load
+from atlas.related import compose
+from export_kb import with_related
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -43,7 +46,7 @@ def fold(text: str) -> str:
 
 
 def compile_pdf(folder: Path) -> str:
-    """pdflatex, bibtex, pdflatex twice; on failure the relevant log lines are in the assertion."""
+    """pdflatex, bibtex, pdflatex twice; on failure the relevant log lines are in the assertion. Returns the text."""
     steps = [["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"], ["bibtex", "main"],
              ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
              ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"]]
@@ -67,7 +70,12 @@ def bundle(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("overleaf") / "overleaf"
     result = export(REPO, out)
     assert result.exit_code == 0, result.output
-    assert re.search(r"in \d+\.\d\d s", result.output)
+    m = re.search(r"column section of (\d+) words, (\d+) papers cited, a table of (\d+) rows; (\d+\.\d\d) s", result.output)
+    assert m, result.output
+    words, cited, rows, seconds = int(m[1]), int(m[2]), int(m[3]), float(m[4])
+    print(f"\ndefault export: {words} words, {cited} papers cited, {rows} table rows, {seconds:.2f} s")
+    assert 450 <= words <= 720 and cited >= 25 and 2 <= rows <= 12
+    assert seconds < 3.0
     return out
 
 
@@ -80,15 +88,33 @@ def test_bundle_has_every_file_and_the_zip_holds_them_all(bundle: Path):
             assert z.read(name) == (bundle / name).read_bytes()
 
 
-def test_section_has_a_paragraph_per_group_and_cites_every_note(bundle: Path):
+def test_section_synthesises_by_theme_with_several_citations_per_sentence(bundle: Path):
     survey, _ = load(REPO, deep=False)
     tex = (bundle / "related-work.tex").read_text()
     assert tex.count("\\section{Related Work}") == 1
-    groups_with_notes = [g for g in survey.config.groups if survey.in_group(g.id)]
-    assert tex.count("\\paragraph{") == len(groups_with_notes)
-    cited = set(re.findall(r"\\cite[tp]\{([^}]+)\}", tex))
-    assert set(survey.notes) <= {k for c in cited for k in c.split(",")}
+    for g in survey.config.groups:
+        assert f"\\paragraph{{{g.title}.}}" in tex
+    assert "\\paragraph{What the papers show together.}" in tex
+    multi = re.findall(r"\\citep\{[^}]*,[^}]*\}", tex)
+    assert len(multi) >= 8, "papers that share an idea are cited together"
+    assert "Table~\\ref{tab:related-work}" in tex  # the text refers to the table
+    last = tex.rstrip().rsplit("\n", 1)[-1]
+    assert "our work" in last.lower() and not re.search(r"\b(no|not|never)\b[^.]*\.$", last), "the section ends on our work, not a negation"
     assert "$" not in re.sub(r"\\\$", "", tex), "math must come out as \\( \\) or \\[ \\], never raw dollars"
+    assert "\\input" not in (bundle / "main.tex").read_text()
+
+
+def test_full_length_cites_every_paper_that_is_not_excluded_and_short_only_core(tmp_path: Path):
+    survey, _ = load(REPO, deep=False)
+    for length in ("short", "full"):
+        assert export(REPO, tmp_path / length, "--length", length, "--no-table").exit_code == 0
+    full = set(k for c in re.findall(r"\\cite[tp]\{([^}]+)\}", (tmp_path / "full" / "related-work.tex").read_text()) for k in c.split(", "))
+    assert {k for k, n in survey.notes.items() if survey.relevance(n) != "excluded"} <= full
+    assert set(survey.pending) <= full, "the frontier papers are placed in the texts too"
+    short = set(k for c in re.findall(r"\\cite[tp]\{([^}]+)\}", (tmp_path / "short" / "related-work.tex").read_text()) for k in c.split(", "))
+    assert all(survey.relevance(survey.notes[k]) == "core" for k in short if k in survey.notes)
+    words = [compose(survey, length)[0].words for length in ("short", "column", "full")]
+    assert 200 <= words[0] <= 350 and 450 <= words[1] <= 700 and words[2] > words[1]
 
 
 def test_references_hold_only_cited_entries_in_ascii_with_protected_acronyms(bundle: Path):
@@ -99,7 +125,7 @@ def test_references_hold_only_cited_entries_in_ascii_with_protected_acronyms(bun
     cited = set()
     for name in ("related-work.tex", "comparison-table.tex"):
         for group in re.findall(r"\\cite[tp]?\{([^}]+)\}", (bundle / name).read_text()):
-            cited |= set(group.split(","))
+            cited |= {k.strip() for k in group.split(",")}
     assert keys == cited
     assert "code " not in text  # site-only field dropped
     if "wu2022nuwa" in keys:
@@ -129,10 +155,20 @@ def test_output_obeys_the_aaai_kit_rules(bundle: Path):
             assert command not in tex, (name, command)
 
 
-def test_table_is_a_booktabs_table_star_as_wide_as_the_text(bundle: Path):
+def test_compact_table_is_one_column_with_at_most_twelve_rows_and_full_is_table_star(bundle: Path, tmp_path: Path):
     table = (bundle / "comparison-table.tex").read_text()
-    assert "\\begin{table*}" in table and "\\toprule" in table and "\\bottomrule" in table
-    assert "{\\textwidth}" in table
+    assert "\\begin{table}[tb]" in table and "{\\columnwidth}" in table and "\\toprule" in table
+    rows = [line for line in table.splitlines() if line.endswith("\\\\") and not line.startswith("Method")]
+    assert 2 <= len(rows) <= 12 and rows[-1].startswith("Our work")
+    survey, _ = load(REPO, deep=False)
+    for row in rows[:-1]:
+        key = re.search(r"\\citep\{([^}]+)\}", row).group(1)
+        assert survey.relevance(survey.notes[key]) == "core"
+    main = (bundle / "main.tex").read_text()
+    assert main.index("\\begin{table}[tb]") < main.index("\\paragraph{"), "the table sits at the start of the section"
+    assert export(REPO, tmp_path / "full", "--table", "full").exit_code == 0
+    wide = (tmp_path / "full" / "comparison-table.tex").read_text()
+    assert "\\begin{table*}" in wide and wide.count("\\citep{") == sum(1 for n in survey.notes.values() if survey.relevance(n) != "excluded")
 
 
 def test_running_twice_gives_byte_identical_files(tmp_path: Path, bundle: Path):
@@ -163,30 +199,110 @@ def test_prose_specials_are_escaped_and_math_stays_math(good_kb: Path, tmp_path:
         "It costs 50% & uses snake_case, #tags, ~tilde, ^caret, a back\\\\slash, {braces} and $\\beta \\lVert z_e \\rVert^2$. It describes a\ndiscrete autoencoder")
     note.write_text(text)
     out = tmp_path / "ov"
-    result = export(good_kb, out, "--words", "200")
+    result = export(with_related(good_kb), out, "--style", "catalogue", "--paper-words", "200")
     assert result.exit_code == 0, result.output
-    tex = (out / "related-work.tex").read_text()
+    tex = (out / APPENDIX).read_text()
     for escaped in ("50\\%", "\\&", "snake\\_case", "\\#tags", "\\textasciitilde", "\\^{}caret", "\\textbackslash", "\\{braces\\}"):
         assert escaped in tex, escaped
     assert "\\(\\beta \\lVert z_e \\rVert^2\\)" in tex  # math stays math, untouched
 
 
-def test_options_select_groups_papers_facets_budget_and_table(tmp_path: Path):
+def test_options_select_groups_papers_facets_and_table(tmp_path: Path):
     out = tmp_path / "a"
     assert export(REPO, out, "--group", "masked-and-discrete-diffusion", "--no-table").exit_code == 0
     tex = (out / "related-work.tex").read_text()
-    assert tex.count("\\paragraph{") == 1 and "Masked and discrete-diffusion priors" in tex
-    assert not (out / "comparison-table.tex").exists() and "comparison-table" not in (out / "main.tex").read_text()
-    out = tmp_path / "b"
-    assert export(REPO, out, "--facet", "modality=audio", "--no-table").exit_code == 0
-    cited = set(re.findall(r"\\citep\{([^}]+)\}", (out / "related-work.tex").read_text()))
+    assert "\\paragraph{Masked and discrete-diffusion priors.}" in tex and "\\paragraph{Discrete tokenizers.}" not in tex
+    assert not (out / "comparison-table.tex").exists() and "tab:related-work" not in (out / "main.tex").read_text()
     survey, _ = load(REPO, deep=False)
-    assert cited == {k for k, n in survey.notes.items() if "audio" in n.meta.modality}
-    out = tmp_path / "c"
-    key = next(iter(survey.notes))
-    assert export(REPO, out, "--paper", key, "--words", "10").exit_code == 0
-    body = (out / "related-work.tex").read_text().split("\\paragraph{", 1)[1]
-    assert re.findall(r"\\cite[tp]\{([^}]+)\}", body) == [key]
+    out = tmp_path / "b"
+    assert export(REPO, out, "--facet", "prior=autoregressive", "--length", "full", "--no-table").exit_code == 0
+    cited = {k for c in re.findall(r"\\cite[tp]\{([^}]+)\}", (out / "related-work.tex").read_text()) for k in c.split(", ")}
+    assert len(cited) > 5 and all(survey.notes[k].meta.prior == "autoregressive" for k in cited), "a unit citing other papers goes"
+
+
+def test_every_word_budget_is_honoured_without_a_floor(tmp_path: Path):
+    counts = []
+    for budget in (60, 120, 240, 480):
+        result = export(REPO, tmp_path / str(budget), "--words", str(budget), "--length", "full")
+        assert result.exit_code == 0, result.output
+        counts.append(int(re.search(r"of (\d+) words", result.output).group(1)))
+        assert counts[-1] <= budget
+    assert counts == sorted(counts) and len(set(counts)) == 4
+    result = export(REPO, tmp_path / "tiny", "--words", "10")
+    assert result.exit_code == 1 and result.output.startswith("--words:1: ")
+
+
+def test_catalogue_writes_the_per_paper_paragraphs_within_each_budget(tmp_path: Path):
+    survey, _ = load(REPO, deep=False)
+    lengths = []
+    for budget in (10, 20, 40):
+        out = tmp_path / str(budget)
+        assert export(REPO, out, "--style", "catalogue", "--paper-words", str(budget)).exit_code == 0
+        assert (out / APPENDIX).is_file() and (out / "related-work.tex").is_file()
+        lengths.append(len((out / APPENDIX).read_text().split()))
+    assert lengths[0] < lengths[1] < lengths[2], "budgets of 10, 20 and 40 words give different appendices"
+    from atlas.markdown import word_count
+    for note in survey.notes.values():
+        for budget in (5, 10, 20, 40):
+            text = paper_markdown(note, budget)
+            assert word_count(re.sub(r"\[@[^\]]+\]", "", text)) <= budget and f"@{note.key}" in text
+
+
+def test_settings_in_atlas_yml_last_and_a_flag_overrides_them_for_one_run(good_kb: Path, tmp_path: Path, monkeypatch):
+    root = with_related(good_kb, length="short", table="none")
+    out = root / "build" / "overleaf"
+    assert runner.invoke(app, ["export", "--root", str(root)]).exit_code == 0
+    short = (out / "related-work.tex").read_text()
+    assert not (out / "comparison-table.tex").exists()
+    result = runner.invoke(app, ["export", "--root", str(root), "--length", "full", "--table", "compact"])
+    assert result.exit_code == 0 and "full section" in result.output and (out / "comparison-table.tex").exists()
+    monkeypatch.setattr(cli, "_site", lambda root, survey=None: None)  # the site has its own tests
+    (out / "main.tex").write_text("% edited\n")
+    result = runner.invoke(app, ["build", "--root", str(root)])
+    assert result.exit_code == 1 and "pass --force" in result.output
+    result = runner.invoke(app, ["build", "--root", str(root), "--force"])
+    assert result.exit_code == 0, result.output
+    assert (out / "related-work.tex").read_text() == short and not (out / "comparison-table.tex").exists(), "build reproduces atlas.yml's choice"
+
+
+PAPER = """\\documentclass{article}
+\\usepackage{natbib}
+\\begin{document}
+\\section{Introduction}
+As \\citet{oord2017neural} and \\citet{mine2020} show.
+%MARKERS%
+\\section{Method}
+\\bibliography{refs}
+\\end{document}
+"""
+MINE = "@article{mine2020,\n  title = {My own entry},\n  author = {Me},\n  journal = {J},\n  year = {2020},\n}\n"
+
+
+def test_into_writes_between_the_markers_and_merges_the_bib_without_touching_other_entries(tmp_path: Path):
+    paper_dir = tmp_path / "overleaf-clone"
+    paper_dir.mkdir()
+    paper = paper_dir / "paper.tex"
+    paper.write_text(PAPER.replace("%MARKERS%\n", ""))
+    (paper_dir / "refs.bib").write_text(MINE)
+    result = export(REPO, tmp_path / "b", "--into", str(paper))
+    assert result.exit_code == 1 and "% atlas:begin related-work" in result.output and "% atlas:end related-work" in result.output
+    paper.write_text(PAPER.replace("%MARKERS%", "% atlas:begin related-work\n% atlas:end related-work"))
+    assert export(REPO, tmp_path / "b", "--into", str(paper)).exit_code == 0
+    text, bib = paper.read_text(), (paper_dir / "refs.bib").read_text()
+    assert "\\section{Related Work}" in text and "\\begin{table}[tb]" in text and "\\input" not in text
+    assert text.index("\\section{Introduction}") < text.index("\\section{Related Work}") < text.index("\\section{Method}")
+    assert bib.startswith(MINE), "the user's own entries stay as they were"
+    cited = {k for c in re.findall(r"\\cite[tp]?\{([^}]+)\}", text) for k in c.split(", ")}
+    in_bib = set(re.findall(r"@\w+\{([^,]+),", bib))
+    assert cited <= in_bib and "oord2017neural" in in_bib  # also a survey paper cited outside the markers
+    assert export(REPO, tmp_path / "b", "--into", str(paper)).exit_code == 0
+    assert paper.read_text() == text and (paper_dir / "refs.bib").read_text() == bib, "a second run is byte-identical"
+    paper.write_text(text.replace("Discrete tokenizers compress", "Tokenizers compress"))
+    result = export(REPO, tmp_path / "b", "--into", str(paper))
+    assert result.exit_code == 1 and "edited by hand since the last export" in result.output
+    assert "Tokenizers compress" in paper.read_text()
+    assert export(REPO, tmp_path / "b", "--into", str(paper), "--force").exit_code == 0
+    assert paper.read_text() == text
 
 
 def test_unknown_options_fail_with_one_line_each(tmp_path: Path):
@@ -195,11 +311,13 @@ def test_unknown_options_fail_with_one_line_each(tmp_path: Path):
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("--group:1: unknown group 'gans'; one of: discrete-tokenizers")
     assert lines[1].startswith("--facet:1: unknown facet filter 'prior=flow'; one of:")
+    result = export(REPO, tmp_path / "x", "--length", "page")
+    assert result.exit_code == 1 and result.output.startswith("--length:1: unknown value 'page'; one of: short, column, full")
     assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow
-def test_the_bundle_compiles_with_every_citation_resolved_and_every_title_printed(bundle: Path, tmp_path: Path):
+def test_the_default_section_ends_on_its_first_page_with_no_undefined_citation_or_overfull_box(bundle: Path, tmp_path: Path):
     need_latex()
     work = tmp_path / "compile"
     shutil.copytree(bundle, work)
@@ -208,6 +326,50 @@ def test_the_bundle_compiles_with_every_citation_resolved_and_every_title_printe
     keys = set(re.findall(r"@\w+\{([^,]+),", (bundle / "references.bib").read_text()))
     missing = [k for k in keys if fold(survey.entries[k].title) not in text]
     assert not missing, f"titles missing from the PDF: {missing}"
+    pages = []
+    for i in range(1, 4):
+        pages.append(fold(subprocess.run(["pdftotext", "-f", str(i), "-l", str(i), "main.pdf", "-"], cwd=work,
+                                         capture_output=True, text=True, check=True).stdout))
+    section = (bundle / "related-work.tex").read_text()
+    last = section.rstrip().rsplit("\n", 1)[-1]
+    tail = fold(" ".join(re.sub(r"\\cite[tp]\{[^}]*\}", " ", last).split()[-8:]))
+    assert fold("Related Work") in pages[0] and tail in pages[0], "the section ends on the page where it starts"
+    log = (work / "main.log").read_text(errors="replace")
+    main = (work / "main.tex").read_text().splitlines()
+    first = next(i for i, line in enumerate(main, 1) if line.startswith("\\section{Related Work}"))
+    end = next(i for i, line in enumerate(main, 1) if line.startswith("\\bibliography{"))
+    overfull = [(float(w), int(a)) for w, a in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\) in (?:paragraph|alignment) at lines (\d+)", log)]
+    assert not [o for o in overfull if o[0] > 1.0 and first <= o[1] <= end], overfull
+    assert "undefined" not in log.lower()
+    words = compose(survey, "column")[0].words
+    n_pages = int(re.search(r"Output written on main\.pdf \((\d+) page", log).group(1))
+    print(f"\ncompiled default section: {words} words of prose (plus the table's sentence), ends on page 1; the PDF has {n_pages} pages")
+
+
+STAND_IN_KIT = r"""\NeedsTeXFormat{LaTeX2e}
+\ProvidesPackage{aaai2026}[2026/01/01 stand-in for the AAAI 2026 kit's bibliography behaviour]
+\DeclareOption{submission}{}
+\ProcessOptions\relax
+% As the kit does: when natbib is loaded, the style file sets the bibliography style itself.
+\AtBeginDocument{\@ifpackageloaded{natbib}{\bibliographystyle{plainnat}}{}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("length", ["short", "column"])
+def test_beside_the_aaai_kit_main_tex_leaves_the_bibliography_style_to_it_and_bibtex_succeeds(tmp_path: Path, length: str):
+    need_latex()
+    out = tmp_path / "ov"
+    assert export(REPO, out, "--length", length).exit_code == 0
+    (out / "aaai2026.sty").write_text(STAND_IN_KIT)
+    subprocess.run(["pdflatex", "-interaction=nonstopmode", "main.tex"], cwd=out, capture_output=True, timeout=120)
+    assert (out / "main.aux").read_text().count("\\bibstyle{") == 1
+    bibtex = subprocess.run(["bibtex", "main"], cwd=out, capture_output=True, text=True, timeout=120)
+    blg = (out / "main.blg").read_text(errors="replace")
+    assert bibtex.returncode == 0, bibtex.stdout + blg
+    assert "Illegal, another \\bibstyle command" not in blg
+    errors = re.search(r"\(There (?:was|were) (\d+) error message", blg)
+    assert errors is None or errors.group(1) == "0", blg
 
 
 PROSE = st.text(
@@ -217,19 +379,24 @@ PROSE = st.text(
 
 @pytest.mark.slow
 @settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(prose=PROSE)
-def test_arbitrary_prose_either_compiles_or_is_rejected_by_the_check(good_kb: Path, tmp_path_factory, prose: str):
+@given(prose=PROSE, where=st.sampled_from(["note", "related"]))
+def test_arbitrary_prose_either_compiles_or_is_rejected_by_the_check(good_kb: Path, tmp_path_factory, prose: str, where: str):
     need_latex()
     root = tmp_path_factory.mktemp("kb")
     shutil.copytree(good_kb, root, dirs_exist_ok=True)
-    note = root / "papers" / "oord2017neural.md"
-    note.write_text(note.read_text().replace("This fixture note stands", prose + " This fixture note stands", 1))
+    with_related(root)
+    if where == "note":
+        path = root / "papers" / "oord2017neural.md"
+        path.write_text(path.read_text().replace("This fixture note stands", prose + " This fixture note stands", 1))
+    else:
+        path = root / "related" / "discrete-tokenizers.md"
+        path.write_text(path.read_text().replace("{column} Hierarchies", "{column} " + prose.replace("\n", " ") + " Hierarchies", 1))
     check = runner.invoke(app, ["check", "--root", str(root)])
     if check.exit_code != 0:
-        lines = [l for l in check.output.splitlines() if not l.startswith("atlas check")]
-        assert lines and all(re.match(r"^papers/oord2017neural\.md:\d+: .+; .+", l) for l in lines), check.output
+        lines = [line for line in check.output.splitlines() if not line.startswith("atlas check")]
+        assert lines and all(re.match(rf"^{re.escape(path.relative_to(root).as_posix())}:\d+: .+; .+", line) for line in lines), check.output
         return
     out = root / "out"
-    result = export(root, out, "--words", "400")
+    result = export(root, out, "--style", "catalogue", "--paper-words", "400", "--length", "full")
     assert result.exit_code == 0, result.output
     compile_pdf(out)
