@@ -28,7 +28,9 @@ Figures (each case runs in its own subprocess, one torch thread):
     recon     mean squared reconstruction error on the held-out set (eval mode)
     usage     share of the codebook the held-out set uses (16,384 points, so at most 100% at 14 bits)
     ppl       perplexity of the held-out code histogram, exp(entropy)
-    ms/step   median wall time of a training step (forward, backward, Adam) after 20 warm-up steps
+    ms/step   median CPU time (time.process_time, one thread) of a training step (forward,
+              backward, Adam) after 20 warm-up steps; CPU time rather than wall time, so that
+              other processes on a shared machine do not inflate it
     peak MB   growth of the process's peak resident set size (getrusage ru_maxrss) from just before
               training to its end: the extra memory training needed at its high-water mark
 
@@ -97,12 +99,17 @@ def _quantizer(name: str, bits: int):
         q = DACQuantizer(k, LATENT, 1, code_dim=8, dropout=0.0, generator=g)
     elif name == "fsq":
         q = FSQ(BITS[bits]["levels"], dim=LATENT)
-        return q, q.codebook_size, lambda z: (lambda o: (o.z_q, o.indices, z.new_zeros(())))(q(z))
+        return q, q.codebook_size, lambda z: _unpack(q(z), z.new_zeros(()))
     elif name == "lfq":
         q = LFQ(bits, dim=LATENT, group_size=bits // 2)
     else:
         q = BSQ(bits, LATENT, group_size=bits // 2)
-    return q, getattr(q, "codebook_size", k), lambda z: (lambda o: (o.z_q, o.indices.reshape(-1), o.loss))(q(z))
+    return q, getattr(q, "codebook_size", k), lambda z: _unpack(q(z))
+
+
+def _unpack(out, loss=None):
+    """(z_q, flat indices, auxiliary loss) of any of the quantisers' outputs."""
+    return out.z_q, out.indices.reshape(-1), out.loss if loss is None else loss
 
 
 def _init_codebook(torch, name: str, quant, z) -> None:
@@ -153,10 +160,10 @@ def run_case(name: str, bits: int, steps: int) -> dict:
     base = _maxrss_mb()
     times = []
     for i in range(steps):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         step()
         if i >= 20:
-            times.append(time.perf_counter() - t0)
+            times.append(time.process_time() - t0)
     peak = _maxrss_mb() - base
 
     for m in (enc, dec, quant):
@@ -182,7 +189,8 @@ def run_case(name: str, bits: int, steps: int) -> dict:
 
 def _commit() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True)
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -209,21 +217,21 @@ def main() -> int:
           f"{args.steps} steps of batch {BATCH}, seed {SEED}; anchor: plain VQ at the same bits")
     header = f"{'bits':>4} {'quantizer':<8} {'codes':>6} {'recon':>8} {'xVQ':>5} {'usage':>6} {'ppl':>7} {'ms/step':>7} {'xVQ':>5} {'peak MB':>7} {'xVQ':>5}"
     print(header)
-    print("-" * len(header))
+    print("-" * len(header), flush=True)
     for bits in args.bits:
         anchor = None
         for name in names:
             cmd = [sys.executable, __file__, "--case", name, str(bits), "--steps", str(args.steps)]
-            res = subprocess.run(cmd, capture_output=True, text=True)
+            res = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 last = (res.stderr.strip().splitlines() or ["no output"])[-1]
                 print(f"benchmarks/quantizers.py:1: case {name} at {bits} bits failed: {last}; expected a JSON line", file=sys.stderr)
                 return 1
             r = json.loads(res.stdout.strip().splitlines()[-1])
             anchor = anchor or r
-            ratio = lambda key: r[key] / anchor[key] if anchor[key] > 0 else float("nan")  # noqa: E731
-            print(f"{bits:>4} {name:<8} {r['codes']:>6} {r['recon']:>8.5f} {ratio('recon'):>5.2f} {100 * r['usage']:>5.1f}% "
-                  f"{r['ppl']:>7.1f} {r['ms']:>7.2f} {ratio('ms'):>5.2f} {r['peak_mb']:>7.1f} {ratio('peak_mb'):>5.2f}")
+            x = {key: r[key] / anchor[key] if anchor[key] > 0 else float("nan") for key in ("recon", "ms", "peak_mb")}
+            print(f"{bits:>4} {name:<8} {r['codes']:>6} {r['recon']:>8.5f} {x['recon']:>5.2f} {100 * r['usage']:>5.1f}% "
+                  f"{r['ppl']:>7.1f} {r['ms']:>7.2f} {x['ms']:>5.2f} {r['peak_mb']:>7.1f} {x['peak_mb']:>5.2f}", flush=True)
     return 0
 
 
