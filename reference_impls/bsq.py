@@ -51,6 +51,11 @@ def spherical_sign(u: torch.Tensor) -> torch.Tensor:
     return sign_codes(u) / math.sqrt(u.shape[-1])
 
 
+def quantize_sphere(u: torch.Tensor) -> torch.Tensor:
+    """Forward spherical_sign(u), backward identity (straight-through to the unit vector u)."""
+    return u + (spherical_sign(u) - u).detach()
+
+
 def error_bound(bits: int) -> float:
     """sqrt(2 - 2/sqrt(L)): the largest ||u - uhat|| over unit vectors u of L channels."""
     return math.sqrt(2 - 2 / math.sqrt(bits))
@@ -105,7 +110,7 @@ class BSQ(nn.Module):
             per_sample, codebook = entropy_terms(u, temperature=self.temperature, code_scale=scale, group_size=self.group_size)
         commitment = F.mse_loss(u, uhat) if self.beta else zero
         loss = self.entropy_weight * (per_sample - self.gamma * codebook) + self.beta * commitment
-        z_q = u + (uhat - u).detach()  # straight-through
+        z_q = quantize_sphere(u)  # (N, L) straight-through
         out = _from_rows(self.project_out(z_q), grid)
         return BSQOutput(
             out, indices.reshape(grid), uhat.reshape(*grid, -1), u.reshape(*grid, -1),

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from reference_impls.bsq import BSQ, error_bound, spherical_sign
+from reference_impls.bsq import BSQ, error_bound, quantize_sphere, spherical_sign
 from reference_impls.lfq import codes_to_indices, entropy_terms
 
 
@@ -65,3 +65,15 @@ def test_gradient_reaches_the_input_straight_through_the_sign():
     out = bsq(z)
     out.z_q.sum().backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_straight_through_jacobian_is_the_identity_not_the_code_scale():
+    # The official code multiplies the straight-through output by 1/sqrt(L), which scales the
+    # gradient reaching u by 1/sqrt(L); ours hands the decoder's gradient to u unchanged.
+    u = torch.nn.functional.normalize(torch.randn(5, 9, generator=torch.Generator().manual_seed(4)), dim=1)
+    u.requires_grad_(True)
+    g = torch.randn(5, 9, generator=torch.Generator().manual_seed(5))
+    out = quantize_sphere(u)
+    assert torch.allclose(out, spherical_sign(u.detach()))
+    (out * g).sum().backward()
+    assert torch.allclose(u.grad, g)
