@@ -61,7 +61,7 @@ def residual_quantize(
 
     lookups: optional per-level functions residual (N, C) -> indices (N,) that replace the
     Euclidean nearest-code search (DAC, reference_impls/dac.py, chooses by cosine in a projected
-    space); the level still subtracts codebooks[d][k].
+    space); the level still subtracts `codebooks[d][k]`.
     Returns indices (N, n_q) and the list of selected code rows per level, each (N, C).
     """
     residual = z
