@@ -33,6 +33,7 @@ generator passed in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,15 +54,20 @@ class RVQOutput:
     perplexity: torch.Tensor  # of the first level's codes
 
 
-def residual_quantize(z: torch.Tensor, codebooks: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def residual_quantize(
+    z: torch.Tensor, codebooks: list[torch.Tensor], *, lookups: list[Callable[[torch.Tensor], torch.Tensor]] | None = None
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Greedy residual quantisation of rows z (N, C) with one (K, C) codebook per level.
 
+    lookups: optional per-level functions residual (N, C) -> indices (N,) that replace the
+    Euclidean nearest-code search (DAC, reference_impls/dac.py, chooses by cosine in a projected
+    space); the level still subtracts `codebooks[d][k]`.
     Returns indices (N, n_q) and the list of selected code rows per level, each (N, C).
     """
     residual = z
     indices, codes = [], []
-    for codebook in codebooks:
-        k = nearest_code(residual, codebook)  # (N,)
+    for d, codebook in enumerate(codebooks):
+        k = lookups[d](residual) if lookups else nearest_code(residual, codebook)  # (N,)
         e = F.embedding(k, codebook)  # (N, C)
         residual = residual - e  # r_d = r_{d-1} - e(k_d)
         indices.append(k)
