@@ -22,9 +22,10 @@
 # decoder) and measures, for every depth $d$, the error of the partial sum $\hat z^{(d)}$ and how
 # many of the $K$ codes of each level are used (count and perplexity).
 #
-# **Training.** Every codebook starts from k-means, as SoundStream initialises its codebooks
-# (k-means centroids of a training batch): level $d$ from the residuals $r_{d-1}$ left by the
-# levels before it, the shared codebook from the residuals of all depths pooled. Then all
+# **Training.** Every codebook starts from k-means (our choice, so that the toy measures
+# converged codebooks rather than a short run from random codes): level $d$ from the residuals
+# $r_{d-1}$ left by the levels before it, the shared codebook from the residuals of all depths
+# pooled. Then all
 # codebooks are fine-tuned together by gradient steps on the codebook and commitment losses.
 # The table shows the error after k-means alone, after half the steps and after all of them.
 
