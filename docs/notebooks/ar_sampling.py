@@ -32,7 +32,13 @@ N_SAMPLES = 200  # samples per setting and seed, 150 to 300
 import matplotlib.pyplot as plt
 import torch
 
-from reference_impls.ar_prior import TokenPrior, next_token_loss, raster_flatten, raster_unflatten, sample
+from reference_impls.ar_prior import (
+    TokenPrior,
+    next_token_loss,
+    raster_flatten,
+    raster_unflatten,
+    sample,
+)
 
 torch.set_num_threads(1)
 assert len(SEEDS) >= 5 and 250 <= TRAIN_STEPS <= 500 and 150 <= N_SAMPLES <= 300
