@@ -25,8 +25,8 @@
 
 # %% tags=["parameters"]
 SEEDS = [0, 1, 2, 3, 4]  # 5 to 10 seeds: one prior trained per seed (close comparisons need five)
-TRAIN_STEPS = 300  # training steps of each prior, 250 to 500
-N_SAMPLES = 200  # samples per setting and seed, 150 to 300
+TRAIN_STEPS = 250  # training steps of each prior, 250 to 500
+N_SAMPLES = 150  # samples per setting and seed, 150 to 300
 
 # %%
 import matplotlib.pyplot as plt
