@@ -106,7 +106,7 @@ def execute_notebook(path: Path, root: Path, timeout: int = TIMEOUT, on_cell: Ca
             on_cell(done[0], total)
 
     client = NotebookClient(nb, kernel_name=KERNEL, timeout=timeout, resources={"metadata": {"path": str(root)}},
-                            on_cell_executed=executed)
+                            on_cell_executed=executed, extra_arguments=["--IPKernelApp.log_level=ERROR"])
     # figures as PNG outputs; one thread per kernel, so parallel kernels do not oversubscribe the cores
     env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
