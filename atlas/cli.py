@@ -204,6 +204,17 @@ def site(root: Path = ROOT) -> None:
 
 
 @app.command()
+def notebook(name: str = typer.Argument(..., help="A notebook of docs/notebooks/, e.g. ar_sampling."), root: Path = ROOT,
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line.")) -> None:
+    """Run one notebook top to bottom (into build/notebooks/NAME.ipynb) and print its time."""
+    from atlas.notebooks import run_one
+
+    target, seconds = run_one(root, name, quiet=quiet)
+    shown = target.relative_to(root).as_posix() if target.is_relative_to(root) else target.as_posix()
+    typer.echo(f"atlas notebook: {target.stem} ran in {seconds:.1f} s; wrote {shown}")
+
+
+@app.command()
 def serve(
     root: Path = ROOT, port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1.")
 ) -> None:

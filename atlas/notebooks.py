@@ -7,6 +7,11 @@ A notebook is skipped when its output exists and carries the same source hash in
 `reference_impls` module it imports, so a change to a mechanism re-runs the notebooks that show it.
 A failing cell stops everything with an AtlasError naming the notebook, the line of the cell in
 the .py file and the error, one line, no traceback.
+
+Stale notebooks run in parallel, one kernel per worker process, as many workers as cores
+(`jobs`), the longest first (by the time stored in the previous output). Progress goes to the
+terminal: a rich progress bar when stdout is a terminal, one plain line per notebook otherwise,
+nothing with quiet=True. `run_one` runs a single notebook (the `atlas notebook NAME` command).
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from atlas.problems import AtlasError, Code, Problem, rel
@@ -60,16 +68,34 @@ def _stored_hash(out_path: Path) -> str | None:
     return nb.metadata.get(META_KEY, {}).get("source_sha256")
 
 
-def execute_notebook(path: Path, root: Path, timeout: int = TIMEOUT):
-    """Run one jupytext notebook; returns the executed nbformat notebook. Raises AtlasError on a failing cell."""
+def execute_notebook(path: Path, root: Path, timeout: int = TIMEOUT, on_cell: Callable[[int, int], None] | None = None):
+    """Run one jupytext notebook; returns the executed nbformat notebook. Raises AtlasError on a failing cell.
+
+    on_cell(done, total) is called after each code cell (for a progress bar).
+    """
     import jupytext
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbclient.exceptions import (
+        CellExecutionError,
+        CellTimeoutError,
+        DeadKernelError,
+    )
 
     nb = jupytext.read(path, fmt="py:percent")
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
-    client = NotebookClient(nb, kernel_name=KERNEL, timeout=timeout, resources={"metadata": {"path": str(root)}})
-    env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}  # figures as PNG outputs
+    total = sum(1 for c in nb.cells if c.cell_type == "code")
+    done = [0]
+
+    def executed(**_kwargs) -> None:
+        done[0] += 1
+        if on_cell is not None:
+            on_cell(done[0], total)
+
+    client = NotebookClient(nb, kernel_name=KERNEL, timeout=timeout, resources={"metadata": {"path": str(root)}},
+                            on_cell_executed=executed, extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    # figures as PNG outputs; one thread per kernel, so parallel kernels do not oversubscribe the cores
+    env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     name = rel(path, root)
     try:
         client.execute(env=env)
@@ -108,32 +134,188 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()) or "(no message)"
 
 
-def run_all(root: Path, out: Path | None = None, timeout: int = TIMEOUT, verbose: bool = False) -> dict[str, Path]:
+def notebook_paths(root: Path) -> list[Path]:
+    return sorted((Path(root) / NOTEBOOKS).glob("*.py"))
+
+
+def _stored_seconds(out_path: Path) -> float | None:
+    import nbformat
+
+    try:
+        return float(nbformat.read(out_path, as_version=4).metadata[META_KEY]["seconds"])
+    except Exception:
+        return None
+
+
+def _run_and_write(path: Path, root: Path, target: Path, digest: str, timeout: int,
+                   on_cell: Callable[[int, int], None] | None = None) -> float:
+    """Execute one notebook and write it atomically with its hash and run time; returns the seconds."""
+    import nbformat
+
+    start = time.perf_counter()
+    nb = execute_notebook(path, root, timeout, on_cell)
+    seconds = time.perf_counter() - start
+    nb.metadata[META_KEY] = {"source": rel(path, root), "source_sha256": digest, "seconds": round(seconds, 2)}
+    write_atomic(target, nbformat.writes(nb).rstrip("\n") + "\n")
+    return seconds
+
+
+def _worker(path: str, root: str, target: str, digest: str, timeout: int) -> tuple[float, list[tuple]]:
+    """Process-pool entry: (seconds, []) or (0, problems as tuples); never raises for a failing cell."""
+    try:
+        return _run_and_write(Path(path), Path(root), Path(target), digest, timeout), []
+    except AtlasError as exc:
+        return 0.0, [(p.path, p.line, p.message, p.expected, p.code) for p in exc.problems]
+
+
+class Reporter:
+    """Progress of notebook runs: a rich bar in a terminal, plain lines otherwise, nothing when quiet."""
+
+    def __init__(self, total: int, quiet: bool = False, stream=None, label: str = "notebooks"):
+        self.stream = stream if stream is not None else sys.stdout
+        self.quiet = quiet
+        self.total = total
+        self.done = 0
+        self.progress = None
+        if not quiet and total and getattr(self.stream, "isatty", lambda: False)() and not os.environ.get("ATLAS_PLAIN_PROGRESS"):
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            console = Console(file=self.stream, no_color=bool(os.environ.get("NO_COLOR")))
+            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=console, transient=False)
+            self.task = self.progress.add_task(label, total=total)
+            self.progress.start()
+
+    def line(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.progress is not None:
+            self.progress.console.print(text, highlight=False, markup=False)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def advance(self, text: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1)
+        self.line(f"[{self.done}/{self.total}] {text}")
+
+    def update(self, done: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def default_jobs() -> int:
+    """Worker processes for the notebooks: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run_all(root: Path, out: Path | None = None, timeout: int = TIMEOUT, quiet: bool = False,
+            jobs: int | None = None, stream=None) -> dict[str, Path]:
     """Execute every docs/notebooks/*.py into out (default root/build/notebooks)/<name>.ipynb.
 
     Returns {name: path of the executed notebook} for every notebook, run or skipped.
-    Unchanged notebooks (same source hash as the stored output) are not run again.
+    Unchanged notebooks (same source hash as the stored output) are not run again; the others run
+    in `jobs` worker processes (default: the available cores), longest first. Every failing
+    notebook is reported (one problem each) after the others have finished.
     """
     import nbformat
 
     root = Path(root)
     out = Path(out) if out is not None else root / BUILD
     results: dict[str, Path] = {}
-    for path in sorted((root / NOTEBOOKS).glob("*.py")):
-        name = path.stem
-        target = out / f"{name}.ipynb"
+    stale: list[tuple[Path, Path, str]] = []
+    for path in notebook_paths(root):
+        target = out / f"{path.stem}.ipynb"
         digest = source_hash(path, root)
-        if target.is_file() and _stored_hash(target) == digest:
-            results[name] = target
-            if verbose:
-                print(f"{name}: unchanged, skipped")
-            continue
-        start = time.perf_counter()
-        nb = execute_notebook(path, root, timeout)
-        seconds = time.perf_counter() - start
-        nb.metadata[META_KEY] = {"source": rel(path, root), "source_sha256": digest, "seconds": round(seconds, 2)}
-        write_atomic(target, nbformat.writes(nb).rstrip("\n") + "\n")
-        results[name] = target
-        if verbose:
-            print(f"{name}: ran in {seconds:.1f} s")
+        results[path.stem] = target
+        if not (target.is_file() and _stored_hash(target) == digest):
+            stale.append((path, target, digest))
+    reporter = Reporter(len(stale), quiet=quiet, stream=stream)
+    if not stale:
+        if results:
+            reporter.line(f"notebooks: {len(results)} unchanged, not run again")
+        return results
+    # longest first (time of the previous run, else the size of the source), so two workers end together
+    stale.sort(key=lambda s: -(_stored_seconds(s[1]) or s[0].stat().st_size / 1000))
+    jobs = max(1, min(jobs or default_jobs(), len(stale)))
+    reporter.line(f"notebooks: running {len(stale)} of {len(results)} on {jobs} worker{'s' * (jobs > 1)}")
+    problems: list[Problem] = []
+    start = time.perf_counter()
+    try:
+        if jobs == 1:
+            for path, target, digest in stale:
+                try:
+                    seconds = _run_and_write(path, root, target, digest, timeout)
+                except AtlasError as exc:
+                    problems += exc.problems
+                    reporter.advance(f"{path.stem}: failed")
+                    continue
+                reporter.advance(f"{path.stem}: ran in {seconds:.1f} s")
+        else:
+            import multiprocessing
+
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(_worker, str(path), str(root), str(target), digest, timeout): path
+                           for path, target, digest in stale}
+                for future in as_completed(futures):
+                    seconds, failed = future.result()
+                    name = futures[future].stem
+                    problems += [Problem(*p) for p in failed]
+                    reporter.advance(f"{name}: failed" if failed else f"{name}: ran in {seconds:.1f} s")
+    finally:
+        reporter.close()
+    if problems:
+        raise AtlasError(sorted(problems))
+    reporter.line(f"notebooks: {len(stale)} run in {time.perf_counter() - start:.1f} s")
     return results
+
+
+def find_notebook(root: Path, name: str) -> Path:
+    """docs/notebooks/<name>.py for a name given with or without .py or the folder; AtlasError if none."""
+    root = Path(root)
+    stem = Path(name).name.removesuffix(".py").removesuffix(".ipynb")
+    path = root / NOTEBOOKS / f"{stem}.py"
+    if not path.is_file():
+        names = ", ".join(p.stem for p in notebook_paths(root)) or "none"
+        raise AtlasError([Problem(NOTEBOOKS, 1, f"no notebook named '{name}'", f"one of: {names}")])
+    return path
+
+
+def run_one(root: Path, name: str, out: Path | None = None, timeout: int = TIMEOUT, quiet: bool = False,
+            stream=None) -> tuple[Path, float]:
+    """Run one notebook (always, cached or not) into out/<name>.ipynb; returns (that path, seconds).
+
+    Progress: one step per code cell (a bar in a terminal), nothing when quiet.
+    """
+    root = Path(root)
+    path = find_notebook(root, name)
+    out = Path(out) if out is not None else root / BUILD
+    target = out / f"{path.stem}.ipynb"
+    import jupytext
+
+    n_code = sum(1 for c in jupytext.read(path, fmt="py:percent").cells if c.cell_type == "code")
+    reporter = Reporter(n_code, quiet=quiet, stream=stream, label=path.stem)
+    is_bar = reporter.progress is not None
+    try:
+        seconds = _run_and_write(path, root, target, source_hash(path, root), timeout,
+                                 on_cell=(lambda done, total: reporter.update(done)) if is_bar else
+                                 (lambda done, total: reporter.line(f"{path.stem}: cell {done}/{total}")))
+    finally:
+        reporter.close()
+    return target, seconds

@@ -1,3 +1,11 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # dVAE or VQ-VAE?
 #
@@ -13,7 +21,13 @@
 # |---|---|---|
 # | encoder output per position | a vector $z_e \in \mathbb{R}^D$ | $K$ logits, a distribution $q(k \mid x)$ |
 # | index | $\arg\min_k \lVert z_e - e_k \rVert$ (nearest neighbour) | $\arg\max_k$ of the logits |
-# | training signal to the encoder | straight-through copy of the decoder gradient, plus codebook and commitment losses | Gumbel-Softmax relaxation: the decoder sees a soft mixture $\sum_k y_k e_k$, plus a KL term to a uniform prior |
+# | training signal to the encoder | straight-through copy of the decoder gradient, plus the commitment loss (the codebook loss trains only the codes) | Gumbel-Softmax relaxation: the decoder sees a soft mixture $\sum_k y_k e_k$, plus a KL term to a uniform prior |
+# | prior over codes in training | uniform: the posterior is one-hot, so its KL to the uniform prior is the constant $\log K$ | uniform, with the KL of the soft posterior $q(k \mid x)$ as a real term |
+
+# %% tags=["parameters"]
+SEEDS = [0, 1, 2]  # 3 to 10 seeds (images, initialisations and batches are drawn from each)
+STEPS = 300  # training steps of each model, 200 to 600
+K = 16  # codebook size of both models, 8 to 32
 
 # %%
 import matplotlib.pyplot as plt
@@ -21,41 +35,83 @@ import torch
 
 from reference_impls.dvae import DVAE
 from reference_impls.gumbel import anneal_temperature
-from reference_impls.vq import pairwise_sq_distances
+from reference_impls.vq import pairwise_sq_distances, perplexity
 from reference_impls.vqvae import VQVAE, fit, toy_images
 
 torch.set_num_threads(1)
-torch.manual_seed(0)
-gen = torch.Generator().manual_seed(0)
-K, D = 16, 8  # codebook size and code dimension, the same for both models
-images = toy_images(256, size=16, generator=gen)  # (256, 1, 16, 16): blobs and stripes
-print(images.shape)
+assert len(SEEDS) >= 3 and 200 <= STEPS <= 600 and 8 <= K <= 32
+D = 8  # code dimension, the same for both models
 
 # %% [markdown]
 # ## Train both on the same images
-# The VQ-VAE is trained with its own `fit` loop (Eq. 3 of the VQ-VAE paper). The dVAE is trained
-# with a short Adam loop on its negative ELBO, annealing the Gumbel-Softmax temperature with
-# `anneal_temperature`. Both downsample by 4: a 16 x 16 image becomes a 4 x 4 grid of tokens.
+# The VQ-VAE is trained with its own `fit` loop (Eq. 3 of the VQ-VAE paper), its codebook seeded
+# with encoder outputs of a batch. The dVAE is trained with Adam on its negative ELBO, annealing
+# the Gumbel-Softmax temperature with `anneal_temperature`. Both downsample by 4: a 16 x 16 image
+# becomes a 4 x 4 grid of tokens. Each model is scored on all 256 images after half and after all
+# of its steps: reconstruction error, and how many of the $K$ codes its grids use (count and
+# perplexity of the code histogram).
 
 # %%
-vqvae = VQVAE(in_ch=1, hidden=16, num_codes=K, code_dim=D, downsample=2, generator=gen)
-vqvae.init_codes(images[:64], generator=gen)
-vq_losses = fit(vqvae, images, steps=200, lr=3e-3, batch=32, generator=gen)
+def train_dvae(dvae: DVAE, images: torch.Tensor, steps: int, gen: torch.Generator, start: int = 0) -> None:
+    opt = torch.optim.Adam(dvae.parameters(), lr=3e-3)
+    dvae.train()
+    for step in range(start, start + steps):
+        x = images[torch.randint(0, len(images), (32,), generator=gen)]
+        tau = anneal_temperature(step, rate=1e-2, tau_min=0.5, every=10)
+        loss = dvae.loss(x, dvae(x, tau=tau, generator=gen), beta=0.05)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    dvae.eval()
 
-dvae = DVAE(in_ch=1, hidden=16, num_codes=K, code_dim=D)
-opt = torch.optim.Adam(dvae.parameters(), lr=3e-3)
-dvae.train()
-dvae_losses = []
-for step in range(200):
-    x = images[torch.randint(0, len(images), (32,), generator=gen)]
-    tau = anneal_temperature(step, rate=1e-2, tau_min=0.5, every=10)
-    out = dvae(x, tau=tau, generator=gen)
-    loss = dvae.loss(x, out, beta=0.05)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    dvae_losses.append(loss.item())
-print(f"VQ-VAE loss {vq_losses[-1]:.4f}   dVAE loss {dvae_losses[-1]:.4f}")
+
+@torch.no_grad()
+def scores(rec: torch.Tensor, idx: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
+    return {"mse": torch.mean((rec - images) ** 2).item(), "used": idx.unique().numel(),
+            "perplexity": perplexity(idx.flatten(), K).item()}
+
+
+results = {"VQ-VAE": [], "dVAE": []}  # per seed: [scores after STEPS // 2, after STEPS]
+for seed in SEEDS:
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    images = toy_images(256, size=16, generator=gen)  # (256, 1, 16, 16): blobs and stripes
+    vqvae = VQVAE(in_ch=1, hidden=16, num_codes=K, code_dim=D, downsample=2, generator=gen)
+    vqvae.init_codes(images[:64], generator=gen)
+    dvae = DVAE(in_ch=1, hidden=16, num_codes=K, code_dim=D)
+    per = {"VQ-VAE": [], "dVAE": []}
+    for half in range(2):
+        fit(vqvae, images, steps=STEPS // 2, lr=3e-3, batch=32, generator=gen)
+        vqvae.eval()
+        with torch.no_grad():
+            rec, out = vqvae(images)
+        per["VQ-VAE"].append(scores(rec, out.indices, images))
+        train_dvae(dvae, images, STEPS // 2, gen, start=half * (STEPS // 2))
+        with torch.no_grad():
+            dv = dvae(images)
+        per["dVAE"].append(scores(dv.x_hat, dv.indices, images))
+    for name in results:
+        results[name].append(per[name])
+    if seed == SEEDS[0]:
+        shown_images, shown_vqvae, shown_dvae = images, vqvae, dvae  # the models pictured below
+
+
+def metric(name: str, key: str, stage: int = -1) -> torch.Tensor:
+    return torch.tensor([r[stage][key] for r in results[name]], dtype=torch.float64)
+
+
+print(f"all 256 images; mean +- std over seeds {SEEDS}; K = {K}")
+print(f"{'':8s} {'MSE, STEPS/2':>18s} {'MSE, STEPS':>18s} {'codes used':>14s} {'perplexity':>14s}")
+for name in results:
+    m0, m1, u, pp = metric(name, "mse", 0), metric(name, "mse"), metric(name, "used"), metric(name, "perplexity")
+    print(f"{name:8s} {m0.mean():9.4f} +- {m0.std():.4f} {m1.mean():9.4f} +- {m1.std():.4f} "
+          f"{u.mean():7.1f} +- {u.std():4.1f} {pp.mean():7.1f} +- {pp.std():4.1f}")
+
+# %%
+# on every seed, at this budget: the VQ-VAE reconstructs better and its grids use more of the codebook
+assert (metric("VQ-VAE", "mse") < metric("dVAE", "mse")).all()
+assert (metric("VQ-VAE", "perplexity") > metric("dVAE", "perplexity")).all()
+images, vqvae, dvae = shown_images, shown_vqvae, shown_dvae
 
 # %% [markdown]
 # ## The latent of each model: a grid of indices into a codebook
@@ -80,9 +136,6 @@ assert vqvae.quantizer.codebook.shape == dvae.codebook.shape == (K, D)
 # the decoders read codebook rows selected by the grid, for both models
 assert torch.allclose(dv_out.decoder_input, dvae.lookup(dv_idx))
 assert torch.allclose(vq_out.z_q, vqvae.quantizer.lookup(vq_idx), atol=1e-6)
-vq_mse = torch.mean((vq_rec - x) ** 2).item()
-dv_mse = torch.mean((dv_rec - x) ** 2).item()
-print(f"reconstruction MSE: VQ-VAE {vq_mse:.4f}, dVAE {dv_mse:.4f} (pixel variance {x.var().item():.4f})")
 
 # %%
 fig, axes = plt.subplots(5, 6, figsize=(9, 7.5))
@@ -145,19 +198,14 @@ plt.show()
 # * The two latent spaces have the same form: a 4 x 4 grid (32 x 32 in DALL-E) of indices into
 #   a table of $K$ vectors ($K = 8192$ in DALL-E). "A grid of values" and "a grid of vectors" are
 #   two views of one thing: an index and the codebook row it selects.
-# * An autoregressive prior, in DALL-E or in a VQ-VAE pipeline, models the **indices** only, so
-#   the prior does not care which of the two tokenisers produced them.
-# * The difference is in stage one: nearest neighbour plus straight-through (VQ-VAE) against a
-#   predicted categorical distribution trained through the Gumbel-Softmax relaxation with a KL term
-#   (dVAE). The loss curves below come from these two training rules.
-
-# %%
-fig, ax = plt.subplots(figsize=(6, 3))
-ax.plot(vq_losses, label="VQ-VAE: MSE + codebook + beta * commitment")
-ax.plot(dvae_losses, label="dVAE: summed squared error + beta * KL")
-ax.set_yscale("log")
-ax.set_xlabel("step")
-ax.legend(fontsize=8)
-ax.set_title("Training losses (different objectives, not comparable in value)")
-fig.tight_layout()
-plt.show()
+# * An autoregressive prior, in DALL-E or in a VQ-VAE pipeline, models the **indices** only. But
+#   the two tokenisers do not hand it the same indices: on every seed, at this budget, the dVAE's
+#   grids use fewer of the $K$ codes (lower perplexity, first table) and reconstruct worse. A
+#   prior over dVAE tokens would model a smaller effective vocabulary and be limited by a worse
+#   decoder. The budget matters: compare the columns at half and at all the steps. The toy does
+#   not say how the two compare at DALL-E's scale, where the dVAE has 8192 codes.
+# * The difference is in stage one: nearest neighbour plus straight-through with a commitment
+#   loss (VQ-VAE) against a predicted categorical distribution trained through the Gumbel-Softmax
+#   relaxation with a KL term (dVAE). Both train against a uniform prior over the codes; for the
+#   VQ-VAE its KL is a constant, for the dVAE it is a real term that pushes $q(k \mid x)$ toward
+#   uniform.

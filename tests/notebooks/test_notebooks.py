@@ -8,6 +8,7 @@ the cell and the line of the cell in the .py file, both by nbval and by atlas.no
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -71,6 +72,24 @@ def test_every_notebook_checks_its_numbers_and_imports_reference_impls(py: Path)
     assert re.search(r"^from reference_impls\.\w+ import", code, re.MULTILINE), f"{py.name} imports no reference_impls module"
     assert "plt.show()" in code and nb.cells[-1].cell_type in {"code", "markdown"}
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "a notebook opens with its title"
+
+
+PARAM = re.compile(r"^([A-Z][A-Z_0-9]*) = .+#.*\b(\d[\d.]*) to (\d[\d.]*)\b", re.MULTILINE)
+
+
+@pytest.mark.parametrize("py", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_notebook_opens_with_a_parameters_cell_whose_parameters_state_their_range(py: Path):
+    nb = jupytext.read(py, fmt="py:percent")
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", "the header names the project's kernel"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    first = code[0]
+    assert "parameters" in first.metadata.get("tags", []), f"{py.name}: the first code cell is tagged parameters"
+    names = re.findall(r"^([A-Z][A-Z_0-9]*) = ", first.source, re.MULTILINE)
+    ranged = [m[0] for m in PARAM.findall(first.source)]
+    assert "SEEDS" in names, f"{py.name}: the seeds are a parameter"
+    assert names and names == ranged, f"{py.name}: every parameter states its range ('a to b'): {set(names) - set(ranged)}"
+    # the notebook checks that its parameters lie in the stated ranges, so an assert below never trips on one outside
+    assert re.search(r"^assert .*SEEDS", code[1].source, re.MULTILINE), f"{py.name}: the ranges are checked"
 
 
 @pytest.mark.parametrize("py", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -151,3 +170,56 @@ def test_source_hash_follows_the_imported_reference_module(tmp_path: Path):
     before = source_hash(root / "docs" / "notebooks" / "uses_toy.py", root)
     (root / "reference_impls" / "toy.py").write_text("def f():\n    return 2\n")
     assert source_hash(root / "docs" / "notebooks" / "uses_toy.py", root) != before
+
+
+SLEEPY = "# %%\nimport time\ntime.sleep({s})\nprint('slept {s}')\n"
+
+
+def test_run_all_runs_stale_notebooks_in_parallel_and_prints_one_plain_line_each(tmp_path: Path):
+    root = _tiny_root(tmp_path, SLEEPY.format(s=3), name="a")
+    (root / "docs" / "notebooks" / "b.py").write_text(SLEEPY.format(s=3), encoding="utf-8")
+    stream = io.StringIO()  # not a terminal: plain lines
+    start = time.perf_counter()
+    out = run_all(root, timeout=120, jobs=2, stream=stream)
+    seconds = time.perf_counter() - start
+    assert set(out) == {"a", "b"} and all(p.is_file() for p in out.values())
+    assert "slept 3" in nbformat.read(out["b"], as_version=4).cells[0].outputs[0]["text"]
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "notebooks: running 2 of 2 on 2 workers"
+    assert sorted(line.split("] ")[1].split(":")[0] for line in lines[1:3]) == ["a", "b"]
+    assert all(re.fullmatch(r"\[[12]/2\] [ab]: ran in \d+\.\d s", line) for line in lines[1:3])
+    # both kernels slept at the same time: well under the 6 s of sleeping in a row (plus two kernel starts)
+    ran = [nbformat.read(p, as_version=4).metadata["latent_atlas"]["seconds"] for p in out.values()]
+    assert seconds < sum(ran) - 1.0, (seconds, ran)
+
+
+def test_run_all_reports_every_failing_notebook_and_prints_nothing_when_quiet(tmp_path: Path):
+    root = _tiny_root(tmp_path, BROKEN, name="broken")
+    (root / "docs" / "notebooks" / "also_broken.py").write_text("# %%\n1 / 0\n", encoding="utf-8")
+    (root / "docs" / "notebooks" / "fine.py").write_text("# %%\nprint(1)\n", encoding="utf-8")
+    stream = io.StringIO()
+    with pytest.raises(AtlasError) as info:
+        run_all(root, timeout=120, jobs=2, quiet=True, stream=stream)
+    assert stream.getvalue() == ""
+    assert [(p.path, p.line) for p in info.value.problems] == [("docs/notebooks/also_broken.py", 1), ("docs/notebooks/broken.py", 7)]
+    assert "ZeroDivisionError" in info.value.problems[0].message
+    assert (root / "build" / "notebooks" / "fine.ipynb").is_file()  # the others still ran and were kept
+
+
+def test_atlas_notebook_runs_one_notebook_and_prints_its_time(tmp_path: Path):
+    root = _tiny_root(tmp_path, "# %%\nprint(6 * 7)\n", name="ok")
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.run([sys.executable, "-m", "atlas", "notebook", "ok", "--root", str(root)],
+                          check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "ok: cell 1/1"  # progress, plain: stdout is not a terminal
+    assert re.fullmatch(r"atlas notebook: ok ran in \d+\.\d s; wrote build/notebooks/ok\.ipynb", lines[-1])
+    assert "42" in nbformat.read(root / "build" / "notebooks" / "ok.ipynb", as_version=4).cells[0].outputs[0]["text"]
+    quiet = subprocess.run([sys.executable, "-m", "atlas", "notebook", "ok.py", "--root", str(root), "--quiet"],
+                           check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0 and len(quiet.stdout.splitlines()) == 1
+    missing = subprocess.run([sys.executable, "-m", "atlas", "notebook", "nope", "--root", str(root)],
+                             check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode == 1 and "Traceback" not in missing.stdout + missing.stderr
+    assert missing.stdout.strip() == "docs/notebooks:1: no notebook named 'nope'; one of: ok"
