@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from atlas.checks import method_numbers
 from atlas.cli import app
+from atlas.provenance import method_numbers
 
 NOTE = "papers/oord2017neural.md"
 METHOD = "Gradients pass the non-differentiable lookup by copying the decoder's gradient to the encoder.\n"

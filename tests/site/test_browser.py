@@ -206,7 +206,7 @@ TABLE_BOX = """() => {
   const t = document.querySelector('.atlas-sortable table');
   const art = document.querySelector('article').getBoundingClientRect();
   const wrap = t.closest('.md-typeset__scrollwrap') || t;
-  const r = wrap.getBoundingClientRect();
+  const r = t.getBoundingClientRect();  // the scroll box has Material's negative margins; the table does not
   return {table: t.scrollWidth, shown: t.clientWidth, wrap: wrap.scrollWidth, wrapShown: wrap.clientWidth,
           wrapOverflow: getComputedStyle(wrap).overflowX, tableOverflow: getComputedStyle(t).overflowX,
           right: r.right, articleRight: art.right, page: document.scrollingElement.scrollWidth,
