@@ -6,7 +6,7 @@ import math
 import re
 from collections import Counter
 
-from atlas.model import DISCRETE_LATENTS, FACETS, RELEVANCE, Note, Survey
+from atlas.model import DISCRETE_LATENTS, FACETS, RELEVANCE, Note, Survey, module_of
 from atlas.site.citations import render_citations
 from atlas.site.common import (
     api_page,
@@ -80,7 +80,7 @@ def table_markdown(survey: Survey) -> str:
                 "relevance": survey.relevance(n),
                 "relevance_rank": RELEVANCE.index(survey.relevance(n)),
                 "implementation": [
-                    f"[{d.removeprefix('reference_impls.')}]({link(page, api_page(d.split('.')[1]))})"
+                    f"[{d.removeprefix('reference_impls.')}]({link(page, api_page(module_of(d)))})"
                     for d in m.implementation
                 ],
                 "tests": [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from atlas import markdown as md
 from atlas.bib import SITE_ONLY_FIELDS, BibEntry
-from atlas.model import Note, Survey
+from atlas.model import Note, Survey, module_of
 from atlas.site.citations import render_citations
 from atlas.site.common import (
     api_page,
@@ -150,7 +150,7 @@ def paper_markdown(survey: Survey, note: Note, notebooks: dict[str, Path]) -> st
     ours = survey.config.our_work
     implementation = []
     for dotted in m.implementation:
-        module = dotted.split(".")[1]
+        module = module_of(dotted)
         path = f"reference_impls/{module}.py"
         implementation.append(
             {
