@@ -21,7 +21,7 @@ from typing import Any, get_origin
 import yaml
 from pydantic import ValidationError
 
-from atlas import checks, lineage
+from atlas import checks, lineage, provenance
 from atlas import markdown as md
 from atlas.bib import BibEntry, parse_bib
 from atlas.inventory import read_inventory
@@ -226,7 +226,7 @@ def _validate_note(read: _Text, config: AtlasConfig, problems: list[Problem]) ->
     note.sections = {title: content for title, _, content in md.sections(body)}
     problems += checks.check_body(note)
     if valid:
-        problems += checks.check_aliases(note) + checks.check_numbers(note)
+        problems += checks.check_aliases(note) + provenance.check_numbers(note)
     return note
 
 

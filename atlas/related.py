@@ -495,15 +495,3 @@ def site_markdown(survey: Survey, latex: Callable[[str], str]) -> str:
         for i in sorted({u.paragraph for u in conclusion.units}):
             out.append(" ".join(u.text for u in conclusion.units if u.paragraph == i) + "\n")
     return "\n".join(out)
-
-
-def closest_markdown(survey: Survey, limit: int = 12) -> str:
-    """A list of the papers closest to our work (core first, newest first) for the site's home page."""
-    rank = {"core": 0, "related": 1, "background": 2, "excluded": 3}
-    notes = sorted(survey.notes.values(), key=lambda n: (rank[survey.relevance(n)], -int(survey.entries[n.key].year or 0), n.key))
-    lines = ["## Closest to our work\n",
-             f"Papers by relevance to {survey.config.our_work.summary} (core: a discrete token latent with an "
-             "autoregressive prior), newest first. The comparison table sorts every paper by relevance.\n"]
-    for n in notes[:limit]:
-        lines.append(f"- **{n.meta.short}** [@{n.key}]: {n.meta.latent} latent, {n.meta.prior} prior ({survey.relevance(n)})")
-    return "\n".join(lines) + "\n"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from atlas.model import FACETS, Note, Survey
+import math
+import re
+from collections import Counter
+
+from atlas.model import DISCRETE_LATENTS, FACETS, RELEVANCE, Note, Survey, module_of
 from atlas.site.citations import render_citations
 from atlas.site.common import (
     api_page,
@@ -73,8 +77,10 @@ def table_markdown(survey: Survey) -> str:
                 "prior": m.prior,
                 "conditioning": m.conditioning,
                 "year": e.year,
+                "relevance": survey.relevance(n),
+                "relevance_rank": RELEVANCE.index(survey.relevance(n)),
                 "implementation": [
-                    f"[{d.removeprefix('reference_impls.')}]({link(page, api_page(d.split('.')[1]))})"
+                    f"[{d.removeprefix('reference_impls.')}]({link(page, api_page(module_of(d)))})"
                     for d in m.implementation
                 ],
                 "tests": [
@@ -83,7 +89,44 @@ def table_markdown(survey: Survey) -> str:
             }
         )
     facets = [{"title": FACET_TITLES[f], "vocab": survey.config.vocabularies[f]} for f in FACETS]
-    return render("table.md.j2", rows=rows, facets=facets)
+    ours = survey.config.our_work.name.lower()
+    return render("table.md.j2", rows=rows, facets=facets, ours=ours, numbers=numbers_table(survey, page))
+
+
+NUMBER_COLUMNS = 8  # at most this many `what` labels, the most listed first
+_SCALE = {"k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9}
+
+
+def sort_value(value: str | int | float) -> float | None:
+    """A key number as one number to sort by: 16384, '16,384', '1.4B', '16x16' (256); None for text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).replace(",", "").strip()
+    if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKMB]?)", text):
+        return float(m.group(1)) * _SCALE.get(m.group(2), 1.0)
+    if re.fullmatch(r"\d+(?:\s*[x\u00d7]\s*\d+)+", text):
+        return float(math.prod(int(d) for d in re.findall(r"\d+", text)))
+    return None
+
+
+def numbers_table(survey: Survey, page: str) -> dict:
+    """Papers by the `what` labels that two or more notes list (one column each), values sortable."""
+    labels: Counter[str] = Counter()
+    for n in survey.notes.values():
+        labels.update({k.what.strip().lower() for k in n.meta.numbers})
+    columns = [w for w, c in labels.most_common() if c >= 2][:NUMBER_COLUMNS]
+    rows = []
+    for n in survey.notes_by_year():
+        have = {k.what.strip().lower(): k.value for k in n.meta.numbers}
+        if not any(c in have for c in columns):
+            continue
+        values = []
+        for c in columns:
+            v = have.get(c)
+            key = sort_value(v) if v is not None else None
+            values.append(None if v is None else {"text": str(v), "sort": str(v) if key is None else f"{key:g}"})
+        rows.append({"short": n.meta.short, "href": link(page, paper_page(n.key)), "cells": values})
+    return {"columns": columns, "rows": rows}
 
 
 def pending_list_markdown(survey: Survey) -> str:
@@ -116,4 +159,26 @@ def home_markdown(survey: Survey) -> str:
         {"title": g.title, "href": group_page(g.id), "count": len(survey.in_group(g.id))} for g in survey.config.groups
     ]
     modalities = [f"[{v}]({modality_page(v)})" for v in survey.modalities_in_use()]
-    return render("home.md.j2", ours=survey.config.our_work, counts=counts, groups=groups, modalities=modalities)
+    core = []
+    for n in survey.notes_by_year():
+        if survey.relevance(n) == "core":
+            e = survey.entries[n.key]
+            core.append(
+                {
+                    "short": n.meta.short,
+                    "href": paper_page(n.key),
+                    "title": title_of(e),
+                    "year": e.year,
+                    "latent": n.meta.latent,
+                    "modality": n.meta.modality,
+                }
+            )
+    return render(
+        "home.md.j2",
+        ours=survey.config.our_work,
+        counts=counts,
+        groups=groups,
+        modalities=modalities,
+        core=core,
+        discrete=DISCRETE_LATENTS,
+    )

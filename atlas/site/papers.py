@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from atlas import markdown as md
 from atlas.bib import SITE_ONLY_FIELDS, BibEntry
-from atlas.model import Note, Survey
+from atlas.model import Note, Survey, module_of
 from atlas.site.citations import render_citations
 from atlas.site.common import (
     api_page,
     attr,
     authors_of,
+    cell,
     group_page,
     link,
     modality_page,
@@ -121,6 +123,26 @@ def _notebook(note: Note, page: str, notebooks: dict[str, Path]) -> dict | None:
     return data
 
 
+# Material's search multiplies a page's score by its boost: a paper's own page ranks above the
+# pages that merely mention its mechanism (groups, the API, notebooks, other papers). The page's
+# front-matter tags (its short name and aliases) are indexed with Material's tag weight, so a
+# reader's name for the mechanism finds the paper that introduced it.
+PAPER_BOOST = 4
+GITHUB_SOURCE = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+) (\S.*)$")  # owner/repo path/in/repo
+
+
+def number_source(source: str) -> str:
+    """A key number's source as Markdown: 'Sec. 4.1' as it is; 'owner/repo path' linked to the repository."""
+    m = GITHUB_SOURCE.match(source)
+    if not m:
+        return cell(source)
+    return f"[{m.group(1)}](https://github.com/{m.group(1)}) `{m.group(2)}`"
+
+
+def numbers_data(note: Note) -> list[dict]:
+    return [{"what": n.what, "value": str(n.value), "source": number_source(n.source)} for n in note.meta.numbers]
+
+
 def paper_markdown(survey: Survey, note: Note, notebooks: dict[str, Path]) -> str:
     """The page of a paper that has a note."""
     key, m = note.key, note.meta
@@ -128,7 +150,7 @@ def paper_markdown(survey: Survey, note: Note, notebooks: dict[str, Path]) -> st
     ours = survey.config.our_work
     implementation = []
     for dotted in m.implementation:
-        module = dotted.split(".")[1]
+        module = module_of(dotted)
         path = f"reference_impls/{module}.py"
         implementation.append(
             {
@@ -141,6 +163,11 @@ def paper_markdown(survey: Survey, note: Note, notebooks: dict[str, Path]) -> st
     return render(
         "paper.md.j2",
         title=f"{m.short}: {title_of(entry)}",
+        boost=PAPER_BOOST,
+        aliases=m.aliases,
+        tags=[m.short, *m.aliases],
+        relevance=survey.relevance(note),
+        numbers=numbers_data(note),
         entry=entry_data(entry),
         badges=badges(survey, note, page),
         ours={"name": ours.name.lower(), "summary": ours.summary},

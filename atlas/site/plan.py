@@ -11,6 +11,14 @@ from atlas.site.citations import render_citations
 from atlas.site.code import api_index_markdown, api_markdown, source_markdown
 from atlas.site.common import api_page, group_page, modality_page, paper_page, source_page
 from atlas.site.figures import lineage_graph, lineage_svg, timeline_svg
+from atlas.site.indexes import (
+    folder_indexes,
+    groups_index_markdown,
+    modalities_index_markdown,
+    notebooks_index_markdown,
+    papers_index_markdown,
+    pitfalls_markdown,
+)
 from atlas.site.overviews import (
     figures_markdown,
     group_markdown,
@@ -60,6 +68,12 @@ def plan(survey: Survey, notebooks: dict[str, Path] | None = None, figures: bool
         f[f"notebooks/{name}.ipynb"] = Path(notebooks[name]).read_bytes()
     f["index.md"] = home_markdown(survey)
     f["related.md"] = related_markdown(survey)
+    f["pitfalls.md"] = pitfalls_markdown(survey)
+    f["papers/index.md"] = papers_index_markdown(survey)
+    f["groups/index.md"] = groups_index_markdown(survey)
+    f["modalities/index.md"] = modalities_index_markdown(survey)
+    f["notebooks/index.md"] = notebooks_index_markdown(survey, notebooks)
+    f.update(folder_indexes(f))
     sp.nav = navigation(survey, notebooks)
     return sp
 
@@ -78,18 +92,25 @@ def navigation(survey: Survey, notebooks: dict[str, Path]) -> list:
         {"Related work": "related.md"},
         {"Comparison table": "table.md"},
         {"Figures": "figures.md"},
+        {"Pitfalls": "pitfalls.md"},
     ]
-    groups = []
+    groups = [{"All papers": "papers/index.md"}, {"Groups": "groups/index.md"}]
     for g in survey.config.groups:
         items = [{"Overview": group_page(g.id)}]
         items += [{n.meta.short: paper_page(n.key)} for n in survey.in_group(g.id)]
         groups.append({g.title: items})
     nav.append({"Papers": groups + [{"Pending papers": "pending.md"}]})
-    nav.append({"Modalities": [{v: modality_page(v)} for v in survey.modalities_in_use()]})
+    nav.append(
+        {
+            "Modalities": [{"Overview": "modalities/index.md"}]
+            + [{v: modality_page(v)} for v in survey.modalities_in_use()]
+        }
+    )
     if survey.inventory.questions:
         nav.append({"Questions": [{q.title: q.page} for q in survey.inventory.questions]})
     if notebooks:
-        nav.append({"Notebooks": [{name.replace("_", " "): f"notebooks/{name}.ipynb"} for name in sorted(notebooks)]})
+        items = [{name.replace("_", " "): f"notebooks/{name}.ipynb"} for name in sorted(notebooks)]
+        nav.append({"Notebooks": [{"Overview": "notebooks/index.md"}] + items})
     nav.append(
         {
             "API reference": [{"Overview": "api/index.md"}]

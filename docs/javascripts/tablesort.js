@@ -1,7 +1,10 @@
 // Sort the tables inside <div class="atlas-sortable"> by any column: click (or Enter on) a header;
-// a second click reverses. Numbers sort numerically, everything else by its text.
+// a second click reverses. Numbers sort numerically, everything else by its text; a cell holding an
+// element with data-sort (relevance, a key number like 16x16) sorts by that value instead.
 (function () {
   function key(cell) {
+    var el = cell ? cell.querySelector("[data-sort]") : null;
+    if (el) return el.getAttribute("data-sort");
     return (cell ? cell.textContent : "").trim();
   }
   function compare(a, b) {

@@ -1,6 +1,8 @@
 """The built site in a real browser (Chromium, headless, offline): search finds the RQ-VAE page,
 which shows typeset math, the BibTeX block and the reference implementation; nothing is requested
-from another host and the console stays free of errors."""
+from another host and the console stays free of errors. A reader's name for a mechanism puts the
+paper's page among the first three results; the comparison table sorts by any column (relevance by
+its rank) and fits the content width or scrolls inside it."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+
+from atlas.model import RELEVANCE
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -130,5 +134,105 @@ def test_comparison_table_sorts_by_a_clicked_column(served_site: str):
             latent.click()
             values = table.locator("tbody tr td:nth-child(3)").all_inner_texts()
             assert values == sorted(values, key=str.lower)
+            table.locator("thead th", has_text="Relevance").click()
+            ranks = [RELEVANCE.index(v) for v in table.locator("tbody tr td:nth-child(7)").all_inner_texts()]
+            assert ranks == sorted(ranks) and ranks[0] == 0  # core first, then related, background
+        finally:
+            browser.close()
+
+
+# A reader's names for mechanisms, each with the paper that introduced (or defines) it.
+QUERIES = [
+    ("straight-through estimator", "oord2017neural"),
+    ("commitment loss", "oord2017neural"),
+    ("Gumbel-softmax", "jang2017categorical"),
+    ("residual quantization", "lee2022autoregressive"),
+    ("residual vector quantization", "zeghidour2022soundstream"),
+    ("classifier-free guidance", "ho2022classifier"),
+    ("iterative decoding", "chang2022maskgit"),
+    ("absorbing state", "austin2021structured"),
+    ("adaptive weight", "esser2021taming"),
+    ("Sandwich-LN", "ding2021cogview"),
+    ("semantic tokens", "borsos2023audiolm"),
+    ("negative prompting", "chang2023muse"),
+    ("deterministic sampling", "song2021denoising"),
+    ("nearby attention", "wu2022nuwa"),
+    ("point cloud", "zeng2022lion"),
+    ("discrete VAE", "ramesh2021zero"),
+    ("hierarchical VQ-VAE", "razavi2019generating"),
+    ("latent diffusion", "rombach2022high"),
+]
+RESULT_LINKS = ".md-search-result__list > .md-search-result__item > a"
+
+
+def _result_pages(page, query: str) -> list[str]:
+    """The distinct pages Material's search lists for `query`, in order, once the list stops changing."""
+    box = page.locator('input[data-md-component="search-query"]')
+    box.fill("")
+    box.press_sequentially(query, delay=20)
+    page.wait_for_selector(".md-search-result__meta", timeout=20_000)
+    previous: list[str] | None = None
+    for _ in range(25):  # results update as the query is typed: wait for two equal reads
+        page.wait_for_timeout(300)
+        hrefs = page.locator(RESULT_LINKS).evaluate_all("as => as.map(a => a.pathname)")
+        if hrefs and hrefs == previous:
+            break
+        previous = hrefs
+    return list(dict.fromkeys(hrefs))
+
+
+@pytest.mark.slow
+def test_a_readers_name_for_a_mechanism_puts_its_paper_in_the_first_three_results(served_site: str):
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    misses = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(served_site + "/", wait_until="load")
+            page.locator("label.md-search__icon, .md-search__input").first.click()
+            for query, key in QUERIES:
+                pages = _result_pages(page, query)
+                if f"/papers/{key}/" not in pages[:3]:
+                    misses.append(f"{query!r}: papers/{key} not in the first three of {pages[:5]}")
+        finally:
+            browser.close()
+    assert not misses, "\n".join(misses)
+
+
+TABLE_BOX = """() => {
+  const t = document.querySelector('.atlas-sortable table');
+  const art = document.querySelector('article').getBoundingClientRect();
+  const wrap = t.closest('.md-typeset__scrollwrap') || t;
+  const r = t.getBoundingClientRect();  // the scroll box has Material's negative margins; the table does not
+  return {table: t.scrollWidth, shown: t.clientWidth, wrap: wrap.scrollWidth, wrapShown: wrap.clientWidth,
+          wrapOverflow: getComputedStyle(wrap).overflowX, tableOverflow: getComputedStyle(t).overflowX,
+          right: r.right, articleRight: art.right, page: document.scrollingElement.scrollWidth,
+          viewport: window.innerWidth};
+}"""
+
+
+@pytest.mark.slow
+def test_comparison_table_fits_the_content_width_or_scrolls_inside_it(served_site: str):
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            for width in (1400, 1000, 700):
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                page.goto(served_site + "/table/", wait_until="load")
+                box = page.evaluate(TABLE_BOX)
+                assert box["page"] <= box["viewport"], (width, box)  # the page itself never scrolls sideways
+                if width >= 1000:  # a desktop layout: every column shows, nothing is cut off
+                    assert box["table"] <= box["shown"] + 1 and box["wrap"] <= box["wrapShown"] + 1, (width, box)
+                    assert box["right"] <= box["articleRight"] + 1, (width, box)
+                else:  # a phone: the table scrolls in its own box
+                    assert box["wrap"] > box["wrapShown"], (width, box)
+                    assert "auto" in (box["wrapOverflow"], box["tableOverflow"]), (width, box)
+                page.close()
         finally:
             browser.close()

@@ -119,3 +119,16 @@ def test_unknown_citation_fails_the_site_build_with_one_line(repo_copy: Path):
         "[@key] or @key with a key of the bib (write \\@ for a literal at sign)"
     ]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_a_mkdocs_warning_fails_the_build_as_one_problem_taken_from_its_log_record(repo_copy: Path):
+    from atlas.problems import Code
+    from atlas.site import build
+
+    page = repo_copy / "docs" / "contributing.md"
+    page.write_text(page.read_text(encoding="utf-8") + "\nSee [the missing page](no-such-page.md).\n", encoding="utf-8")
+    problems, log = build(repo_copy, repo_copy / "site")
+    assert [p.code for p in problems] == [Code.BUILD], problems
+    assert problems[0].path == "mkdocs.yml" and "no-such-page.md" in problems[0].message
+    assert "\n" not in str(problems[0]) and "WARNING" in log

@@ -80,3 +80,19 @@ def test_no_page_or_stylesheet_asks_for_a_web_font_or_a_script_from_a_cdn(built_
         text = path.read_text(encoding="utf-8", errors="replace")
         assert "fonts.googleapis.com" not in text and "fonts.gstatic.com" not in text, path
         assert '<script src="http' not in text and "url(http" not in text, path
+
+
+@pytest.mark.slow
+def test_no_address_of_a_page_or_its_parent_folders_is_a_directory_listing(built_site):
+    """Every folder on the way to a page (papers/, groups/, notebooks/, source/...) has its own page."""
+    site = built_site[0]
+    missing = set()
+    for page in site.rglob("index.html"):
+        folder = page.parent
+        while folder != site:
+            folder = folder.parent
+            if not (folder / "index.html").is_file():
+                missing.add(folder.relative_to(site).as_posix() + "/")
+    assert not missing, sorted(missing)
+    for folder in ("papers", "groups", "notebooks", "modalities", "api", "source"):
+        assert (site / folder / "index.html").is_file(), folder
