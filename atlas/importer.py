@@ -34,6 +34,7 @@ class Imported:
 
     entries: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (type, key, fields)
     dropped: dict[str, list[str]] = field(default_factory=dict)  # key -> field names left out
+    lines: dict[str, int] = field(default_factory=dict)  # key -> 1-based line of the entry in its source
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -121,6 +122,7 @@ def normalise(text: str, source: str, existing: dict[str, BibEntry]) -> Imported
             titles[folded] = BibEntry(key, "", fields, line)
         entry_type = TYPES.get(e.entry_type.lower(), e.entry_type.lower())
         out.entries.append((entry_type, key, fields))
+        out.lines[key] = line
         if dropped:
             out.dropped[key] = dropped
     return out
