@@ -389,7 +389,8 @@ def test_papers(
                 )
             else:
                 typer.echo(
-                    "atlas test: nothing changed since the last commit; nothing to run (name papers: atlas test KEY)"
+                    "atlas test: nothing changed since the last commit; nothing to run "
+                    "(name papers: atlas test KEY ...)"
                 )
             return
         typer.echo("atlas test: changed since the last commit:")
@@ -542,39 +543,123 @@ def site(root: Path = ROOT, quiet: bool = QUIET) -> None:
     _site(root, quiet=quiet)
 
 
+# What the live preview watches: everything the site is made from (build/ is not, it is written by the build).
+WATCHED = ["papers", "bib", "atlas.yml", "reference_impls", "tests/reference_impls", "docs", "mkdocs.yml", "related"]
+
+
 @app.command()
 def serve(
-    root: Path = ROOT, port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1.")
+    root: Path = ROOT,
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port on 127.0.0.1."),
+    watch: bool = typer.Option(
+        False, "--watch", help="Live preview: build, then rebuild and reload the browser when a source file changes."
+    ),
 ) -> None:
-    """Serve the built site (site/) on http://127.0.0.1:PORT until interrupted."""
+    """Serve the built site (site/) on http://127.0.0.1:PORT until interrupted; --watch for a live preview."""
     import functools
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
 
+    if watch:
+        _serve_watch(root, port)
+        return
     site_dir = root / "site"
     if not (site_dir / "index.html").is_file():
         _fail([Problem("site/index.html", 1, "the site is not built", "run `atlas site` or `atlas build` first")])
 
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(site_dir))
+    handler = functools.partial(site_handler(), directory=str(site_dir))
     try:
         httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
     except OSError as exc:
-        _fail(
-            [
-                Problem(
-                    "site/index.html",
-                    1,
-                    f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})",
-                    "a free port: --port N",
-                )
-            ]
-        )
+        _fail([_port_problem(port, exc)])
     with httpd:
         typer.echo(f"atlas serve: http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C stops)")
         try:
             httpd.serve_forever()
         except KeyboardInterrupt:
             typer.echo("atlas serve: stopped")
+
+
+def site_handler():
+    """The request handler of `atlas serve`: files of the site, 404 for a folder without index.html
+    (never a directory listing), no log lines."""
+    from http import HTTPStatus
+    from http.server import SimpleHTTPRequestHandler
+
+    class SiteHandler(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def list_directory(self, path):
+            self.send_error(HTTPStatus.NOT_FOUND, "Not found")
+            return None
+
+    return SiteHandler
+
+
+def _port_problem(port: int, exc: OSError) -> Problem:
+    return Problem(
+        "mkdocs.yml", 1, f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})", "a free port: --port N"
+    )
+
+
+def _serve_watch(root: Path, port: int) -> None:
+    """mkdocs' live-reload server over a preview built by atlas.site, rebuilt when a watched file changes.
+
+    A build that fails prints its problems (one line each) and keeps the last good preview on screen.
+    """
+    import shutil
+    import socket
+    import tempfile
+
+    from mkdocs.livereload import LiveReloadServer
+
+    from atlas.loader import load
+    from atlas.outputs import replace_folder
+    from atlas.site import build as build_site
+
+    try:  # mkdocs binds only once serving; find a busy port now, with one line
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+            port = port or probe.getsockname()[1]
+    except OSError as exc:
+        _fail([_port_problem(port, exc)])
+    preview = Path(tempfile.mkdtemp(prefix="atlas-preview-")) / "site"
+
+    def rebuild() -> None:
+        start = time.perf_counter()
+        problems: list[Problem] = []
+
+        def fill(fresh: Path) -> bool:
+            nonlocal problems
+            survey, problems = load(root, deep=False)
+            if not problems:
+                problems, _log = build_site(root, fresh, survey=survey)
+            return not problems
+
+        try:
+            replace_folder(preview, fill)
+        except OSError as exc:
+            problems = [_unwritable(str(preview), exc)]
+        for p in problems:
+            typer.echo(str(p))
+        if problems:
+            typer.echo("atlas serve: the preview keeps its last good build; fix the lines above (saving rebuilds)")
+        else:
+            typer.echo(f"atlas serve: built in {time.perf_counter() - start:.1f} s")
+
+    server = LiveReloadServer(builder=rebuild, host="127.0.0.1", port=port, root=str(preview))
+    watched = [name for name in WATCHED if (root / name).exists()]
+    for name in watched:
+        server.watch(str(root / name))
+    try:
+        rebuild()
+        if not (preview / "index.html").is_file():
+            preview.mkdir(parents=True, exist_ok=True)
+        typer.echo(f"atlas serve: http://127.0.0.1:{port}/ (live preview; watching {', '.join(watched)}; Ctrl-C stops)")
+        server.serve()
+    except KeyboardInterrupt:
+        typer.echo("atlas serve: stopped")
+    finally:
+        server.shutdown()
+        shutil.rmtree(preview.parent, ignore_errors=True)

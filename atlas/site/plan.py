@@ -9,6 +9,10 @@ from atlas.model import Survey
 from atlas.site.code import api_index_markdown, api_markdown, source_markdown
 from atlas.site.common import api_page, group_page, modality_page, paper_page, source_page
 from atlas.site.figures import lineage_graph, lineage_svg, timeline_svg
+from atlas.site.indexes import GROUPS as GROUPS_INDEX
+from atlas.site.indexes import NOTEBOOKS as NOTEBOOKS_INDEX
+from atlas.site.indexes import PAPERS as PAPERS_INDEX
+from atlas.site.indexes import folder_indexes, groups_index_markdown, notebooks_index_markdown, papers_index_markdown
 from atlas.site.overviews import (
     figures_markdown,
     group_markdown,
@@ -57,6 +61,11 @@ def plan(survey: Survey, notebooks: dict[str, Path] | None = None, figures: bool
     for name in notebooks:
         f[f"notebooks/{name}.ipynb"] = Path(notebooks[name]).read_bytes()
     f["index.md"] = home_markdown(survey)
+    f[PAPERS_INDEX] = papers_index_markdown(survey)
+    f[GROUPS_INDEX] = groups_index_markdown(survey)
+    if notebooks:
+        f[NOTEBOOKS_INDEX] = notebooks_index_markdown(survey, list(notebooks))
+    f.update(folder_indexes(f, {"questions/index.md"} if survey.inventory.questions else set()))
     sp.nav = navigation(survey, notebooks)
     return sp
 
