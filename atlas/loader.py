@@ -160,8 +160,14 @@ def _pydantic_problems(errors: list, path: str, lines: dict, allowed: list[str],
 
 
 def _validate_config(text: str, problems: list[Problem]) -> AtlasConfig | None:
+    before = len(problems)
     data, lines = _yaml(text, CONFIG, 1, problems)
-    if data is None:
+    if len(problems) > before:
+        return None
+    if not isinstance(data, dict):
+        what = "empty" if data is None else "not a mapping"
+        expected = "the keys " + ", ".join(AtlasConfig.model_fields)
+        problems.append(Problem(CONFIG, 1, f"{CONFIG} is {what}", expected, Code.SCHEMA))
         return None
     try:
         return AtlasConfig.model_validate(data)
@@ -208,11 +214,13 @@ def _validate_note(read: _Text, config: AtlasConfig, problems: list[Problem]) ->
         )
         return None
     front, body, body_line = split
+    before = len(problems)
     data, lines = _yaml(front, read.where, 2, problems)
-    if data is None:
+    if len(problems) > before:
         return None
     if not isinstance(data, dict):
-        problems.append(Problem(read.where, 2, "front matter is not a mapping", "key: value lines", Code.SCHEMA))
+        what = "empty" if data is None else "not a mapping"
+        problems.append(Problem(read.where, 2, f"front matter is {what}", "key: value lines", Code.SCHEMA))
         return None
     valid = True
     draft = checks.is_draft(body)
