@@ -381,7 +381,15 @@ def test_papers(
                 ]
             )
         why = touched_by(survey, paths)
+        drafts = [k for k in survey.drafts if f"papers/{k}.md" in paths]
+        for k in drafts:
+            typer.echo(
+                f"atlas test: papers/{k}.md changed but is a draft with no tests yet; "
+                "`atlas check` tells what is missing"
+            )
         if not why:
+            if drafts:
+                return
             if paths:
                 typer.echo(
                     f"atlas test: {plural(len(paths), 'file')} changed since the last commit, none of them a paper's "

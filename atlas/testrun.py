@@ -73,6 +73,16 @@ def select(survey: Survey, keys: list[str]) -> tuple[Selection, list[Problem]]:
     out = Selection()
     for key in keys:
         note = survey.notes.get(key)
+        if note is None and key in survey.drafts:
+            problems.append(
+                Problem(
+                    f"papers/{key}.md",
+                    1,
+                    f"paper '{key}' is a draft note (still missing {', '.join(survey.drafts[key])})",
+                    "a note with its tests listed under tests:; `atlas check` tells what is missing",
+                )
+            )
+            continue
         if note is None:
             what = "has no note yet" if key in survey.entries else "is not a key of the bib"
             problems.append(
