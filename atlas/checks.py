@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from atlas import markdown as md
-from atlas.claims import claims as our_work_claims
 from atlas.bib import BibEntry
+from atlas.claims import claims as our_work_claims
 from atlas.model import SECTIONS, Note
 from atlas.problems import Code, Problem
 
