@@ -22,6 +22,7 @@ from pylatexenc.latexencode import UnicodeToLatexEncoder
 from atlas.problems import Code, Problem
 
 logging.getLogger("bibtexparser").setLevel(logging.CRITICAL)
+logging.getLogger("pylatexenc").setLevel(logging.ERROR)  # a character with no escape is reported by the check
 
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "article": ("author", "title", "journal", "year"),
@@ -339,14 +340,24 @@ def _value(name: str, value: str) -> str:
 
 
 def format_bib(text: str, convert: bool = False) -> str:
-    """Rewrite a parsable bib in the normal form; entries keep their order. Idempotent."""
-    library = bibtexparser.parse_string(text, parse_stack=[mw.RemoveEnclosingMiddleware()])
+    """Rewrite a parsable bib in the normal form; entries keep their order. Idempotent.
+
+    @string abbreviations are written out in the entries that use them (their meaning kept, their
+    definitions dropped), @preamble blocks are kept first, comments are dropped. convert=True turns
+    non-ASCII letters into the LaTeX escapes the check asks for; a month becomes its bare macro.
+    """
+    from atlas.importer import month_macro
+
+    stack = [mw.ResolveStringReferencesMiddleware(), mw.RemoveEnclosingMiddleware()]
+    library = bibtexparser.parse_string(text, parse_stack=stack)
     if library.failed_blocks:
         raise ValueError("the bib does not parse")
     items = []
     for e in library.entries:
         fields = {f.key: re.sub(r"\s+", " ", str(f.value)).strip() for f in e.fields}
-        if convert:  # what the check asks for: LaTeX escapes for non-ASCII letters
+        if convert:  # what the check asks for: LaTeX escapes for non-ASCII letters, months as macros
             fields = {k: encode_latex(v) for k, v in fields.items()}
+            fields = {k: (month_macro(v) or v) if k.lower() == "month" else v for k, v in fields.items()}
         items.append((e.entry_type.lower(), e.key, fields))
-    return format_entries(items)
+    preambles = "".join(f"@preamble{{{p.value}}}\n\n" for p in library.preambles)
+    return preambles + format_entries(items)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from atlas import markdown as md
-from atlas.claims import claims as our_work_claims
 from atlas.bib import BibEntry
+from atlas.claims import claims as our_work_claims
 from atlas.model import SECTIONS, Note
 from atlas.problems import Code, Problem
 
@@ -28,6 +28,25 @@ CITE_EXPECTED = "[@key] or @key with a key of the bib (write \\@ for a literal a
 
 # ---------------------------------------------------------------------------------------------
 # validate: the note alone
+
+# A draft is a note with no prose yet: every line of its body is blank or a heading (what
+# `atlas add` scaffolds). The check lists it as pending with what it still lacks; the front-matter
+# keys it leaves unset (empty, [] or absent) are not errors, the ones it sets are held to the rules.
+DRAFT_KEYS = ("short", "group", "modality", "latent", "prior", "conditioning", "implementation", "tests")
+
+
+def is_draft(body: str) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in body.splitlines())
+
+
+def unset(value: object) -> bool:
+    return value is None or value == "" or value == []
+
+
+def draft_missing(data: dict) -> list[str]:
+    """What a draft note still lacks: its unset keys, then the five sections."""
+    keys = [k for k in DRAFT_KEYS if unset(data.get(k))]
+    return keys + ["the sections " + ", ".join(SECTIONS)]
 
 
 def check_body(note: Note) -> list[Problem]:
@@ -52,7 +71,9 @@ def check_body(note: Note) -> list[Problem]:
             )
     scanned = md.scan(note.body)
     for line, command, keys in md.raw_latex_citations(scanned.prose):
-        pandoc = "@" + keys[0] if command == "citet" and len(keys) == 1 else "[" + "; ".join("@" + k for k in keys) + "]"
+        pandoc = (
+            "@" + keys[0] if command == "citet" and len(keys) == 1 else "[" + "; ".join("@" + k for k in keys) + "]"
+        )
         out.append(
             Problem(
                 where,

@@ -23,7 +23,13 @@ from atlas.problems import Problem
 
 KEPT = {name.lower(): name for name in FIELD_ORDER}
 RENAMED = {"journaltitle": "journal", "eprinttype": "archiveprefix", "eprintclass": "primaryclass"}
-TYPES = {"online": "misc", "electronic": "misc", "report": "techreport", "thesis": "phdthesis", "conference": "inproceedings"}
+TYPES = {
+    "online": "misc",
+    "electronic": "misc",
+    "report": "techreport",
+    "thesis": "phdthesis",
+    "conference": "inproceedings",
+}
 MONTH_NAMES = {m: i for i, m in enumerate(MONTHS, start=1)}
 ARXIV_URL = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})(?:v\d+)?")
 
@@ -34,6 +40,7 @@ class Imported:
 
     entries: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (type, key, fields)
     dropped: dict[str, list[str]] = field(default_factory=dict)  # key -> field names left out
+    lines: dict[str, int] = field(default_factory=dict)  # key -> 1-based line of the entry in its source
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -46,8 +53,20 @@ def month_macro(value: str) -> str | None:
 
 
 def _full_names(m: str) -> set[str]:
-    full = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-            "november", "december")
+    full = (
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    )
     return {full[MONTH_NAMES[m] - 1], m}
 
 
@@ -94,8 +113,14 @@ def normalise(text: str, source: str, existing: dict[str, BibEntry]) -> Imported
     out = Imported()
     library = bibtexparser.parse_string(text, parse_stack=[mw.RemoveEnclosingMiddleware()])
     for block in library.failed_blocks:
-        out.problems.append(Problem(source, block.start_line + 1, "entry does not parse",
-                                    "@type{key, field = {value}, ...} with balanced braces"))
+        out.problems.append(
+            Problem(
+                source,
+                block.start_line + 1,
+                "entry does not parse",
+                "@type{key, field = {value}, ...} with balanced braces",
+            )
+        )
     titles = {fold_title(e.get("title") or ""): e for e in existing.values() if e.get("title")}
     seen: dict[str, int] = {}
     for e in library.entries:
@@ -103,24 +128,38 @@ def normalise(text: str, source: str, existing: dict[str, BibEntry]) -> Imported
         key = e.key
         fields, dropped = _normal_fields({f.key: str(f.value) for f in e.fields})
         if key in existing:
-            out.problems.append(Problem(source, line, f"entry '{key}' is already in the bib (line {existing[key].line})",
-                                        "a new paper; to change an existing entry, edit bib/references.bib"))
+            out.problems.append(
+                Problem(
+                    source,
+                    line,
+                    f"entry '{key}' is already in the bib (line {existing[key].line})",
+                    "a new paper; to change an existing entry, edit bib/references.bib",
+                )
+            )
             continue
         folded = fold_title(fields.get("title", ""))
         if folded and folded in titles:
             other = titles[folded]
-            out.problems.append(Problem(source, line, f"entry '{key}' has the title of '{other.key}' (line {other.line})",
-                                        "one entry per paper; keep the existing key"))
+            out.problems.append(
+                Problem(
+                    source,
+                    line,
+                    f"entry '{key}' has the title of '{other.key}' (line {other.line})",
+                    "one entry per paper; keep the existing key",
+                )
+            )
             continue
         if key in seen:
-            out.problems.append(Problem(source, line, f"entry '{key}' appears twice (first at line {seen[key]})",
-                                        "each key once"))
+            out.problems.append(
+                Problem(source, line, f"entry '{key}' appears twice (first at line {seen[key]})", "each key once")
+            )
             continue
         seen[key] = line
         if folded:
             titles[folded] = BibEntry(key, "", fields, line)
         entry_type = TYPES.get(e.entry_type.lower(), e.entry_type.lower())
         out.entries.append((entry_type, key, fields))
+        out.lines[key] = line
         if dropped:
             out.dropped[key] = dropped
     return out

@@ -20,9 +20,15 @@ def backwards(survey: Survey) -> list[Problem]:
         for other in note.meta.builds_on:
             later = _year(survey, other)
             if year is not None and later is not None and later > year + SLACK_YEARS:
-                out.append(Problem(rel(note.path, survey.root), note.key_lines.get("builds_on", 2),
-                                   f"builds_on '{other}' ({later}) is {later - year} years later than this paper ({year})",
-                                   f"only papers up to {year + SLACK_YEARS} in builds_on (is a year in the bib wrong?)", Code.LINEAGE))
+                out.append(
+                    Problem(
+                        rel(note.path, survey.root),
+                        note.key_lines.get("builds_on", 2),
+                        f"builds_on '{other}' ({later}) is {later - year} years later than this paper ({year})",
+                        f"only papers up to {year + SLACK_YEARS} in builds_on (is a year in the bib wrong?)",
+                        Code.LINEAGE,
+                    )
+                )
     return out
 
 
@@ -37,7 +43,7 @@ def cycles(survey: Survey) -> list[Problem]:
         stack.append(k)
         for b in graph[k]:
             if state.get(b) == 1:
-                found.append(stack[stack.index(b):])
+                found.append(stack[stack.index(b) :])
             elif b not in state:
                 visit(b, stack)
         stack.pop()
@@ -52,8 +58,15 @@ def cycles(survey: Survey) -> list[Problem]:
         cycle = cycle[i:] + cycle[:i]
         note = survey.notes[cycle[0]]
         loop = " -> ".join([*cycle, cycle[0]])
-        out.append(Problem(rel(note.path, survey.root), note.key_lines.get("builds_on", 2),
-                           f"builds_on runs in a cycle: {loop}", "lineage that only points to earlier papers", Code.LINEAGE))
+        out.append(
+            Problem(
+                rel(note.path, survey.root),
+                note.key_lines.get("builds_on", 2),
+                f"builds_on runs in a cycle: {loop}",
+                "lineage that only points to earlier papers",
+                Code.LINEAGE,
+            )
+        )
     return out
 
 

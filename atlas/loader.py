@@ -84,7 +84,9 @@ def _read_notes(root: Path, problems: list[Problem]) -> list[_Text]:
             continue
         if path.is_dir() or (path.exists() and not path.is_file()):
             what = "a folder, not a note" if path.is_dir() else "not a regular file"
-            problems.append(Problem(rel(path, root), 1, what, "papers/ to hold only notes named <bibkey>.md", Code.FILE))
+            problems.append(
+                Problem(rel(path, root), 1, what, "papers/ to hold only notes named <bibkey>.md", Code.FILE)
+            )
             continue
         if path.suffix != ".md":
             problems.append(
@@ -124,11 +126,9 @@ def _yaml(text: str, path: str, first_line: int, problems: list[Problem]) -> tup
     return data, lines
 
 
-def _pydantic_problems(
-    exc: ValidationError, path: str, lines: dict, allowed: list[str], fallback: int
-) -> list[Problem]:
+def _pydantic_problems(errors: list, path: str, lines: dict, allowed: list[str], fallback: int) -> list[Problem]:
     out = []
-    for err in exc.errors():
+    for err in errors:
         loc = err["loc"]
         key = str(loc[0]) if loc else ""
         line = lines.get(tuple(loc[:2]) if len(loc) >= 2 else key) or lines.get(key) or fallback
@@ -161,13 +161,19 @@ def _pydantic_problems(
 
 
 def _validate_config(text: str, problems: list[Problem]) -> AtlasConfig | None:
+    before = len(problems)
     data, lines = _yaml(text, CONFIG, 1, problems)
-    if data is None:
+    if len(problems) > before:
+        return None
+    if not isinstance(data, dict):
+        what = "empty" if data is None else "not a mapping"
+        expected = "the keys " + ", ".join(AtlasConfig.model_fields)
+        problems.append(Problem(CONFIG, 1, f"{CONFIG} is {what}", expected, Code.SCHEMA))
         return None
     try:
         return AtlasConfig.model_validate(data)
     except ValidationError as exc:
-        problems += _pydantic_problems(exc, CONFIG, lines, list(AtlasConfig.model_fields), 1)
+        problems += _pydantic_problems(exc.errors(), CONFIG, lines, list(AtlasConfig.model_fields), 1)
         return None
 
 
@@ -209,21 +215,32 @@ def _validate_note(read: _Text, config: AtlasConfig, problems: list[Problem]) ->
         )
         return None
     front, body, body_line = split
+    before = len(problems)
     data, lines = _yaml(front, read.where, 2, problems)
-    if data is None:
+    if len(problems) > before:
         return None
     if not isinstance(data, dict):
-        problems.append(Problem(read.where, 2, "front matter is not a mapping", "key: value lines", Code.SCHEMA))
+        what = "empty" if data is None else "not a mapping"
+        problems.append(Problem(read.where, 2, f"front matter is {what}", "key: value lines", Code.SCHEMA))
         return None
     valid = True
+    draft = checks.is_draft(body)
     try:
         meta = NoteMeta.model_validate(data, context={"config": config})
     except ValidationError as exc:
-        problems += _pydantic_problems(exc, read.where, lines, list(NoteMeta.model_fields), 1)
+        errors = exc.errors()
+        if draft:  # a draft's unset keys are what it still lacks, not errors; what it sets must be right
+            errors = [
+                e for e in errors if not (e["loc"] and e["loc"][0] != "key" and checks.unset(data.get(e["loc"][0])))
+            ]
+        problems += _pydantic_problems(errors, read.where, lines, list(NoteMeta.model_fields), 1)
         meta = _empty_meta(data, {str(e["loc"][0]) for e in exc.errors() if e["loc"]})  # keep checking what is usable
         valid = False
-    note = Note(read.path, meta, body, body_line, lines, valid=valid)
+    note = Note(read.path, meta, body, body_line, lines, valid=valid and not draft)
     note.sections = {title: content for title, _, content in md.sections(body)}
+    if draft:
+        note.missing = checks.draft_missing(data)
+        return note
     problems += checks.check_body(note)
     if valid:
         problems += checks.check_aliases(note) + provenance.check_numbers(note)
@@ -255,9 +272,12 @@ def load(root: Path, deep: bool = True) -> tuple[Survey | None, list[Problem]]:
         return None, _ordered(problems)
     candidates = [n for n in (_validate_note(t, config, problems) for t in note_texts) if n is not None]
     notes: dict[str, Note] = {}
+    drafts: dict[str, list[str]] = {}
     # 3. resolve references
     for note in candidates:
         problems += checks.check_references(note, entries, root)
+        if note.missing is not None and note.key in entries:
+            drafts.setdefault(note.key, note.missing)
         if not note.valid:
             continue
         if note.key in notes:
@@ -282,7 +302,8 @@ def load(root: Path, deep: bool = True) -> tuple[Survey | None, list[Problem]]:
     ordered.update({k: n for k, n in notes.items() if k not in ordered})
     inventory = read_inventory(root, list(ordered.values()))
     related = _read_related(root, problems)
-    survey = Survey(root, config, entries, ordered, inventory, related)
+    drafts = {k: drafts[k] for k in entries if k in drafts}
+    survey = Survey(root, config, entries, ordered, inventory, related, drafts)
     problems += lineage.backwards(survey) + lineage.cycles(survey)
     problems += check_related(survey)
     return survey, _ordered(problems)

@@ -197,6 +197,7 @@ class Note:
     key_lines: dict[str, int]  # front-matter key -> 1-based line
     sections: dict[str, str] = field(default_factory=dict)  # '## Title' -> its Markdown
     valid: bool = True  # False when the front matter failed validation (the note is then left out)
+    missing: list[str] | None = None  # a draft (no prose yet): what it still lacks; None when not a draft
 
     @property
     def key(self) -> str:
@@ -266,9 +267,11 @@ class Survey:
     notes: dict[str, Note]  # key order of the bib
     inventory: Inventory = field(default_factory=Inventory)
     related: RelatedTexts = field(default_factory=RelatedTexts)  # issue 12: related/*.md, parsed by atlas.related
+    drafts: dict[str, list[str]] = field(default_factory=dict)  # key -> what its draft note still lacks
 
     @property
     def pending(self) -> list[str]:
+        """Papers of the bib without a complete note: no note at all, or a draft (see `drafts`)."""
         return [k for k in self.entries if k not in self.notes]
 
     def year(self, key: str) -> str:

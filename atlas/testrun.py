@@ -31,10 +31,16 @@ class Selection:
 def changed_files(root: Path) -> list[str] | None:
     """Paths (relative to root) that differ from HEAD or are untracked; None outside a git checkout."""
     try:
-        diff = subprocess.run(["git", "diff", "--name-only", "HEAD", "--", "."], cwd=root, capture_output=True,
-                              text=True, check=True).stdout
-        new = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", "."], cwd=root,
-                             capture_output=True, text=True, check=True).stdout
+        diff = subprocess.run(
+            ["git", "diff", "--name-only", "HEAD", "--", "."], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+        new = subprocess.run(
+            ["git", "ls-files", "--others", "--exclude-standard", "--", "."],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     top = subprocess.run(["git", "rev-parse", "--show-prefix"], cwd=root, capture_output=True, text=True).stdout.strip()
@@ -43,17 +49,22 @@ def changed_files(root: Path) -> list[str] | None:
     return sorted(set(paths))
 
 
-def papers_touched(survey: Survey, paths: list[str]) -> list[str]:
-    """Keys whose note, implementation module, test file or notebook is among paths."""
+def touched_by(survey: Survey, paths: list[str]) -> dict[str, list[str]]:
+    """Key -> the changed paths among its note, implementation modules, test files and notebook."""
     touched = set(paths)
-    keys = []
+    out = {}
     for key, note in survey.notes.items():
         m = note.meta
         modules = {"reference_impls/" + d.split(".")[1] + ".py" for d in m.implementation}
         files = {f"papers/{key}.md", *modules, *m.tests} | ({m.notebook} if m.notebook else set())
         if files & touched:
-            keys.append(key)
-    return keys
+            out[key] = sorted(files & touched)
+    return out
+
+
+def papers_touched(survey: Survey, paths: list[str]) -> list[str]:
+    """Keys whose note, implementation module, test file or notebook is among paths."""
+    return list(touched_by(survey, paths))
 
 
 def select(survey: Survey, keys: list[str]) -> tuple[Selection, list[Problem]]:
@@ -62,10 +73,26 @@ def select(survey: Survey, keys: list[str]) -> tuple[Selection, list[Problem]]:
     out = Selection()
     for key in keys:
         note = survey.notes.get(key)
+        if note is None and key in survey.drafts:
+            problems.append(
+                Problem(
+                    f"papers/{key}.md",
+                    1,
+                    f"paper '{key}' is a draft note (still missing {', '.join(survey.drafts[key])})",
+                    "a note with its tests listed under tests:; `atlas check` tells what is missing",
+                )
+            )
+            continue
         if note is None:
             what = "has no note yet" if key in survey.entries else "is not a key of the bib"
-            problems.append(Problem("papers", 1, f"paper '{key}' {what}", "a key with a note: " + ", ".join(
-                k for k in list(survey.notes)[:5]) + ", ..."))
+            problems.append(
+                Problem(
+                    "papers",
+                    1,
+                    f"paper '{key}' {what}",
+                    "a key with a note: " + ", ".join(k for k in list(survey.notes)[:5]) + ", ...",
+                )
+            )
             continue
         out.keys.append(key)
         out.test_files += [t for t in note.meta.tests if t not in out.test_files]

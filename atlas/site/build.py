@@ -15,11 +15,13 @@ from pathlib import Path
 
 from atlas.model import Survey
 from atlas.problems import AtlasError, Code, Problem
+from atlas.progress import Stages
 
 MKDOCS_ENV = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
 EXPECTED = "a build without warnings (mkdocs build --strict)"
 
 _handed: dict[Path, Survey] = {}  # root -> the Survey of the build under way
+_stages: dict[Path, Stages] = {}  # root -> the progress display of the build under way (atlas.progress)
 _failed: dict[Path, list[Problem]] = {}  # root -> the problems that stopped the page generator
 
 
@@ -35,12 +37,32 @@ def generate_pages(root: Path):
     from atlas.site.plan import plan
 
     root = Path(root).resolve()
+    stages = _stages.get(root)
     try:
         survey = _handed.get(root) or load_checked(root, deep=False)
-        return plan(survey, run_all(root))
+        if stages is not None:
+            stages.stage("notebooks")
+            with stages.pause():
+                notebooks = _run_notebooks(run_all, root, stages.mode == "quiet")
+            stages.stage("pages")
+        else:
+            notebooks = run_all(root)
+        pages = plan(survey, notebooks)
+        if stages is not None:
+            stages.stage("mkdocs")
+        return pages
     except AtlasError as exc:
         _failed[root] = exc.problems
         raise PluginError("\n".join(str(p) for p in exc.problems)) from None
+
+
+def _run_notebooks(run_all, root: Path, quiet: bool):
+    """run_all, quiet when the build is (run_all takes quiet= once it reports its own progress)."""
+    import inspect
+
+    if "quiet" in inspect.signature(run_all).parameters:
+        return run_all(root, quiet=quiet)
+    return run_all(root)
 
 
 class _Records(logging.Handler):
@@ -52,10 +74,13 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-def build(root: Path, site_dir: Path | None = None, survey: Survey | None = None) -> tuple[list[Problem], str]:
+def build(
+    root: Path, site_dir: Path | None = None, survey: Survey | None = None, stages: Stages | None = None
+) -> tuple[list[Problem], str]:
     """`mkdocs build --strict` of the survey at root into site_dir (default root/site).
 
     Returns (problems, the log of the build); problems is empty when it succeeded with no warning.
+    `stages` (atlas.progress) is told when the notebooks, the pages and mkdocs' rendering start.
     """
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
@@ -66,6 +91,8 @@ def build(root: Path, site_dir: Path | None = None, survey: Survey | None = None
     os.environ.update(MKDOCS_ENV)
     if survey is not None:
         _handed[root] = survey
+    if stages is not None:
+        _stages[root] = stages
     _failed.pop(root, None)
     logger = logging.getLogger("mkdocs")
     handler, level, propagate = _Records(), logger.level, logger.propagate
@@ -87,6 +114,7 @@ def build(root: Path, site_dir: Path | None = None, survey: Survey | None = None
         logger.setLevel(level)
         logger.propagate = propagate
         _handed.pop(root, None)
+        _stages.pop(root, None)
     log = "\n".join(f"{r.levelname:<8}-  {r.getMessage()}" for r in handler.records)
     if root in _failed:
         return _failed.pop(root), log

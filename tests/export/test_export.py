@@ -256,7 +256,7 @@ def test_settings_in_atlas_yml_last_and_a_flag_overrides_them_for_one_run(good_k
     assert not (out / "comparison-table.tex").exists()
     result = runner.invoke(app, ["export", "--root", str(root), "--length", "full", "--table", "compact"])
     assert result.exit_code == 0 and "full section" in result.output and (out / "comparison-table.tex").exists()
-    monkeypatch.setattr(cli, "_site", lambda root, survey=None: None)  # the site has its own tests
+    monkeypatch.setattr(cli, "_site", lambda root, survey=None, quiet=False: None)  # the site has its own tests
     (out / "main.tex").write_text("% edited\n")
     result = runner.invoke(app, ["build", "--root", str(root)])
     assert result.exit_code == 1 and "pass --force" in result.output
