@@ -118,7 +118,7 @@ def test_comparison_table_sorts_by_a_clicked_column(served_site: str):
         try:
             page = browser.new_page()
             page.goto(served_site + "/table/", wait_until="load")
-            table = page.locator(".atlas-sortable table")
+            table = page.locator(".atlas-sortable table").first  # the comparison table (the numbers table follows)
 
             def years() -> list[str]:
                 return table.locator("tbody tr td:nth-child(6)").all_inner_texts()
