@@ -28,7 +28,7 @@ import pypandoc
 from pylatexenc.latexencode import UnicodeToLatexEncoder
 
 from atlas import markdown as md
-from atlas.bib import SITE_ONLY_FIELDS, format_entries
+from atlas.bib import SITE_ONLY_FIELDS, format_entries, protect_title
 from atlas.model import Note, Survey
 from atlas.problems import Problem
 from atlas.related import LEVELS, MAX_COMPACT_ROWS, STYLES, TABLE_STYLES, ExportSettings, compose
@@ -243,34 +243,6 @@ def ascii_latex(tex: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # bib
 
-
-def protect_title(title: str) -> str:
-    """Brace words whose case BibTeX must keep (acronyms, CamelCase, digit-letter mixes) at depth 0."""
-    out, depth, word = [], 0, ""
-
-    def flush() -> None:
-        nonlocal word
-        if word:
-            parts = re.split(r"[-/]", word)
-            special = any(re.search(r"[A-Z]", p[1:]) or (re.search(r"\d", p) and re.search(r"[A-Za-z]", p)) for p in parts)
-            out.append("{" + word + "}" if special and "\\" not in word else word)
-            word = ""
-
-    for ch in title:
-        if ch == "{":
-            flush()
-            depth += 1
-            out.append(ch)
-        elif ch == "}":
-            depth -= 1
-            out.append(ch)
-        elif depth == 0 and re.match(r"[\w\-/]", ch):
-            word += ch
-        else:
-            flush()
-            out.append(ch)
-    flush()
-    return "".join(out)
 
 
 def cited_keys(tex: str) -> list[str]:
