@@ -29,6 +29,9 @@ from atlas.model import AtlasConfig, Note, NoteMeta, Survey
 from atlas.problems import AtlasError, Code, Problem, rel
 from atlas.related import RELATED, RelatedTexts, check_related, parse_related
 
+# libyaml's parser when PyYAML was built with it (the wheels are), else the pure-Python one: same results
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 CONFIG = "atlas.yml"
 BIB = checks.BIB
 PAPERS = "papers"
@@ -106,8 +109,12 @@ def _read_notes(root: Path, problems: list[Problem]) -> list[_Text]:
 def _yaml(text: str, path: str, first_line: int, problems: list[Problem]) -> tuple[Any, dict]:
     """Parse YAML; return (data, lines) where lines maps key -> line and (key, i) -> line of item i."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        try:
+            node = yaml.compose(text, Loader=_YAML_LOADER)
+            data = yaml.load(text, Loader=_YAML_LOADER)
+        except yaml.YAMLError:  # parse again in pure Python: its messages name what it expected
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = first_line + (mark.line if mark else 0)

@@ -74,8 +74,7 @@ def bundle(tmp_path_factory) -> Path:
     assert m, result.output
     words, cited, rows, seconds = int(m[1]), int(m[2]), int(m[3]), float(m[4])
     print(f"\ndefault export: {words} words, {cited} papers cited, {rows} table rows, {seconds:.2f} s")
-    assert 450 <= words <= 720 and cited >= 25 and 2 <= rows <= 12
-    assert seconds < 3.0
+    assert 450 <= words <= 720 and cited >= 25 and 2 <= rows <= 12  # its time: benchmarks/export_speed.py
     return out
 
 
