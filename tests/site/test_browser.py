@@ -171,13 +171,14 @@ def _result_pages(page, query: str) -> list[str]:
     box.fill("")
     box.press_sequentially(query, delay=20)
     page.wait_for_selector(".md-search-result__meta", timeout=20_000)
-    previous: list[str] | None = None
-    for _ in range(25):  # results update as the query is typed: wait for two equal reads
-        page.wait_for_timeout(300)
+    page.wait_for_timeout(800)  # the search worker answers each keystroke; a loaded machine lags behind
+    reads: list[list[str]] = []
+    for _ in range(40):  # results update as the query is typed: wait for three equal reads in a row
+        page.wait_for_timeout(400)
         hrefs = page.locator(RESULT_LINKS).evaluate_all("as => as.map(a => a.pathname)")
-        if hrefs and hrefs == previous:
+        reads.append(hrefs)
+        if hrefs and len(reads) >= 3 and reads[-1] == reads[-2] == reads[-3]:
             break
-        previous = hrefs
     return list(dict.fromkeys(hrefs))
 
 
