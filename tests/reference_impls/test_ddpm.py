@@ -147,3 +147,18 @@ def test_seeded_tiny_training_run_lowers_the_eps_loss():
         opt.step()
     after = held_out_loss()
     assert after < 0.6 * before
+
+
+@pytest.mark.parametrize("s", [0.008, 0.02])
+def test_cosine_schedule_alpha_bar_is_the_closed_form_with_offset_s(s):
+    # Nichol & Dhariwal, Eq. 17: alpha_bar_t = f(t) / f(0), f(t) = cos^2((t / T + s) / (1 + s) pi / 2).
+    # The offset s keeps beta_1 away from 0; with s = 0 the first beta would be ~2.5e-6 instead.
+    T = 1000
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    alpha_bars = Schedule(cosine_betas(T, s=s)).alpha_bars
+    unclipped = [t for t in range(T) if 1 - f(t + 1) / f(t) < 0.999]  # only the last steps hit the 0.999 cap
+    assert len(unclipped) >= T - 2
+    want = torch.tensor([f(t + 1) / f(0) for t in unclipped], dtype=torch.float64)
+    torch.testing.assert_close(alpha_bars[unclipped], want, rtol=1e-9, atol=1e-12)
+    assert math.isclose(float(cosine_betas(T, s=s)[0]), 1 - f(1) / f(0), rel_tol=1e-12)
+    assert float(cosine_betas(T, s=s)[-1]) == 0.999  # the cap of the paper's clipping

@@ -130,3 +130,38 @@ def test_loss_is_zero_gradient_on_unmasked_positions():
     masked_token_loss(logits, tokens, mask).backward()
     assert torch.all(logits.grad[~mask] == 0)
     assert torch.all(logits.grad[mask].abs().sum(-1) > 0)
+
+
+
+def _agreement_with_confidence_order(choice_temperature: float, steps: int = 6, n: int = 12, batch: int = 400):
+    """Per decoding step, the fraction of newly fixed tokens that are among the most confident unknown ones.
+
+    Position i's only plausible code is 0 with log p = c_i, c_i spaced evenly from -6.5 to 0 (the
+    other codes share the rest), and near-zero sampling temperature draws code 0 everywhere, so the
+    confidence order is the position order.
+    """
+    k = 1024
+    c = torch.linspace(-6.5, 0.0, n)  # (N,) log p(y_i = 0)
+    logits = ((1 - c.exp()) / (k - 1)).log()[:, None].repeat(1, k)  # (N, K)
+    logits[:, 0] = c
+    history = []
+    decode(lambda x, t: logits.expand(batch, n, k), torch.full((batch, n), k),
+           torch.ones(batch, n, dtype=torch.bool), k, steps, torch.Generator().manual_seed(0),
+           temperature=1e-4, choice_temperature=choice_temperature, history=history)
+    before, agreement = torch.ones(batch, n, dtype=torch.bool), []
+    for after in history[:-1]:
+        fixed = before & ~after  # (B, N) fixed at this step
+        m = int(fixed[0].sum())
+        rank_from_top = before.flip(1).cumsum(1).flip(1)  # 1 at the highest (most confident) unknown position
+        best = before & (rank_from_top <= m)
+        agreement.append(float((fixed & best).sum()) / (batch * m))
+        before = after
+    return agreement
+
+
+def test_choice_noise_anneals_so_late_steps_follow_confidence_and_early_steps_explore():
+    # c_i = log p(y_i) + tau (1 - t/T) g_i: the noise is largest at the first step and gone at the last.
+    agreement = _agreement_with_confidence_order(choice_temperature=1.2)
+    assert agreement[0] < 0.6  # step 1: noise of scale 1.0 often overrules confidence gaps of 0.6
+    assert agreement[-1] > 0.9  # step T - 1: noise of scale 0.2 rarely does
+    assert _agreement_with_confidence_order(choice_temperature=0.0) == [1.0] * 5
