@@ -125,7 +125,7 @@ def rq_vae():
 def maskgit():
     from reference_impls import maskgit as mg
 
-    K, N, T = 1024, 16 * 16, 8
+    K, N = 1024, 16 * 16  # T = 8 iterations in the paper; one is timed
     net = mg.MaskedTransformer(K, N, dim=64, depth=2)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     g = torch.Generator().manual_seed(0)

@@ -48,7 +48,6 @@ import torch.nn.functional as F
 from reference_impls.attention import KVCache, TransformerBlock, causal_mask
 from reference_impls.vq import nearest_code
 
-
 # ----------------------------------------------------------------------------- logit filters
 
 

@@ -95,7 +95,7 @@ def diffusers_ddim():
 @pytest.mark.parametrize("spacing", SPACINGS)
 def test_timestep_lists_equal_diffusers_ddim_scheduler(diffusers_ddim, spacing):
     ref = diffusers_ddim(num_train_timesteps=1000, timestep_spacing=spacing)
-    for n in list(range(2, 60)) + [100, 250, 500, 1000]:
+    for n in list(range(1, 60)) + [100, 250, 500, 1000]:
         ref.set_timesteps(n)
         assert make_timesteps(1000, n, spacing) == ref.timesteps.tolist(), n
 
@@ -156,3 +156,35 @@ def test_every_step_equals_diffusers_ddim_scheduler_step_with_the_same_noise(dif
         got = ddim_step(Schedule(linear_betas(1000)), x, eps, t, t_prev, eta, torch.Generator().manual_seed(t))
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
         x = want
+
+
+def test_the_default_step_is_deterministic_and_draws_no_noise(sched):
+    # eta defaults to 0 (DDIM proper): no sigma, so the generator is never touched
+    x, eps = torch.randn(2, 3, generator=torch.Generator().manual_seed(0)), torch.randn(2, 3)
+    g = torch.Generator().manual_seed(1)
+    state = g.get_state()
+    a = ddim_step(sched, x, eps, 500, 480, generator=g)
+    assert torch.equal(g.get_state(), state)
+    assert torch.equal(a, ddim_step(sched, x, eps, 500, 480, generator=torch.Generator().manual_seed(2)))
+
+
+def test_unknown_spacing_is_named_in_the_error():
+    with pytest.raises(ValueError, match="unknown spacing 'bogus'"):
+        make_timesteps(1000, 10, "bogus")
+
+
+def test_gaussian_oracle_is_the_mmse_noise_estimate_and_keeps_the_input_dtype(sched):
+    # For x_0 ~ N(mean, std^2) the MMSE estimate E[eps | x_t] leaves a residual uncorrelated with x_t.
+    g = torch.Generator().manual_seed(11)
+    mean, std, n = torch.tensor([0.7]), 0.5, 200_000
+    oracle = gaussian_eps_oracle(sched, mean, std)
+    for t in (100, 400, 800):
+        x0 = mean + std * torch.randn(n, 1, generator=g)
+        eps = torch.randn(n, 1, generator=g)
+        a = sched.alpha_bars[t].float()
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        out = oracle(xt, torch.full((n,), t))
+        assert out.dtype == torch.float32
+        resid = (eps - out)[:, 0]
+        xc = xt[:, 0] - xt[:, 0].mean()
+        assert abs(float((resid * xc).mean())) < 0.01 and abs(float(resid.mean())) < 0.01
