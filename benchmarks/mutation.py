@@ -45,6 +45,21 @@ EQUIVALENT: dict[str, str] = {
         "torch.rand(device=None) is the CPU, which is cond.device everywhere the survey runs (CPU only)",
     "reference_impls.guidance.x_drop_condition__mutmut_9":
         "dropping device= leaves torch.rand on the CPU, which is cond.device everywhere the survey runs (CPU only)",
+    "reference_impls.maskgit.x_generate__mutmut_5":
+        "torch.full with the integer fill mask_id is int64 whatever dtype=None says",
+    "reference_impls.maskgit.x_generate__mutmut_8":
+        "torch.full with the integer fill mask_id is int64 without dtype=",
+    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_12":
+        "one more row in the token table that no id ever reads (ids are at most K = [MASK])",
+    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_30":
+        "one more row in the position table that forward never reads (it slices pos[:length])",
+    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_31":
+        "one more row in the position table that forward never reads (it slices pos[:length])",
+    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_32":
+        "one more row in the position table that forward never reads (it slices pos[:length])",
+    "reference_impls.maskgit.xǁMaskedTransformerǁforward__mutmut_12":
+        "x - pos with a learned pos of symmetric N(0, 0.02^2) initialisation is x + pos' with pos' = -pos: "
+        "the same model family and the same initial distribution",
 }
 
 
