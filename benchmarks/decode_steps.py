@@ -144,15 +144,15 @@ def main() -> None:
         print(f"{name:28s} {passes:7d} {seconds:8.3f} {passes / ref_passes:10.3f} {seconds / ref_seconds:8.3f}"
               f" {seconds / passes / fwd:9.3f}")
     print("passes/AR and time/AR are against the autoregressive sampler with kv cache (first row)")
-    # the goal, measured inside the VQ-Diffusion run itself (same load): median time of a whole reverse
-    # step (forward pass + closed-form posterior + draw) over the median time of its forward pass
-    starts = STEP_TIMES["starts"]
-    step = median([b - a for a, b in zip(starts, starts[1:])])
-    forward = median(STEP_TIMES["forward"])
-    ratio = step / forward
-    print(f"{rows[-1][0]}: median reverse step {step * 1e3:.2f} ms, median forward pass within it "
-          f"{forward * 1e3:.2f} ms: {ratio:.2f} forward passes per step (goal <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
-
+    # the goal, measured inside the VQ-Diffusion run itself: for every reverse step, its whole time
+    # (forward pass + closed-form posterior + draw) over the time of its own forward pass; the median
+    # over the T steps (each step is its own anchor, so load on the machine cancels)
+    starts, forward = STEP_TIMES["starts"], STEP_TIMES["forward"]
+    per_step = [(b - a) / f for a, b, f in zip(starts, starts[1:], forward)]
+    ratio = median(per_step)
+    print(f"{rows[-1][0]}: a reverse step costs {ratio:.2f} forward passes of the same model (median over "
+          f"{len(per_step)} steps; forward pass {median(forward) * 1e3:.2f} ms; goal <= 1.5: "
+          f"{'met' if ratio <= 1.5 else 'NOT met'})")
 
 if __name__ == "__main__":
     main()
