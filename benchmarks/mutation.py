@@ -60,6 +60,22 @@ EQUIVALENT: dict[str, str] = {
     "reference_impls.maskgit.xǁMaskedTransformerǁforward__mutmut_12":
         "x - pos with a learned pos of symmetric N(0, 0.02^2) initialisation is x + pos' with pos' = -pos: "
         "the same model family and the same initial distribution",
+    "reference_impls.ddpm.x__gather__mutmut_5":
+        "values.to(None) keeps the CPU device, which is like.device where the survey runs (CPU only)",
+    "reference_impls.ddpm.x_eps_loss__mutmut_6":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.ddpm.x_eps_loss__mutmut_11":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.ddpm.x_eps_loss__mutmut_18":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.ddpm.x_eps_loss__mutmut_22":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.ddpm.x_eps_loss__mutmut_7":
+        "torch.randint(high, size) is torch.randint(0, high, size)",
+    "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_16":
+        "torch.cat promotes the float32 1.0 to float64 exactly",
+    "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_18":
+        "torch.cat promotes the float32 1.0 to float64 exactly",
 }
 
 

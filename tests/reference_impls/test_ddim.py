@@ -20,7 +20,7 @@ from reference_impls.ddpm import Schedule, cosine_betas, linear_betas, q_posteri
 SPACINGS = ["leading", "trailing", "linspace"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # function scope: every test builds its own Schedule, so mutation testing maps Schedule to each test
 def sched():
     return Schedule(linear_betas(1000))
 
