@@ -88,21 +88,22 @@ def run_module(module: str) -> None:
 def count_module(module: str) -> dict:
     meta = ROOT / "mutants" / "reference_impls" / f"{module}.py.meta"
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
-    survivors = sorted(k for k, c in codes.items() if c in SURVIVED)
-    equivalent = [k for k in survivors if k in EQUIVALENT]
     return {
         "mutants": len(codes),
         "killed": sum(c in KILLED for c in codes.values()),
-        "survived": len(survivors) - len(equivalent),
-        "equivalent": len(equivalent),
         "no_tests": sum(c in NO_TESTS for c in codes.values()),
         "not_run": sum(c is None for c in codes.values()),
-        "survivors": [k for k in survivors if k not in EQUIVALENT],
+        "survivors": sorted(k for k, c in codes.items() if c in SURVIVED),  # equivalent ones included
     }
 
 
+def split(row: dict) -> tuple[list[str], list[str]]:
+    """(survivors that are holes in the tests, survivors listed as equivalent), from EQUIVALENT as it is now."""
+    return [k for k in row["survivors"] if k not in EQUIVALENT], [k for k in row["survivors"] if k in EQUIVALENT]
+
+
 def score(row: dict) -> float | None:
-    judged = row["killed"] + row["survived"] + row["no_tests"]
+    judged = row["killed"] + len(split(row)[0]) + row["no_tests"]
     return None if judged == 0 else row["killed"] / judged
 
 
@@ -132,11 +133,12 @@ def render(results: dict) -> str:
                 lines.append(f"| {module} | not measured | | | | | | |")
                 continue
             sc = score(row)
-            lines.append(f"| {module} | {row['mutants']} | {row['killed']} | {row['survived']} | {row['equivalent']} | "
+            survived, equivalent = (len(x) for x in split(row))
+            lines.append(f"| {module} | {row['mutants']} | {row['killed']} | {survived} | {equivalent} | "
                          f"{row['no_tests']} | {row['not_run']} | {'-' if sc is None else f'{sc:.1%}'} |")
         lines.append("")
     last = results[labels[-1]]["modules"] if labels else {}
-    survivors = [(m, k) for m, row in last.items() for k in row["survivors"]]
+    survivors = [(m, k) for m, row in last.items() for k in split(row)[0]]
     if survivors:
         lines += [f"## Surviving mutants of the last run ({len(survivors)})", "",
                   "Inspect one with `.venv/bin/mutmut show NAME`.", ""]
@@ -172,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             run["modules"][module] = count_module(module)
             row = run["modules"][module]
             sc = score(row)
-            print(f"{module:20s} mutants {row['mutants']:4d} killed {row['killed']:4d} survived {row['survived']:4d} "
-                  f"equivalent {row['equivalent']:3d} score {'-' if sc is None else f'{sc:.1%}'}", flush=True)
+            survived, equivalent = (len(x) for x in split(row))
+            print(f"{module:20s} mutants {row['mutants']:4d} killed {row['killed']:4d} survived {survived:4d} "
+                  f"equivalent {equivalent:3d} score {'-' if sc is None else f'{sc:.1%}'}", flush=True)
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     PAGE.write_text(render(results))
     return 0
