@@ -70,6 +70,20 @@ EQUIVALENT: dict[str, str] = {
         "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
     "reference_impls.ddpm.x_eps_loss__mutmut_22":
         "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.attention.x_causal_mask__mutmut_4":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.attention.x_causal_mask__mutmut_8":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.attention.x_sinusoidal_embedding__mutmut_12":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.attention.x_sinusoidal_embedding__mutmut_17":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.attention.x_scaled_dot_product_attention__mutmut_23":
+        "float('-INF') is float('-inf')",
+    "reference_impls.attention.x_sinusoidal_embedding__mutmut_22":
+        "pos / (a float64 tensor) is promoted to float64 whatever pos's dtype, so pos.to(None) changes nothing",
+    "reference_impls.attention.xǁTransformerBlockǁforward__mutmut_30":
+        "h * (a bool tensor) promotes the bool to h's dtype, so .to(None) changes nothing",
     "reference_impls.ddpm.x_eps_loss__mutmut_7":
         "torch.randint(high, size) is torch.randint(0, high, size)",
     "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_16":

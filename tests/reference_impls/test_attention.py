@@ -10,6 +10,7 @@ from reference_impls.attention import (
     TransformerBlock,
     causal_mask,
     scaled_dot_product_attention,
+    sinusoidal_embedding,
     sinusoidal_positions,
 )
 
@@ -144,7 +145,7 @@ def test_transformer_block_reads_context_only_for_kept_examples_and_stays_causal
 
 
 def test_sinusoidal_embedding_needs_an_even_dimension_and_uses_its_base():
-    with pytest.raises(ValueError, match="even dimension"):
+    with pytest.raises(ValueError, match="^a sinusoidal embedding needs an even dimension d$"):
         sinusoidal_positions(4, 5)
     pe = sinusoidal_positions(6, 4, base=100.0)
     assert math.isclose(pe[5, 2].item(), math.sin(5 / 100 ** (2 / 4)), abs_tol=1e-6)
@@ -153,13 +154,12 @@ def test_sinusoidal_embedding_needs_an_even_dimension_and_uses_its_base():
 
 
 def test_heads_must_divide_the_width_and_bias_free_attention_is_linear():
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="^dim must be divisible by n_heads$"):
         MultiHeadAttention(10, 4)
     torch.manual_seed(0)
-    x = torch.randn(2, 5, 8)
     plain = MultiHeadAttention(8, 2, bias=False)
     assert all(p.bias is None for p in (plain.q_proj, plain.k_proj, plain.v_proj, plain.out_proj))
-    # without biases, scaling the values path scales the output: out(c x) for the same attention weights
+    # without biases the layer maps 0 to 0; the default, with biases, does not
     torch.testing.assert_close(plain(torch.zeros(2, 5, 8)), torch.zeros(2, 5, 8))
     assert MultiHeadAttention(8, 2)(torch.zeros(2, 5, 8)).abs().max() > 0  # the default has biases
     assert len(KVCache()) == 0
@@ -206,3 +206,14 @@ def test_custom_attention_and_layer_norm_replace_the_defaults():
     x = torch.randn(1, 3, 8)
     torch.testing.assert_close(blk(x), ref(x))
     assert calls == ["layer_norm", "attention", "layer_norm"]
+
+
+def test_sinusoidal_embedding_defaults_to_base_10000_and_stays_exact_at_large_positions():
+    # the angle is formed in float64, so even a position of 12,345 (a diffusion step or a long
+    # sequence) comes out within float32 rounding of the exact sin/cos
+    pe = sinusoidal_embedding(torch.tensor([7, 12345]), 8)
+    for row, pos in enumerate((7, 12345)):
+        for i in range(4):
+            angle = pos / 10000 ** (2 * i / 8)
+            assert math.isclose(pe[row, 2 * i].item(), math.sin(angle), abs_tol=1e-6)
+            assert math.isclose(pe[row, 2 * i + 1].item(), math.cos(angle), abs_tol=1e-6)
