@@ -100,3 +100,8 @@ def test_annealing_changes_tau_every_step_by_default():
     assert anneal_temperature(3, 0.1) == math.exp(-0.3)  # every = 1: no rounding of the step
     assert anneal_temperature(3, 0.1, every=2) == math.exp(-0.2)
     assert anneal_temperature(100, 0.1) == 0.5  # floored at tau_min
+
+
+def test_sample_gumbel_passes_its_clamp_on_to_the_transform():
+    g = sample_gumbel((1000,), torch.Generator().manual_seed(0), torch.float64, eps=0.5)
+    assert float(g.min()) == -math.log(-math.log(0.5))  # every u below 0.5 is clamped up to it
