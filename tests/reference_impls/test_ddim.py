@@ -188,3 +188,7 @@ def test_gaussian_oracle_is_the_mmse_noise_estimate_and_keeps_the_input_dtype(sc
         resid = (eps - out)[:, 0]
         xc = xt[:, 0] - xt[:, 0].mean()
         assert abs(float((resid * xc).mean())) < 0.01 and abs(float(resid.mean())) < 0.01
+
+
+def test_default_spacing_is_leading_as_in_diffusers():
+    assert make_timesteps(1000, 10) == make_timesteps(1000, 10, "leading") == list(range(900, -1, -100))
