@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn as nn
 
@@ -12,6 +13,7 @@ from reference_impls.ar_prior import (
     raster_flatten,
     sample,
     sample_from_logits,
+    sample_from_probs,
     text_image_sequence,
     tokens_to_pixels,
     top_k_filter,
@@ -246,3 +248,46 @@ def test_sequence_is_raster_order_row_by_row():
 def test_text_image_sequence_shifts_image_ids_past_the_text_vocabulary():
     seq = text_image_sequence(torch.tensor([[3, 1]]), torch.tensor([[0, 5, 2]]), text_vocab=10)
     assert seq.tolist() == [[3, 1, 10, 15, 12]]
+
+
+def test_a_sequence_longer_than_max_len_is_refused_with_the_lengths():
+    model = tiny_prior()
+    with pytest.raises(ValueError, match="^sequence length 33 exceeds max_len 32$"):
+        model(torch.zeros(1, 33, dtype=torch.long))
+    logits, cache = model.forward_incremental(torch.zeros(1, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match="^sequence length 33 exceeds max_len 32$"):
+        model.forward_incremental(torch.zeros(1, 1, dtype=torch.long), cache)
+
+
+def test_top_k_larger_than_the_vocabulary_keeps_everything():
+    logits = torch.tensor([[0.3, -1.0, 2.0]])
+    assert torch.equal(top_k_filter(logits, 10), logits)
+
+
+def test_categorical_draw_keeps_leading_shape_ignores_scale_and_never_draws_a_zero():
+    probs = torch.tensor([0.0, 2.0, 0.0, 6.0], dtype=torch.float64).expand(4, 500, 4)  # unnormalised rows
+    draw = sample_from_probs(probs, torch.Generator().manual_seed(0))
+    assert draw.shape == (4, 500) and set(draw.unique().tolist()) <= {1, 3}
+    freq = (draw == 3).double().mean()
+    assert abs(float(freq) - 0.75) < 0.03  # 6 / (2 + 6)
+    same = sample_from_logits(probs.log(), torch.Generator().manual_seed(0))
+    assert torch.equal(draw, same)  # the logits draw is the same inverse-CDF draw
+
+
+def test_cached_and_uncached_sampling_agree_with_cross_attention_to_a_context():
+    torch.manual_seed(0)
+    model = TokenPrior(vocab_size=11, dim=16, n_layers=2, n_heads=2, max_len=32, cross_attention=True).double().eval()
+    ctx = torch.randn(2, 5, 16, dtype=torch.float64)
+    prefix = torch.tensor([[1], [2]])
+    runs = [sample(model, prefix, 8, generator=torch.Generator().manual_seed(3), use_cache=c, context=ctx) for c in (True, False)]
+    assert torch.equal(runs[0], runs[1])
+    other = sample(model, prefix, 8, generator=torch.Generator().manual_seed(3), context=torch.randn(2, 5, 16, dtype=torch.float64))
+    assert not torch.equal(runs[0], other)  # the context steers the tokens
+
+
+def test_tokens_to_pixels_inverts_pixels_to_tokens_on_palette_colours():
+    palette = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    ids = torch.tensor([[0, 1, 2, 1, 0, 2]])
+    img = tokens_to_pixels(ids, palette, 2, 3)  # (1, 3, 2, 3)
+    assert img.shape == (1, 3, 2, 3) and torch.equal(img[0, :, 0, 1], palette[1])
+    assert torch.equal(pixels_to_tokens(img, palette), ids)
