@@ -35,13 +35,13 @@ SOURCE = {
     "RQ-VAE": ("8 x 8 x 4 code stack, one shared codebook of 16,384 codes of dim 256",
                "papers/lee2022autoregressive.md, Method: the released configurations"),
     "MaskGIT": ("16 x 16 tokens, K = 1024, T = 8 iterations", "papers/chang2022maskgit.md, Method: 256 x 256 images, about 8 iterations"),
-    "Muse": ("16 x 16 base tokens, K = 8192, 24 steps; text embeddings of dim 4096",
+    "Muse": ("16 x 16 base tokens, K = 8192, 24 steps; text embeddings of dim 4096 (16 text tokens: ours)",
              "papers/chang2023muse.md, Method: Tokens, Decoding"),
-    "DDPM": ("T = 1000, beta linear from 1e-4 to 0.02", "papers/ho2020denoising.md, Method: the released configuration"),
+    "DDPM": ("T = 1000, beta linear from 1e-4 to 0.02 (data 8 x 3 x 32 x 32 and MLP: ours)", "papers/ho2020denoising.md, Method: the released configuration"),
     "DALL-E": ("dVAE: 32 x 32 grid, K = 8192; prior: 256 text tokens (vocab 16,384) + 1024 image tokens",
                "papers/ramesh2021zero.md, Method"),
-    "VQGAN": ("16 x 16 tokens, K = 16,384", "papers/esser2021taming.md, Method"),
-    "AudioLM": ("semantic K = 1024 at 25 Hz, acoustic Q = 12 levels of 1024 codes at 50 Hz, Q' = 4 coarse",
+    "VQGAN": ("16 x 16 tokens, K = 16,384 (code dim 256: ours)", "papers/esser2021taming.md, Method"),
+    "AudioLM": ("semantic K = 1024 at 25 Hz, acoustic Q = 12 levels of 1024 codes at 50 Hz, Q' = 4 coarse (3 s clip: ours)",
                 "papers/borsos2023audiolm.md, Method"),
 }
 LEFT_OUT = {
