@@ -7,6 +7,7 @@ product of the distance shape, (65536, 256) @ (256, K):
     commitment weight 0.25, plain nearest-neighbour straight-through (no rotation trick, no k-means
     init, no stochastic sampling), in two codebook modes:
         grad  ours VectorQuantizer(ema=False)   vs VectorQuantize(learnable_codebook=True, ema_update=False)
+              and VectorQuantizer(fused=True), the same values and gradients in one autograd node
         ema   ours VectorQuantizer(ema=True)    vs VectorQuantize(decay=0.99)  (EMA, its default);
               only with --ema (it doubles the run time)
 
@@ -57,11 +58,11 @@ def _build(case: str, k: int):
 
     z = torch.randn(*GRID, requires_grad=True)  # (B, D, H, W)
     impl, mode = case.split("-")
-    if impl == "ours":
+    if impl in ("ours", "fused"):
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from reference_impls.vq import VectorQuantizer
 
-        vq = VectorQuantizer(k, DIM, beta=0.25, ema=mode == "ema", decay=0.99).train()
+        vq = VectorQuantizer(k, DIM, beta=0.25, ema=mode == "ema", decay=0.99, fused=impl == "fused").train()
 
         def step():
             out = vq(z)
@@ -112,7 +113,7 @@ def main(with_ema: bool = False) -> None:
         sys.exit("benchmarks/vq_speed.py: the anchor vector-quantize-pytorch is not installed; "
                  "expected `.venv/bin/pip install -e '.[bench]'` first")
     modes = ("grad", "ema") if with_ema else ("grad",)
-    cases = ["matmul"] + [f"{impl}-{mode}" for mode in modes for impl in ("ours", "vqp")]
+    cases = ["matmul", "fused-grad"] + [f"{impl}-{mode}" for mode in modes for impl in ("ours", "vqp")]
     results: dict[tuple[str, int], dict] = {}
     t_start = time.perf_counter()
     for k in KS:
@@ -144,6 +145,13 @@ def main(with_ema: bool = False) -> None:
             print(f"K={k:<5} {mode:<4}  throughput ours/vector-quantize-pytorch = {thr_ratio:5.2f}x "
                   f"(goal >= 1.0x: {'met' if g1 else 'MISSED'});  time ours/matmul = {mm_ratio:5.2f}x "
                   f"(goal <= 1.5x: {'met' if g2 else 'MISSED'});  peak memory ours/theirs = {mem_ratio:4.2f}x")
+    for k in KS:  # the fused plain path (VectorQuantizer(fused=True)), same values and gradients as ours-grad
+        fused, mm = results[("fused-grad", k)]["time"], results[("matmul", k)]["time"]
+        ratio = fused / mm
+        goals.append(ratio <= 1.5)
+        print(f"K={k:<5} grad  fused: time ours(fused)/matmul = {ratio:5.2f}x (goal <= 1.5x: "
+              f"{'met' if ratio <= 1.5 else 'MISSED'});  throughput fused/vector-quantize-pytorch = "
+              f"{results[('vqp-grad', k)]['time'] / fused:5.2f}x")
     print(f"\nall goals met: {all(goals)}   (whole run {time.perf_counter() - t_start:.0f} s)")
 
 

@@ -48,7 +48,6 @@ import torch.nn.functional as F
 from reference_impls.attention import KVCache, TransformerBlock, causal_mask
 from reference_impls.vq import nearest_code
 
-
 # ----------------------------------------------------------------------------- logit filters
 
 
@@ -82,20 +81,28 @@ def filter_logits(
     return logits
 
 
-def sample_from_logits(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The survey's one categorical draw: a token per row of (..., V) logits, returned as (...).
+def sample_from_probs(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The survey's one categorical draw: an index per row of (..., V) probabilities, returned as (...).
 
-    Inverts the CDF of softmax(logits) (in float64) with one uniform number per row, so two
-    callers with the same probabilities and generator state draw the same tokens. Logits of -inf
-    (filtered tokens) have probability 0 and are never drawn. Used by every token sampler
-    (ar_prior, MaskGIT, Muse, discrete diffusion, CogView2, Make-A-Scene, Parti).
+    Inverts the CDF with one uniform number per row (in float64), so two callers with the same
+    probabilities and generator state draw the same index. Rows need not be normalised; an entry
+    of probability 0 (a filtered token) is never drawn.
     """
-    probs = logits.double().softmax(dim=-1).reshape(-1, logits.shape[-1])  # (R, V)
-    cdf = probs.cumsum(dim=-1)
-    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=torch.float64).to(cdf.device) * cdf[:, -1:]  # (R, 1)
-    # first index with cdf > u: cdf[idx] > u >= cdf[idx - 1], so probs[idx] > 0 (a filtered token is never drawn)
-    idx = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)  # (R,)
-    return idx.view(logits.shape[:-1])
+    cdf = probs.to(torch.float64).reshape(-1, probs.shape[-1]).cumsum(dim=-1)  # (R, V)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, dtype=torch.float64).to(cdf.device) * cdf[:, -1:]  # (R, 1)
+    # first index with cdf > u: cdf[idx] > u >= cdf[idx - 1], so probs[idx] > 0
+    idx = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)  # (R,)
+    return idx.view(probs.shape[:-1])
+
+
+def sample_from_logits(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The categorical draw on (..., V) logits: sample_from_probs(softmax(logits)) in float64, (...).
+
+    Logits of -inf have probability 0 and are never drawn. Used by every token sampler (ar_prior,
+    MaskGIT, Muse, CogView2, Make-A-Scene, Parti); discrete diffusion draws from its posterior
+    probabilities with sample_from_probs directly.
+    """
+    return sample_from_probs(logits.double().softmax(dim=-1), generator)
 
 
 # ----------------------------------------------------------------------------- PB-relaxation

@@ -74,6 +74,15 @@ def _alpha_bar(s: Schedule, t: int) -> float:
     return 1.0 if t < 0 else float(s.alpha_bars[t])
 
 
+def ddim_sigma(s: Schedule, t: int, t_prev: int, eta: float) -> float:
+    """Eq. 16: sigma_tau(eta) = eta sqrt((1 - alpha_prev) / (1 - alpha_t)) sqrt(1 - alpha_t / alpha_prev).
+
+    With eta = 1 and t_prev = t - 1 this is sqrt(beta~_t), DDPM's posterior standard deviation.
+    """
+    a_t, a_prev = _alpha_bar(s, t), _alpha_bar(s, t_prev)
+    return eta * math.sqrt((1 - a_prev) / (1 - a_t)) * math.sqrt(1 - a_t / a_prev)
+
+
 def ddim_step(
     s: Schedule,
     x: torch.Tensor,
@@ -86,7 +95,7 @@ def ddim_step(
     """The generalised generative step: from x_t (B, ...) with predicted noise eps (B, ...) to x_{t_prev}."""
     a_t, a_prev = _alpha_bar(s, t), _alpha_bar(s, t_prev)
     x0_hat = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)  # (B, ...)
-    sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t)) * math.sqrt(1 - a_t / a_prev)  # sigma_tau(eta)
+    sigma = ddim_sigma(s, t, t_prev, eta)  # sigma_tau(eta)
     direction = math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps  # "direction pointing to x_t"
     x_prev = math.sqrt(a_prev) * x0_hat + direction
     if sigma > 0:

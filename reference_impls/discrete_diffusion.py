@@ -15,6 +15,22 @@ One module for four papers (one set of matrices, one posterior):
     - Diffsound, Yang et al. 2023 (papers/yang2023diffsound.md) reuses the VQ-Diffusion family
       through reference_impls/diffsound.py.
 
+Closed forms, no dense matrices. Every Q_t and Qbar_t of the three families has one shape: a
+data row i < K puts a on i itself, b on every data class and c on [MASK], and the [MASK] row stays
+on [MASK]:
+    M(a, b, c)[i, j] = a [j = i] + b [j < K] + c [j = m]   (i < K),    M[m, j] = [j = m],
+with a + K b + c = 1. So a schedule is six (T + 1,) vectors of rates, (a_t, b_t, c_t) for Q_t and
+(abar_t, bbar_t, cbar_t) for Qbar_t, and every quantity below is computed over (N, S) rows from
+them: a row of M (x M), a column of M (M x^T) and a distribution times M (p M), each O(S) per token.
+Memory is O(N S + T), not the O(T S^2) of stacked matrices: at VQ-Diffusion's 2,887 states and
+T = 100 those would be 6.7 GB each in float64. The dense (T + 1, S, S) matrices are still
+available as `schedule.Q` / `schedule.Qbar` (built on access) and the tests check every closed
+form against them; nothing in this module uses them.
+    family            a_t            b_t            c_t          abar_t          bbar_t               cbar_t
+    uniform           1 - beta_t     beta_t / K     0 (no mask)  prod (1-beta)   (1 - abar_t) / K     0
+    absorbing         1 - beta_t     0              beta_t       prod (1-beta)   0                    1 - abar_t
+    mask-and-replace  alpha_t        beta_t         gamma_t      alpha_bar_t     beta_bar_t           gamma_bar_t
+
 Conventions. D3PM's row convention: [Q_t]_{ij} = q(x_t = j | x_{t-1} = i), so every row sums to
 1 and q(x_t | x_{t-1}) = Cat(x_{t-1} Q_t) for a one-hot row vector x_{t-1}. VQ-Diffusion writes
 column vectors, Q_t v(x_{t-1}); its matrix is the transpose of ours. Time is 1-indexed as in the
@@ -42,7 +58,9 @@ Equations:
     Hybrid loss     L = L_vb + lambda * E[-log p~(x_0 | x_t)]
 
 Notation (code -> paper symbol):
-    Q, Qbar          Q_t, \\bar{Q}_t (stacked, (T + 1, S, S))
+    Q, Qbar          Q_t, \\bar{Q}_t (dense (T + 1, S, S), the test oracle only)
+    keep, spread, to_mask           a_t, b_t, c_t (one step)
+    keep_bar, spread_bar, to_mask_bar  abar_t, bbar_t, cbar_t (cumulative)
     num_classes      K (data classes)          num_states   S (K, or K + 1 with [MASK])
     x0_probs         p~_theta(x_0 | x_t)       mask_index   the [MASK] state, K (VQ-Diffusion: K + 1)
     alpha_bars, gamma_bars   \\bar{alpha}_t, \\bar{gamma}_t (VQ-Diffusion)
@@ -62,7 +80,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from reference_impls.ar_prior import sample_from_logits
+from reference_impls.ar_prior import sample_from_probs
 from reference_impls.ddpm import cosine_betas
 
 X0Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, *S), t (B,)) -> logits (B, *S, K)
@@ -72,37 +90,70 @@ _EPS = 1e-30
 
 @dataclass
 class DiscreteSchedule:
-    """Stacked one-step and cumulative transition matrices of one corruption family.
+    """The rates of one corruption family, index t = 0..T (index 0 is the identity: a = 1, b = c = 0).
 
-    Q[t] and Qbar[t] for t = 0..T are (S, S); Q[0] = Qbar[0] = I.
+    Q_t = M(keep[t], spread[t], to_mask[t]) and Qbar_t = M(keep_bar[t], spread_bar[t], to_mask_bar[t]),
+    each a (T + 1,) float64 vector; see the module docstring for M.
     """
 
-    Q: torch.Tensor  # (T + 1, S, S) float64
-    Qbar: torch.Tensor  # (T + 1, S, S) float64
+    keep: torch.Tensor  # (T + 1,) a_t
+    spread: torch.Tensor  # (T + 1,) b_t
+    to_mask: torch.Tensor  # (T + 1,) c_t
+    keep_bar: torch.Tensor  # (T + 1,) abar_t
+    spread_bar: torch.Tensor  # (T + 1,) bbar_t
+    to_mask_bar: torch.Tensor  # (T + 1,) cbar_t
     num_classes: int  # K
     mask_index: int | None  # index of [MASK] (= K) or None
 
     @property
     def num_steps(self) -> int:
-        return self.Q.shape[0] - 1
+        return self.keep.shape[0] - 1
 
     @property
     def num_states(self) -> int:
-        return self.Q.shape[-1]
+        return self.num_classes + (self.mask_index is not None)
+
+    @property
+    def Q(self) -> torch.Tensor:
+        """Dense one-step matrices (T + 1, S, S), built on access: the test oracle, O(T S^2) memory."""
+        return dense_matrices(self.keep, self.spread, self.to_mask, self.num_classes, self.mask_index)
+
+    @property
+    def Qbar(self) -> torch.Tensor:
+        """Dense cumulative matrices (T + 1, S, S), built on access: the test oracle, O(T S^2) memory."""
+        return dense_matrices(self.keep_bar, self.spread_bar, self.to_mask_bar, self.num_classes, self.mask_index)
 
     def prior(self) -> torch.Tensor:
         """Distribution of x_T: q(x_T | x_0) averaged over the K data classes, (S,).
 
-        Uniform for the uniform family, all mass on [MASK] when gamma_bar_T (or alpha_bar_T) ends at
-        the absorbing state.
+        Uniform for the uniform family, all mass on [MASK] when the chain ends at the absorbing state.
         """
-        return self.Qbar[-1, : self.num_classes].mean(dim=0)
+        t = self.num_steps
+        out = torch.full((self.num_states,), float(self.spread_bar[t] + self.keep_bar[t] / self.num_classes),
+                         dtype=torch.float64)
+        if self.mask_index is not None:
+            out[self.mask_index] = self.to_mask_bar[t]
+        return out
 
 
-def _stack_with_identity(mats: torch.Tensor) -> torch.Tensor:
-    """(T, S, S) -> (T + 1, S, S) with the identity at index 0."""
-    eye = torch.eye(mats.shape[-1], dtype=mats.dtype).unsqueeze(0)
-    return torch.cat([eye, mats], dim=0)
+def _with_identity(keep: torch.Tensor, spread: torch.Tensor, to_mask: torch.Tensor):
+    """Prepend t = 0 (a = 1, b = c = 0) to three (T,) rate vectors."""
+    one, zero = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    return torch.cat([one, keep]), torch.cat([zero, spread]), torch.cat([zero, to_mask])
+
+
+def dense_matrices(keep: torch.Tensor, spread: torch.Tensor, to_mask: torch.Tensor, k: int,
+                   mask_index: int | None) -> torch.Tensor:
+    """M(a, b, c) for rate vectors (T + 1,) -> (T + 1, S, S) float64. Only for tests and small notebooks."""
+    s = k + (mask_index is not None)
+    M = torch.zeros(keep.shape[0], s, s, dtype=torch.float64)
+    M[:, :k, :k] = spread[:, None, None]  # b on every data class
+    idx = torch.arange(k)
+    M[:, idx, idx] += keep[:, None]  # a on the class itself
+    if mask_index is not None:
+        M[:, :k, mask_index] = to_mask[:, None]  # c on [MASK]
+        M[:, mask_index, mask_index] = 1.0  # [MASK] is absorbing
+    return M
 
 
 def cumulative_product(Q: torch.Tensor) -> torch.Tensor:
@@ -114,8 +165,8 @@ def cumulative_product(Q: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# The three families (constructors). Each builds Q_t from the per-step rates and Qbar_t from the
-# closed form; tests check the closed form against cumulative_product(Q).
+# The three families (constructors): per-step rates and the papers' closed-form cumulative rates.
+# Tests check the cumulative against cumulative_product of the dense one-step matrices.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -123,39 +174,19 @@ def uniform_schedule(betas: torch.Tensor, num_classes: int) -> DiscreteSchedule:
     """D3PM-uniform = multinomial diffusion: Q_t = (1 - beta_t) I + beta_t / K. betas (T,)."""
     betas = betas.to(torch.float64)
     k = num_classes
-    eye = torch.eye(k, dtype=torch.float64)  # (K, K)
-    ones = torch.full((k, k), 1.0 / k, dtype=torch.float64)  # (K, K)
-    Q = (1 - betas)[:, None, None] * eye + betas[:, None, None] * ones  # (T, K, K)
     alpha_bars = torch.cumprod(1 - betas, dim=0)  # (T,)
-    Qbar = alpha_bars[:, None, None] * eye + (1 - alpha_bars)[:, None, None] * ones  # (T, K, K)
-    return DiscreteSchedule(_stack_with_identity(Q), _stack_with_identity(Qbar), k, None)
+    zeros = torch.zeros_like(betas)
+    return DiscreteSchedule(*_with_identity(1 - betas, betas / k, zeros),
+                            *_with_identity(alpha_bars, (1 - alpha_bars) / k, zeros), k, None)
 
 
 def absorbing_schedule(betas: torch.Tensor, num_classes: int) -> DiscreteSchedule:
     """D3PM-absorbing over K + 1 states: each token moves to [MASK] with probability beta_t and stays there."""
     betas = betas.to(torch.float64)
-    k, s = num_classes, num_classes + 1
-    eye = torch.eye(s, dtype=torch.float64)  # (S, S)
-    to_mask = torch.zeros(s, s, dtype=torch.float64)
-    to_mask[:, k] = 1.0  # 1 e_m^T: every row sends its mass to [MASK]
-
-    def build(keep: torch.Tensor) -> torch.Tensor:  # keep (T,) -> (T, S, S)
-        return keep[:, None, None] * eye + (1 - keep)[:, None, None] * to_mask
-
-    alpha_bars = torch.cumprod(1 - betas, dim=0)
-    return DiscreteSchedule(_stack_with_identity(build(1 - betas)), _stack_with_identity(build(alpha_bars)), k, k)
-
-
-def _mask_and_replace_matrix(alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor, k: int) -> torch.Tensor:
-    """VQ-Diffusion's mask-and-replace matrix (transposed to rows) for a batch of rates (T,) -> (T, K + 1, K + 1)."""
-    t = alpha.shape[0]
-    Q = torch.zeros(t, k + 1, k + 1, dtype=torch.float64)
-    Q[:, :k, :k] = beta[:, None, None]  # replace: any data class with prob. beta
-    idx = torch.arange(k)
-    Q[:, idx, idx] = (alpha + beta)[:, None]  # keep: alpha + beta on the diagonal
-    Q[:, :k, k] = gamma[:, None]  # mask with prob. gamma
-    Q[:, k, k] = 1.0  # [MASK] is absorbing
-    return Q
+    alpha_bars = torch.cumprod(1 - betas, dim=0)  # (T,)
+    zeros = torch.zeros_like(betas)
+    return DiscreteSchedule(*_with_identity(1 - betas, zeros, betas),
+                            *_with_identity(alpha_bars, zeros, 1 - alpha_bars), num_classes, num_classes)
 
 
 def mask_and_replace_schedule(alpha_bars: torch.Tensor, gamma_bars: torch.Tensor, num_classes: int) -> DiscreteSchedule:
@@ -172,18 +203,12 @@ def mask_and_replace_schedule(alpha_bars: torch.Tensor, gamma_bars: torch.Tensor
     alpha = ab / ab_prev
     gamma = 1 - (1 - gb) / (1 - gb_prev)
     beta = (1 - alpha - gamma) / k
-    Q = _mask_and_replace_matrix(alpha, beta, gamma, k)
-    Qbar = _mask_and_replace_matrix(ab, (1 - ab - gb) / k, gb, k)
-    return DiscreteSchedule(_stack_with_identity(Q), _stack_with_identity(Qbar), k, k)
+    return DiscreteSchedule(*_with_identity(alpha, beta, gamma), *_with_identity(ab, (1 - ab - gb) / k, gb), k, k)
 
 
 def mask_and_replace_rates(s: DiscreteSchedule) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Read (alpha_t, beta_t, gamma_t) for t = 1..T back from a mask-and-replace Q: three (T,) tensors."""
-    Q = s.Q[1:]  # (T, S, S)
-    beta = Q[:, 0, 1] if s.num_classes > 1 else torch.zeros(Q.shape[0], dtype=Q.dtype)
-    alpha = Q[:, 0, 0] - beta
-    gamma = Q[:, 0, s.num_classes]
-    return alpha, beta, gamma
+    """(alpha_t, beta_t, gamma_t) for t = 1..T of a mask-and-replace schedule: three (T,) tensors."""
+    return s.keep[1:], s.spread[1:], s.to_mask[1:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,14 +245,62 @@ def vq_diffusion_cumulative(
 
 
 # ---------------------------------------------------------------------------------------------
-# Forward process and posterior
+# Forward process and posterior, in closed form over (N, S) rows
 # ---------------------------------------------------------------------------------------------
 
 
-def _rows(mats: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Matrices (T + 1, S, S) at t (B,) -> (B, 1, ..., 1, S, S) broadcastable to like (B, *shape, S)."""
-    m = mats[t].to(like.dtype)  # (B, S, S)
-    return m.view(m.shape[0], *([1] * (like.dim() - 2)), *m.shape[1:])
+def _rates(rate: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """rate (T + 1,) at t (B,) -> (B, 1, ..., 1) broadcastable to like (B, *shape)."""
+    return rate.to(like.device)[t].view(-1, *([1] * (like.dim() - 1)))
+
+
+def _row(s: DiscreteSchedule, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Row x of M(a, b, c): x (B, *shape) int64, a/b/c (B, 1, ...) -> (B, *shape, S).
+
+    x < K: a [j = x] + b [j < K] + c [j = m];   x = m: [j = m].
+    """
+    k, m = s.num_classes, s.mask_index
+    is_data = x < k  # (B, *shape)
+    out = x.new_zeros(*x.shape, s.num_states, dtype=torch.float64)
+    out[..., :k] = (b * is_data)[..., None]  # b on every data class (0 for a [MASK] row)
+    if m is not None:
+        out[..., m] = torch.where(is_data, c, 1.0)  # c, or 1 for the absorbing [MASK] row
+    return out.scatter_add_(-1, x[..., None], (a * is_data).expand_as(x)[..., None].to(torch.float64))  # + a [j = x]
+
+
+def _column(s: DiscreteSchedule, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Column x of M(a, b, c) as a row vector, M[j, x] for every j: x (B, *shape) -> (B, *shape, S).
+
+    x < K: a [j = x] + b for data j, 0 for j = m;   x = m: c for data j, 1 for j = m.
+    """
+    k, m = s.num_classes, s.mask_index
+    is_data = x < k  # (B, *shape)
+    out = x.new_zeros(*x.shape, s.num_states, dtype=torch.float64)
+    out[..., :k] = torch.where(is_data, b, c)[..., None]  # data rows j: b (x a class) or c (x = [MASK])
+    if m is not None:
+        out[..., m] = (~is_data).to(torch.float64)  # [MASK] row: reaches only [MASK]
+    return out.scatter_add_(-1, x[..., None], (a * is_data).expand_as(x)[..., None].to(torch.float64))  # + a [j = x]
+
+
+def _times(s: DiscreteSchedule, p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """p M(a, b, c) for distributions p (B, *shape, S) over the S states -> (B, *shape, S).
+
+    Data j: a p_j + b P;   [MASK]: c P + p_m,   with P = sum_{i < K} p_i the mass on data classes.
+    """
+    k, m = s.num_classes, s.mask_index
+    mass = p[..., :k].sum(-1, keepdim=True)  # (B, *shape, 1)
+    data = a[..., None] * p[..., :k] + b[..., None] * mass  # (B, *shape, K)
+    if m is None:
+        return data
+    return torch.cat([data, c[..., None] * mass + p[..., m:]], dim=-1)  # (B, *shape, K + 1)
+
+
+def _cumulative(s: DiscreteSchedule, t: torch.Tensor, like: torch.Tensor):
+    return _rates(s.keep_bar, t, like), _rates(s.spread_bar, t, like), _rates(s.to_mask_bar, t, like)
+
+
+def _step(s: DiscreteSchedule, t: torch.Tensor, like: torch.Tensor):
+    return _rates(s.keep, t, like), _rates(s.spread, t, like), _rates(s.to_mask, t, like)
 
 
 def pad_to_states(x0_probs: torch.Tensor, num_states: int) -> torch.Tensor:
@@ -236,20 +309,18 @@ def pad_to_states(x0_probs: torch.Tensor, num_states: int) -> torch.Tensor:
 
 
 def q_probs(s: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Eq. 2: q(x_t | x_0) = x_0 Qbar_t. x0 (B, *shape) int64, t (B,) -> (B, *shape, S) float64."""
-    onehot = F.one_hot(x0, s.num_states).to(torch.float64)  # (B, *shape, S)
-    return (onehot.unsqueeze(-2) @ _rows(s.Qbar, t, onehot)).squeeze(-2)
+    """Eq. 2: q(x_t | x_0) = x_0 Qbar_t, row x_0 of Qbar_t. x0 (B, *shape) int64, t (B,) -> (B, *shape, S) float64."""
+    return _row(s, *_cumulative(s, t, x0), x0)
 
 
 def q_step_probs(s: DiscreteSchedule, x_prev: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Eq. 1: q(x_t | x_{t-1}) = x_{t-1} Q_t. x_prev (B, *shape) int64 -> (B, *shape, S)."""
-    onehot = F.one_hot(x_prev, s.num_states).to(torch.float64)
-    return (onehot.unsqueeze(-2) @ _rows(s.Q, t, onehot)).squeeze(-2)
+    """Eq. 1: q(x_t | x_{t-1}) = x_{t-1} Q_t, row x_{t-1} of Q_t. x_prev (B, *shape) int64 -> (B, *shape, S)."""
+    return _row(s, *_step(s, t, x_prev), x_prev)
 
 
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw one index per row of probs (..., S) -> (...) int64 (ar_prior's categorical draw on log probs)."""
-    return sample_from_logits(probs.log(), generator)
+    """Draw one index per row of probs (..., S) -> (...) int64 (ar_prior's one categorical draw)."""
+    return sample_from_probs(probs, generator)
 
 
 def q_sample(s: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -265,10 +336,8 @@ def q_posterior(s: DiscreteSchedule, x0_probs: torch.Tensor, xt: torch.Tensor, t
     Returns (B, *shape, S) float64.
     """
     x0_probs = x0_probs.to(torch.float64)
-    Q_t = _rows(s.Q, t, x0_probs)  # (B, ..., S, S)
-    xt_onehot = F.one_hot(xt, s.num_states).to(torch.float64)  # (B, *shape, S)
-    fact1 = (xt_onehot.unsqueeze(-2) @ Q_t.transpose(-1, -2)).squeeze(-2)  # x_t Q_t^T: (B, *shape, S)
-    fact2 = (x0_probs.unsqueeze(-2) @ _rows(s.Qbar, t - 1, x0_probs)).squeeze(-2)  # x_0 Qbar_{t-1}: (B, *shape, S)
+    fact1 = _column(s, *_step(s, t, xt), xt)  # x_t Q_t^T = column x_t of Q_t: (B, *shape, S)
+    fact2 = _times(s, x0_probs, *_cumulative(s, t - 1, xt))  # x_0 Qbar_{t-1}: (B, *shape, S)
     unnorm = fact1 * fact2
     return unnorm / unnorm.sum(-1, keepdim=True).clamp_min(_EPS)
 
@@ -288,11 +357,8 @@ def p_reverse_probs(
         return q_posterior(s, x0_probs, xt, t)
     if weighting != "mixture":
         raise ValueError(f"unknown weighting {weighting!r}")
-    x0_probs = x0_probs.to(torch.float64)
-    Qbar_t = _rows(s.Qbar, t, x0_probs)  # (B, ..., S, S)
-    xt_onehot = F.one_hot(xt, s.num_states).to(torch.float64)  # (B, *shape, S)
-    q_xt_given_x0 = (xt_onehot.unsqueeze(-2) @ Qbar_t.transpose(-1, -2)).squeeze(-2)  # [x_0] -> q(x_t | x_0): (B, *shape, S)
-    w = x0_probs / q_xt_given_x0.clamp_min(_EPS)  # x_0 with q(x_t | x_0) = 0 add nothing below
+    q_xt_given_x0 = _column(s, *_cumulative(s, t, xt), xt)  # [x_0] -> q(x_t | x_0), column x_t of Qbar_t
+    w = x0_probs.to(torch.float64) / q_xt_given_x0.clamp_min(_EPS)  # x_0 with q(x_t | x_0) = 0 add nothing below
     return q_posterior(s, w, xt, t)
 
 
@@ -375,7 +441,8 @@ def sample(
     passes = 0
     for step in range(s.num_steps, 0, -1):
         t = torch.full((shape[0],), step, dtype=torch.long)
-        _, x0_probs = model_x0_probs(s, x0_model, x, t)
+        logits = x0_model(x, t)  # (B, *shape, K)
         passes += 1
+        x0_probs = pad_to_states(logits.double().softmax(dim=-1), s.num_states)  # p~(x_0 | x_t) over S states
         x = sample_categorical(p_reverse_probs(s, x0_probs, x, t, weighting), generator)
     return Samples(x, passes)

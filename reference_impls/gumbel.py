@@ -27,11 +27,15 @@ import torch
 import torch.nn.functional as F
 
 
+def gumbel_from_uniform(u: torch.Tensor, eps: float = 1e-20) -> torch.Tensor:
+    """g = -log(-log u) for u in [0, 1], u clamped to [eps, 1 - 1e-7] so g stays finite."""
+    return -torch.log(-torch.log(u.clamp(eps, 1.0 - 1e-7)))
+
+
 def sample_gumbel(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None = None,
                   dtype: torch.dtype = torch.float32, eps: float = 1e-20) -> torch.Tensor:
-    """Standard Gumbel noise g = -log(-log u), u ~ U(0, 1), clamped away from 0 and 1."""
-    u = torch.rand(shape, generator=generator, dtype=dtype)
-    return -torch.log(-torch.log(u.clamp(eps, 1.0 - 1e-7)))
+    """Standard Gumbel noise g = -log(-log u), u ~ U(0, 1): the survey's one Gumbel sampler."""
+    return gumbel_from_uniform(torch.rand(shape, generator=generator, dtype=dtype), eps)
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,

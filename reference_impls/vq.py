@@ -28,6 +28,14 @@ Notation (code -> paper):
 
 Distances are computed as ||z||^2 - 2 z e^T + ||e||^2 with one matrix product, so an (N, K)
 matrix is the largest thing built; no (N, K, D) tensor ever exists.
+
+Fused path (VectorQuantizer(fused=True), plain gradient codebook only): `FusedVQ` gives the same
+values and gradients as the readable forward below (tests/reference_impls/test_vq.py proves it)
+with fewer passes over the (N, D) data. It reads the channel-first map without transposing it,
+computes the squared error once (both loss terms have the same value, ||z_e - e||^2), and writes
+the three gradients by hand:
+    dL/dz_e = g_out + g_commit * 2 (z_e - e) / (N D)          (straight-through + commitment)
+    dL/de_k = g_codebook * 2 sum_{i: k_i = k} (e_k - z_i) / (N D)
 """
 
 from __future__ import annotations
@@ -111,6 +119,49 @@ def ema_update(
     codebook.copy_(embed_sum / smoothed.unsqueeze(1))  # e_k = m_k / N_k'
 
 
+class FusedVQ(torch.autograd.Function):
+    """Eq. 1-3 in one autograd node: (z_e (B, D, *S), codebook (K, D)) -> (z_q (B, D, *S), codebook
+    loss, commitment loss, indices (B, *S)). z_q has z_e's value gradient (straight-through)."""
+
+    @staticmethod
+    def forward(ctx, z_e: torch.Tensor, codebook: torch.Tensor, chunk: int):
+        b, d = z_e.shape[:2]
+        spatial = z_e.shape[2:]
+        flat = z_e.detach().reshape(b, d, -1)  # (B, D, M), a view of the channel-first map
+        codes = codebook.detach()
+        e_sq = codes.pow(2).sum(dim=1)  # (K,)
+        per = max(1, chunk // flat.shape[2])  # images per block, so a block has about `chunk` rows
+        best, idx = [], []
+        for blk in flat.split(per):  # (n, D, M)
+            scores = torch.baddbmm(e_sq, blk.transpose(1, 2), codes.t().expand(blk.shape[0], -1, -1), alpha=-2.0)  # (n, M, K)
+            i = scores.argmin(dim=2)  # (n, M): ||e||^2 - 2 z e^T is smallest at the nearest code
+            best.append(scores.gather(2, i[..., None]))  # the minimum itself
+            idx.append(i)
+        idx = torch.cat(idx)  # (B, M) the nearest code k_i
+        # ||z_i - e_k||^2 = ||z_i||^2 + (||e_k||^2 - 2 z_i e_k), the minimum just found
+        mse = (flat.reshape(-1).dot(flat.reshape(-1)) + torch.cat(best).sum()) / flat.numel()
+        # z_q channel-first without a transpose: column k_i of e^T for every position, (D, B, M) -> (B, D, M)
+        z_q = codes.t().contiguous().index_select(1, idx.reshape(-1)).view(d, b, -1).transpose(0, 1)
+        ctx.save_for_backward(flat, z_q, idx, codes)
+        return z_q.unflatten(2, spatial), mse, mse.clone(), idx.reshape(b, *spatial)
+
+    @staticmethod
+    def backward(ctx, g_out, g_codebook, g_commit, _g_idx):
+        flat, z_q, idx, codes = ctx.saved_tensors  # (B, D, M), (B, D, M), (B, M), (K, D)
+        scale = 2.0 / flat.numel()
+        # straight-through (g_out unchanged) + commitment: 2 (z_e - e) / (N D)
+        c = float(g_commit) * scale
+        g_z = g_out.reshape(flat.shape).add(flat, alpha=c).sub_(z_q, alpha=c)
+        # codebook: 2 sum_{i: k_i = k} (e_k - z_i) / (N D) = 2 (n_k e_k - sum_{i: k_i = k} z_i) / (N D)
+        k_codes = codes.shape[0]
+        z_sum = torch.zeros(flat.shape[1], k_codes, dtype=flat.dtype, device=flat.device)  # (D, K)
+        for image, k in zip(flat, idx):  # (D, M), (M,): add each position's z_i to column k_i
+            z_sum.index_add_(1, k, image)
+        n_k = torch.bincount(idx.reshape(-1), minlength=k_codes).to(flat.dtype)  # (K,)
+        g_e = (codes * n_k[:, None] - z_sum.t()) * (float(g_codebook) * scale)  # (K, D)
+        return g_z.reshape(g_out.shape), g_e, None
+
+
 @dataclass
 class QuantizerOutput:
     z_q: torch.Tensor  # quantised output, same layout as the input, straight-through applied
@@ -143,6 +194,8 @@ class VectorQuantizer(nn.Module):
         code_dim=d    factorised codes (ViT-VQGAN): project D -> d before the lookup and d -> D
                       after it.
         l2_normalize  l2-normalise inputs and codes, so the lookup is the cosine argmax.
+        fused=True    the plain path (gradient codebook, no projection, no l2) through FusedVQ:
+                      the same values and gradients, faster on large maps.
     """
 
     def __init__(
@@ -156,8 +209,13 @@ class VectorQuantizer(nn.Module):
         code_dim: int | None = None,
         l2_normalize: bool = False,
         generator: torch.Generator | None = None,
+        *,
+        fused: bool = False,
     ):
         super().__init__()
+        if fused and (ema or code_dim or l2_normalize):
+            raise ValueError("fused=True covers the plain gradient codebook only (no ema, code_dim or l2_normalize)")
+        self.fused = fused
         self.num_codes, self.dim, self.beta = num_codes, dim, beta
         self.ema, self.decay, self.eps = ema, decay, eps
         self.l2_normalize = l2_normalize
@@ -188,6 +246,10 @@ class VectorQuantizer(nn.Module):
         return _from_rows(rows, tuple(indices.shape))
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+        if self.fused:
+            z_q, codebook_loss, commitment, idx = FusedVQ.apply(z_e, self.codebook, 8192)
+            loss = codebook_loss + self.beta * commitment
+            return QuantizerOutput(z_q, idx, loss, codebook_loss, commitment, perplexity(idx, self.num_codes))
         rows, grid = _to_rows(z_e)  # (N, D)
         z = self.in_proj(rows)  # (N, d)
         if self.l2_normalize:

@@ -1,8 +1,10 @@
+import pytest
 import torch
 import torch.nn as nn
 
 from reference_impls.ar_prior import (
     TokenPrior,
+    filter_logits,
     kmeans,
     next_token_loss,
     pb_relaxed_attention,
@@ -11,6 +13,7 @@ from reference_impls.ar_prior import (
     raster_flatten,
     sample,
     sample_from_logits,
+    sample_from_probs,
     text_image_sequence,
     tokens_to_pixels,
     top_k_filter,
@@ -78,6 +81,55 @@ def test_top_p_keeps_the_smallest_set_with_mass_at_least_p():
     assert torch.isfinite(top_p_filter(logits, 0.7)).tolist() == [[False, True, True, False, False]]
     assert torch.isfinite(top_p_filter(logits, 0.71)).tolist() == [[False, True, True, True, False]]
     assert torch.isfinite(top_p_filter(logits, 0.3)).tolist() == [[False, True, False, False, False]]
+
+
+def test_top_p_boundary_keeps_a_set_whose_mass_equals_p_exactly_and_no_more():
+    # Four equal logits: probabilities are exactly 0.25 and their partial sums 0.25, 0.5, 0.75 are exact
+    # in floating point. The nucleus is the SMALLEST set with mass >= p, so at p = 0.5 two tokens
+    # (mass exactly 0.5) suffice; a filter that waits for mass > p would keep three.
+    logits = torch.zeros(1, 4)
+    assert int(torch.isfinite(top_p_filter(logits, 0.5)).sum()) == 2
+    assert int(torch.isfinite(top_p_filter(logits, 0.75)).sum()) == 3
+    assert int(torch.isfinite(top_p_filter(logits, 0.5 + 1e-6)).sum()) == 3
+    assert int(torch.isfinite(top_p_filter(logits, 1.0)).sum()) == 4
+    assert int(torch.isfinite(top_p_filter(logits, 0.0)).sum()) == 1  # the most likely token always stays
+
+
+def test_temperature_divides_the_logits_exactly_and_entropy_falls_with_it():
+    logits = torch.tensor([[0.3, -1.2, 2.0, 0.0, 0.7]], dtype=torch.float64)
+    entropies = []
+    for tau in (4.0, 2.0, 1.0, 0.5, 0.25):
+        probs = filter_logits(logits, temperature=tau).softmax(-1)
+        torch.testing.assert_close(probs, (logits / tau).softmax(-1), rtol=1e-12, atol=0)  # p_i ~ exp(l_i / tau)
+        entropies.append(float(-(probs * probs.log()).sum()))
+    assert all(a > b for a, b in zip(entropies, entropies[1:]))  # strictly sharper as tau falls
+
+
+def _constant_logit_prior(logits: torch.Tensor) -> TokenPrior:
+    """A TokenPrior whose next-token logits are `logits` (V,) at every position whatever the input."""
+    model = tiny_prior().double().eval()
+    with torch.no_grad():
+        model.ln_f.weight.zero_()
+        model.ln_f.bias.zero_()
+        model.ln_f.bias[0] = 1.0  # every final hidden state is e_0 ...
+        model.head.weight.zero_()
+        model.head.weight[:, 0] = logits  # ... so the head returns the fixed logits
+    return model
+
+
+def test_sampler_draws_from_the_tempered_filtered_distribution():
+    logits = torch.tensor([1.0, 0.5, 0.0, -0.5, -1.0, -1.5, 2.0, 0.2, 0.1, -3.0, 0.8], dtype=torch.float64)
+    model = _constant_logit_prior(logits)
+    n = 4000
+    for tau, top_k in ((0.5, None), (2.0, None), (1.0, 3)):
+        out = sample(model, torch.zeros(n, 1, dtype=torch.long), 1, temperature=tau, top_k=top_k,
+                     generator=torch.Generator().manual_seed(0))[:, 1]
+        want = filter_logits(logits, tau, top_k).softmax(-1)
+        freq = torch.bincount(out, minlength=11).double() / n
+        torch.testing.assert_close(freq, want, atol=0.03, rtol=0)
+        # and token by token it is the shared categorical draw on those logits with the same generator
+        same = sample_from_logits(filter_logits(logits.expand(n, 11), tau, top_k), torch.Generator().manual_seed(0))
+        assert torch.equal(out, same)
 
 
 def test_top_p_draws_only_from_the_nucleus_by_brute_force():
@@ -196,3 +248,46 @@ def test_sequence_is_raster_order_row_by_row():
 def test_text_image_sequence_shifts_image_ids_past_the_text_vocabulary():
     seq = text_image_sequence(torch.tensor([[3, 1]]), torch.tensor([[0, 5, 2]]), text_vocab=10)
     assert seq.tolist() == [[3, 1, 10, 15, 12]]
+
+
+def test_a_sequence_longer_than_max_len_is_refused_with_the_lengths():
+    model = tiny_prior()
+    with pytest.raises(ValueError, match="^sequence length 33 exceeds max_len 32$"):
+        model(torch.zeros(1, 33, dtype=torch.long))
+    logits, cache = model.forward_incremental(torch.zeros(1, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match="^sequence length 33 exceeds max_len 32$"):
+        model.forward_incremental(torch.zeros(1, 1, dtype=torch.long), cache)
+
+
+def test_top_k_larger_than_the_vocabulary_keeps_everything():
+    logits = torch.tensor([[0.3, -1.0, 2.0]])
+    assert torch.equal(top_k_filter(logits, 10), logits)
+
+
+def test_categorical_draw_keeps_leading_shape_ignores_scale_and_never_draws_a_zero():
+    probs = torch.tensor([0.0, 2.0, 0.0, 6.0], dtype=torch.float64).expand(4, 500, 4)  # unnormalised rows
+    draw = sample_from_probs(probs, torch.Generator().manual_seed(0))
+    assert draw.shape == (4, 500) and set(draw.unique().tolist()) <= {1, 3}
+    freq = (draw == 3).double().mean()
+    assert abs(float(freq) - 0.75) < 0.03  # 6 / (2 + 6)
+    same = sample_from_logits(probs.log(), torch.Generator().manual_seed(0))
+    assert torch.equal(draw, same)  # the logits draw is the same inverse-CDF draw
+
+
+def test_cached_and_uncached_sampling_agree_with_cross_attention_to_a_context():
+    torch.manual_seed(0)
+    model = TokenPrior(vocab_size=11, dim=16, n_layers=2, n_heads=2, max_len=32, cross_attention=True).double().eval()
+    ctx = torch.randn(2, 5, 16, dtype=torch.float64)
+    prefix = torch.tensor([[1], [2]])
+    runs = [sample(model, prefix, 8, generator=torch.Generator().manual_seed(3), use_cache=c, context=ctx) for c in (True, False)]
+    assert torch.equal(runs[0], runs[1])
+    other = sample(model, prefix, 8, generator=torch.Generator().manual_seed(3), context=torch.randn(2, 5, 16, dtype=torch.float64))
+    assert not torch.equal(runs[0], other)  # the context steers the tokens
+
+
+def test_tokens_to_pixels_inverts_pixels_to_tokens_on_palette_colours():
+    palette = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    ids = torch.tensor([[0, 1, 2, 1, 0, 2]])
+    img = tokens_to_pixels(ids, palette, 2, 3)  # (1, 3, 2, 3)
+    assert img.shape == (1, 3, 2, 3) and torch.equal(img[0, :, 0, 1], palette[1])
+    assert torch.equal(pixels_to_tokens(img, palette), ids)

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn as nn
 
 from reference_impls.attention import (
     KVCache,
@@ -9,6 +10,7 @@ from reference_impls.attention import (
     TransformerBlock,
     causal_mask,
     scaled_dot_product_attention,
+    sinusoidal_embedding,
     sinusoidal_positions,
 )
 
@@ -140,3 +142,78 @@ def test_transformer_block_reads_context_only_for_kept_examples_and_stays_causal
     c = block(y, mask=causal_mask(5), context=ctx, keep=keep)
     torch.testing.assert_close(c[:, :3], a[:, :3])
     assert not torch.allclose(c[:, 3], a[:, 3])
+
+
+def test_sinusoidal_embedding_needs_an_even_dimension_and_uses_its_base():
+    with pytest.raises(ValueError, match="^a sinusoidal embedding needs an even dimension d$"):
+        sinusoidal_positions(4, 5)
+    pe = sinusoidal_positions(6, 4, base=100.0)
+    assert math.isclose(pe[5, 2].item(), math.sin(5 / 100 ** (2 / 4)), abs_tol=1e-6)
+    assert math.isclose(pe[5, 3].item(), math.cos(5 / 100 ** (2 / 4)), abs_tol=1e-6)
+    assert pe.dtype == torch.float32
+
+
+def test_heads_must_divide_the_width_and_bias_free_attention_is_linear():
+    with pytest.raises(ValueError, match="^dim must be divisible by n_heads$"):
+        MultiHeadAttention(10, 4)
+    torch.manual_seed(0)
+    plain = MultiHeadAttention(8, 2, bias=False)
+    assert all(p.bias is None for p in (plain.q_proj, plain.k_proj, plain.v_proj, plain.out_proj))
+    # without biases the layer maps 0 to 0; the default, with biases, does not
+    torch.testing.assert_close(plain(torch.zeros(2, 5, 8)), torch.zeros(2, 5, 8))
+    assert MultiHeadAttention(8, 2)(torch.zeros(2, 5, 8)).abs().max() > 0  # the default has biases
+    assert len(KVCache()) == 0
+
+
+def test_transformer_block_is_the_pre_ln_residual_composition_with_optional_sandwich_ln():
+    torch.manual_seed(0)
+    x, ctx = torch.randn(2, 4, 16), torch.randn(2, 3, 16)
+    mask = causal_mask(4)
+    for sandwich in (False, True):
+        blk = TransformerBlock(16, 4, cross_attention=True, sandwich_ln=sandwich).eval()
+        out_a = blk.ln_attn_out if sandwich else (lambda h: h)
+        out_c = blk.ln_cross_out if sandwich else (lambda h: h)
+        out_f = blk.ln_ffn_out if sandwich else (lambda h: h)
+        h = x + out_a(blk.attn(blk.ln_attn_in(x), mask=mask))
+        h = h + out_c(blk.cross(blk.ln_cross_in(h), context=ctx))
+        h = h + out_f(blk.ffn(blk.ln_ffn_in(h)))
+        torch.testing.assert_close(blk(x, mask=mask, context=ctx), h)
+        assert isinstance(blk.ln_ffn_out, nn.LayerNorm) == sandwich
+    # without a context the cross-attention branch is skipped
+    blk = TransformerBlock(16, 4, cross_attention=True).eval()
+    h = x + blk.attn(blk.ln_attn_in(x))
+    torch.testing.assert_close(blk(x), h + blk.ffn(blk.ln_ffn_in(h)))
+    plain = TransformerBlock(16, 4)
+    assert plain.cross is None and plain.ffn[0].out_features == 64  # FFN width 4 dim
+    assert isinstance(plain.ffn[1], nn.GELU)
+
+
+def test_custom_attention_and_layer_norm_replace_the_defaults():
+    calls = []
+
+    def attention(q, k, v, m):
+        calls.append("attention")
+        return scaled_dot_product_attention(q, k, v, m)
+
+    def layer_norm(x, ln):
+        calls.append("layer_norm")
+        return ln(x)
+
+    torch.manual_seed(0)
+    blk = TransformerBlock(8, 2, attention=attention, layer_norm=layer_norm)
+    ref = TransformerBlock(8, 2)
+    ref.load_state_dict(blk.state_dict())
+    x = torch.randn(1, 3, 8)
+    torch.testing.assert_close(blk(x), ref(x))
+    assert calls == ["layer_norm", "attention", "layer_norm"]
+
+
+def test_sinusoidal_embedding_defaults_to_base_10000_and_stays_exact_at_large_positions():
+    # the angle is formed in float64, so even a position of 12,345 (a diffusion step or a long
+    # sequence) comes out within float32 rounding of the exact sin/cos
+    pe = sinusoidal_embedding(torch.tensor([7, 12345]), 8)
+    for row, pos in enumerate((7, 12345)):
+        for i in range(4):
+            angle = pos / 10000 ** (2 * i / 8)
+            assert math.isclose(pe[row, 2 * i].item(), math.sin(angle), abs_tol=1e-6)
+            assert math.isclose(pe[row, 2 * i + 1].item(), math.cos(angle), abs_tol=1e-6)

@@ -8,17 +8,19 @@ import torch
 from reference_impls.ddim import (
     ddim_invert,
     ddim_sample,
+    ddim_sigma,
+    ddim_step,
     exact_eps_oracle,
     gaussian_eps_oracle,
     make_timesteps,
     step_pairs,
 )
-from reference_impls.ddpm import Schedule, linear_betas
+from reference_impls.ddpm import Schedule, cosine_betas, linear_betas, q_posterior
 
 SPACINGS = ["leading", "trailing", "linspace"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # function scope: every test builds its own Schedule, so mutation testing maps Schedule to each test
 def sched():
     return Schedule(linear_betas(1000))
 
@@ -93,7 +95,7 @@ def diffusers_ddim():
 @pytest.mark.parametrize("spacing", SPACINGS)
 def test_timestep_lists_equal_diffusers_ddim_scheduler(diffusers_ddim, spacing):
     ref = diffusers_ddim(num_train_timesteps=1000, timestep_spacing=spacing)
-    for n in list(range(2, 60)) + [100, 250, 500, 1000]:
+    for n in list(range(1, 60)) + [100, 250, 500, 1000]:
         ref.set_timesteps(n)
         assert make_timesteps(1000, n, spacing) == ref.timesteps.tolist(), n
 
@@ -113,3 +115,80 @@ def test_inversion_then_sampling_round_trips(sched):
     assert errors[2] < 0.03
     # the code is a Gaussian-looking latent, not the data: its spread is about 1, the data's 0.5
     assert 0.8 < x_T.std().item() < 1.3
+
+
+@pytest.mark.parametrize("betas", [linear_betas(1000), cosine_betas(1000)], ids=["linear", "cosine"])
+def test_sigma_at_eta_one_is_the_ddpm_posterior_variance_at_every_step(betas):
+    s = Schedule(betas)
+    sigma2 = torch.tensor([ddim_sigma(s, t, t - 1, 1.0) ** 2 for t in range(1000)], dtype=torch.float64)
+    torch.testing.assert_close(sigma2, s.posterior_variance, rtol=1e-9, atol=1e-15)
+    half = torch.tensor([ddim_sigma(s, t, t - 1, 0.5) for t in range(1000)], dtype=torch.float64)
+    torch.testing.assert_close(half, 0.5 * sigma2.sqrt(), rtol=1e-12, atol=0)  # sigma is linear in eta
+
+
+def test_full_step_at_eta_one_is_a_draw_from_the_ddpm_posterior_with_x0_hat(sched):
+    # Song et al., Sec. 4.1: with eta = 1 on the full step list the generative step IS DDPM's
+    # q(x_{t-1} | x_t, x0_hat): same mean (Eq. 7) and same variance beta~_t, for the same noise z.
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    eps = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    for t in (1, 10, 500, 999):
+        tt = torch.full((3,), t)
+        x0_hat = (x - (1 - sched.alpha_bars[t]).sqrt() * eps) / sched.alpha_bars[t].sqrt()
+        mean, var = q_posterior(sched, x0_hat, x, tt)
+        z = torch.randn(x.shape, generator=torch.Generator().manual_seed(t), dtype=x.dtype)
+        got = ddim_step(sched, x, eps, t, t - 1, eta=1.0, generator=torch.Generator().manual_seed(t))
+        torch.testing.assert_close(got, mean + var.sqrt() * z, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("n", [10, 50])
+def test_every_step_equals_diffusers_ddim_scheduler_step_with_the_same_noise(diffusers_ddim, eta, n):
+    ref = diffusers_ddim(num_train_timesteps=1000, clip_sample=False, set_alpha_to_one=True, timestep_spacing="leading")
+    ref.set_timesteps(n)  # leading spacing with n | T: diffusers' t - T // n is the next list entry
+    ts = make_timesteps(1000, n, "leading")
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 4, generator=g)
+    for t, t_prev in step_pairs(ts):
+        eps = torch.randn(2, 4, generator=g)
+        z = torch.randn(2, 4, generator=torch.Generator().manual_seed(t))
+        want = ref.step(eps, t, x, eta=eta, variance_noise=z).prev_sample
+        got = ddim_step(Schedule(linear_betas(1000)), x, eps, t, t_prev, eta, torch.Generator().manual_seed(t))
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        x = want
+
+
+def test_the_default_step_is_deterministic_and_draws_no_noise(sched):
+    # eta defaults to 0 (DDIM proper): no sigma, so the generator is never touched
+    x, eps = torch.randn(2, 3, generator=torch.Generator().manual_seed(0)), torch.randn(2, 3)
+    g = torch.Generator().manual_seed(1)
+    state = g.get_state()
+    a = ddim_step(sched, x, eps, 500, 480, generator=g)
+    assert torch.equal(g.get_state(), state)
+    assert torch.equal(a, ddim_step(sched, x, eps, 500, 480, generator=torch.Generator().manual_seed(2)))
+
+
+def test_unknown_spacing_is_named_in_the_error():
+    with pytest.raises(ValueError, match="unknown spacing 'bogus'"):
+        make_timesteps(1000, 10, "bogus")
+
+
+def test_gaussian_oracle_is_the_mmse_noise_estimate_and_keeps_the_input_dtype(sched):
+    # For x_0 ~ N(mean, std^2) the MMSE estimate E[eps | x_t] leaves a residual uncorrelated with x_t.
+    g = torch.Generator().manual_seed(11)
+    mean, std, n = torch.tensor([0.7]), 0.5, 200_000
+    oracle = gaussian_eps_oracle(sched, mean, std)
+    for t in (100, 400, 800):
+        x0 = mean + std * torch.randn(n, 1, generator=g)
+        eps = torch.randn(n, 1, generator=g)
+        a = sched.alpha_bars[t].float()
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        out = oracle(xt, torch.full((n,), t))
+        assert out.dtype == torch.float32
+        resid = (eps - out)[:, 0]
+        xc = xt[:, 0] - xt[:, 0].mean()
+        assert abs(float((resid * xc).mean())) < 0.01 and abs(float(resid.mean())) < 0.01
+
+
+def test_default_spacing_is_leading_as_in_diffusers():
+    assert make_timesteps(1000, 10) == make_timesteps(1000, 10, "leading") == list(range(900, -1, -100))

@@ -20,7 +20,7 @@ from reference_impls.ddpm import (
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # function scope: every test builds its own Schedule, so mutation testing maps Schedule to each test
 def sched():
     return Schedule(linear_betas(1000))
 
@@ -147,3 +147,58 @@ def test_seeded_tiny_training_run_lowers_the_eps_loss():
         opt.step()
     after = held_out_loss()
     assert after < 0.6 * before
+
+
+@pytest.mark.parametrize("s", [0.008, 0.02])
+def test_cosine_schedule_alpha_bar_is_the_closed_form_with_offset_s(s):
+    # Nichol & Dhariwal, Eq. 17: alpha_bar_t = f(t) / f(0), f(t) = cos^2((t / T + s) / (1 + s) pi / 2).
+    # The offset s keeps beta_1 away from 0; with s = 0 the first beta would be ~2.5e-6 instead.
+    T = 1000
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    alpha_bars = Schedule(cosine_betas(T, s=s)).alpha_bars
+    unclipped = [t for t in range(T) if 1 - f(t + 1) / f(t) < 0.999]  # only the last steps hit the 0.999 cap
+    assert len(unclipped) >= T - 2
+    want = torch.tensor([f(t + 1) / f(0) for t in unclipped], dtype=torch.float64)
+    torch.testing.assert_close(alpha_bars[unclipped], want, rtol=1e-9, atol=1e-12)
+    assert math.isclose(float(cosine_betas(T, s=s)[0]), 1 - f(1) / f(0), rel_tol=1e-12)
+    assert float(cosine_betas(T, s=s)[-1]) == 0.999  # the cap of the paper's clipping
+
+
+def test_default_schedules_have_the_papers_thousand_steps_and_float64_rates():
+    assert len(linear_betas()) == 1000 and len(cosine_betas()) == 1000  # T = 1000, papers/ho2020denoising.md
+    s = Schedule(linear_betas(50).float())  # float32 betas in, float64 schedule out
+    assert s.betas.dtype == s.alpha_bars.dtype == s.posterior_variance.dtype == torch.float64
+
+
+def test_posterior_and_x0_at_random_steps_match_bayes_and_the_inverse_of_eq_4(sched):
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 1000, (64,), generator=g)
+    x0 = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    noise = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    xt = q_sample(sched, x0, t, noise)
+    ab, b = sched.alpha_bars[t][:, None], sched.betas[t][:, None]
+    ab_prev = torch.where(t > 0, sched.alpha_bars[(t - 1).clamp(min=0)], torch.ones(64, dtype=torch.float64))[:, None]
+    mean, var = q_posterior(sched, x0, xt, t)
+    want = ab_prev.sqrt() * b / (1 - ab) * x0 + (1 - b).sqrt() * (1 - ab_prev) / (1 - ab) * xt  # Eq. 7
+    torch.testing.assert_close(mean, want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(var, (1 - ab_prev) / (1 - ab) * b, rtol=1e-10, atol=1e-15)
+    torch.testing.assert_close(predict_x0(sched, xt, t, noise), x0, rtol=1e-8, atol=1e-8)
+
+
+def test_eps_loss_is_mse_of_the_noise_at_a_uniform_step_drawn_from_its_generator():
+    s = Schedule(linear_betas(2))  # T = 2: both steps, including the first (index 0), must be drawn
+    seen = []
+
+    def model(x, t):
+        seen.append(t)
+        return x * 0.5
+
+    x0 = torch.randn(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    loss = eps_loss(s, model, x0, torch.Generator().manual_seed(1))
+    torch.manual_seed(123)  # the global generator must not matter
+    assert torch.equal(loss, eps_loss(s, model, x0, torch.Generator().manual_seed(1)))
+    g = torch.Generator().manual_seed(1)
+    t = torch.randint(0, 2, (64,), generator=g)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(loss, ((q_sample(s, x0, t, noise) * 0.5 - noise) ** 2).mean(), rtol=0, atol=0)
+    assert set(seen[0].tolist()) == {0, 1}

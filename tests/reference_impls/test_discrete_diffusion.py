@@ -168,13 +168,97 @@ def test_vlb_term_vanishes_for_a_perfect_predictor_and_is_positive_otherwise():
     assert (dd.vlb_terms(s, x0, xt, t, flat) > 1e-3).all()
 
 
-def test_hybrid_loss_is_vb_plus_lambda_ce_and_trains_the_model():
+def test_hybrid_loss_is_the_vlb_term_plus_lambda_times_x0_cross_entropy_and_training_lowers_it():
     s = _families()["mask_and_replace"]
     torch.manual_seed(6)
     x0 = torch.randint(0, K, (8, 6))
     model = torch.nn.Embedding(K + 1, K)  # per-token x_0 logits from x_t
     fn = lambda xt, t: model(xt)  # noqa: E731
     loss, vb, ce = dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(loss, vb + 0.5 * ce)
-    loss.backward()
-    assert model.weight.grad.abs().sum() > 0
+    # the same t ~ U{1..T} and x_t ~ q(x_t | x_0) by hand, from the same generator
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(1, T + 1, (8,), generator=g)
+    xt = dd.q_sample(s, x0, t, g)
+    log_p = F.log_softmax(model(xt), -1)  # (B, N, K)
+    want_vb = dd.vlb_terms(s, x0, xt, t, dd.pad_to_states(log_p.exp(), K + 1)).mean() / 6  # per token
+    want_ce = F.nll_loss(log_p.reshape(-1, K), x0.reshape(-1))
+    torch.testing.assert_close(vb, want_vb.to(vb.dtype))
+    torch.testing.assert_close(ce, want_ce)
+    torch.testing.assert_close(loss, vb + 0.5 * ce)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    first = None
+    for i in range(60):
+        opt.zero_grad()
+        step_loss = dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(i))[0]
+        step_loss.backward()
+        opt.step()
+        first = first if first is not None else float(step_loss)
+    after = sum(float(dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(1000 + i))[0])
+                for i in range(20)) / 20
+    assert after < 0.7 * first
+
+
+# ----------------------------------------------------------------------------- closed forms vs dense oracle
+
+
+def _dense_row_ops(s, x0_probs, xt, t):
+    """The posterior and the mixture reverse step computed with the dense (T + 1, S, S) matrices."""
+    Q, Qbar = s.Q, s.Qbar
+    fact1 = Q[t][:, xt].T  # (N, S): column x_t of Q_t, one row per token (all tokens share t here)
+    fact2 = x0_probs @ Qbar[t - 1]  # (N, S)
+    post = fact1 * fact2
+    post = post / post.sum(-1, keepdim=True)
+    w = x0_probs / Qbar[t][:, xt].T.clamp_min(1e-30)  # p~(x_0) / q(x_t | x_0)
+    mix = fact1 * (w @ Qbar[t - 1])
+    return post, mix / mix.sum(-1, keepdim=True)
+
+
+def _big_families(k=37, steps=15):
+    return {
+        "uniform": dd.uniform_schedule(dd.multinomial_cosine_betas(steps), k),
+        "absorbing": dd.absorbing_schedule(dd.absorbing_betas(steps), k),
+        "mask_and_replace": dd.mask_and_replace_schedule(*dd.vq_diffusion_cumulative(steps), k),
+    }
+
+
+@pytest.mark.parametrize("name", ["uniform", "absorbing", "mask_and_replace"])
+def test_closed_form_rows_posterior_and_reverse_step_equal_the_dense_matrices(name):
+    s = _big_families()[name]
+    S, k, steps = s.num_states, s.num_classes, s.num_steps
+    Q, Qbar = s.Q, s.Qbar
+    torch.testing.assert_close(Qbar, dd.cumulative_product(Q), rtol=0, atol=1e-12)  # the closed-form Qbar_t
+    g = torch.Generator().manual_seed(9)
+    x0 = torch.randint(0, k, (1, 200), generator=g)
+    xt_all = torch.randint(0, S, (1, 200), generator=g)  # includes [MASK] where there is one
+    p = torch.rand(1, 200, S, generator=g, dtype=torch.float64)
+    p = p / p.sum(-1, keepdim=True)  # also puts mass on [MASK]: _times must handle it
+    for t in (1, 2, steps // 2, steps):
+        tt = torch.tensor([t])
+        torch.testing.assert_close(dd.q_probs(s, x0, tt)[0], Qbar[t][x0[0]], rtol=0, atol=1e-12)
+        torch.testing.assert_close(dd.q_step_probs(s, xt_all, tt)[0], Q[t][xt_all[0]], rtol=0, atol=1e-12)
+        post, mix = _dense_row_ops(s, p[0], xt_all[0], t)
+        reachable = post.sum(-1) > 0
+        torch.testing.assert_close(dd.q_posterior(s, p, xt_all, tt)[0][reachable], post[reachable], rtol=0, atol=1e-10)
+        data_p = dd.pad_to_states(p[..., :k] / p[..., :k].sum(-1, keepdim=True), S)  # a model's p~ over K
+        post_d, mix_d = _dense_row_ops(s, data_p[0], xt_all[0], t)
+        ok = mix_d.isfinite().all(-1)
+        got = dd.p_reverse_probs(s, data_p, xt_all, tt, "mixture")[0]
+        torch.testing.assert_close(got[ok], mix_d[ok], rtol=0, atol=1e-10)
+    torch.testing.assert_close(s.prior(), Qbar[steps, :k].mean(0), rtol=0, atol=1e-12)
+
+
+def test_vq_diffusion_schedule_at_its_paper_size_holds_rates_not_matrices():
+    # 2,886 codes + [MASK], T = 100 (papers/gu2022vector.md): dense Q and Qbar would be 6.7 GB each.
+    s = dd.mask_and_replace_schedule(*dd.vq_diffusion_cumulative(100), 2886)
+    held = sum(v.numel() for v in vars(s).values() if isinstance(v, torch.Tensor))
+    assert held == 6 * 101
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, 2886, (1, 1024), generator=g)
+    xt = dd.q_sample(s, x0, torch.tensor([60]), g)
+    post = dd.q_posterior(s, F.one_hot(x0, 2887).double(), xt, torch.tensor([60]))  # (1, 1024, 2887)
+    torch.testing.assert_close(post.sum(-1), torch.ones(1, 1024, dtype=torch.float64))
+    # a [MASK] at t was already [MASK] at t - 1 with probability gamma_bar_{t-1} / gamma_bar_t
+    masked = xt[0] == 2886
+    want = float(s.to_mask_bar[59] / s.to_mask_bar[60])
+    assert masked.any()
+    torch.testing.assert_close(post[0, masked, 2886], torch.full((int(masked.sum()),), want, dtype=torch.float64))

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reference_impls.gumbel import anneal_temperature, gumbel_softmax, sample_gumbel
+from reference_impls.gumbel import anneal_temperature, gumbel_from_uniform, gumbel_softmax, sample_gumbel
 
 
 def test_soft_samples_lie_on_the_simplex():
@@ -68,3 +68,40 @@ def test_annealing_schedule_is_exponential_floored_and_stepwise():
     assert anneal_temperature(10**6, rate=1e-4) == 0.5  # floor tau_min
     taus = [anneal_temperature(t, rate=1e-4, every=500) for t in range(0, 20000, 250)]
     assert all(a >= b for a, b in zip(taus, taus[1:]))
+
+
+def test_gumbel_noise_stays_finite_at_both_ends_of_the_uniform_and_is_the_inverse_cdf_inside():
+    u = torch.tensor([0.0, 1e-30, 0.3, 0.5, 1.0 - 1e-8, 1.0], dtype=torch.float64)
+    g = gumbel_from_uniform(u)
+    assert torch.isfinite(g).all()
+    assert g[0] == g[1] == -math.log(-math.log(1e-20))  # clamped at eps
+    assert g[4] == g[5] == -math.log(-math.log(1.0 - 1e-7))  # clamped just below 1
+    torch.testing.assert_close(g[2:4], -(-u[2:4].log()).log())  # F^{-1}(u) of the standard Gumbel
+    assert math.isclose(float(gumbel_from_uniform(torch.tensor(1e-10), eps=1e-5)), -math.log(-math.log(1e-5)), rel_tol=1e-6)
+
+
+def test_noise_has_the_logits_dtype_and_the_sample_is_softmax_of_logits_plus_that_noise():
+    logits = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = sample_gumbel(logits.shape, torch.Generator().manual_seed(4), torch.float64)
+    assert g.dtype == torch.float64
+    y = gumbel_softmax(logits, 0.5, generator=torch.Generator().manual_seed(4))
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, ((logits + g) / 0.5).softmax(-1), rtol=0, atol=1e-15)
+
+
+def test_relaxed_sample_is_normalised_along_the_requested_dim():
+    logits = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))  # classes along dim 0
+    y = gumbel_softmax(logits, 1.0, generator=torch.Generator().manual_seed(1), dim=0)
+    torch.testing.assert_close(y.sum(0), torch.ones(3))
+    assert not torch.allclose(y.sum(1), torch.ones(5))
+
+
+def test_annealing_changes_tau_every_step_by_default():
+    assert anneal_temperature(3, 0.1) == math.exp(-0.3)  # every = 1: no rounding of the step
+    assert anneal_temperature(3, 0.1, every=2) == math.exp(-0.2)
+    assert anneal_temperature(100, 0.1) == 0.5  # floored at tau_min
+
+
+def test_sample_gumbel_passes_its_clamp_on_to_the_transform():
+    g = sample_gumbel((1000,), torch.Generator().manual_seed(0), torch.float64, eps=0.5)
+    assert float(g.min()) == -math.log(-math.log(0.5))  # every u below 0.5 is clamped up to it

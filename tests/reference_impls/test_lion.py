@@ -29,11 +29,16 @@ def test_sampling_draws_the_shape_latent_first_and_conditions_the_points_on_it()
 
 
 @pytest.mark.parametrize("n", [17, 2048])
-def test_sampled_clouds_have_n_by_3_points_for_any_n(n):
+def test_any_number_of_points_is_decoded_from_a_point_latent_sampled_given_z0(n):
+    # The point DDM is a set function, so the cloud size is free at sampling time; the cloud is the
+    # decoder's offsets added to the sampled latent points' xyz.
     model = _lion(T=5)
     out = model.sample(1, n, torch.Generator().manual_seed(0))
-    assert out["h0"].shape == (1, n, 4) and out["points"].shape == (1, n, 3)
-    assert torch.isfinite(out["points"]).all()
+    g = torch.Generator().manual_seed(0)
+    z0 = model.sample_shape_latent(1, g)
+    h0 = model.sample_point_latent(z0, n, g)  # the same generator, continued
+    assert torch.equal(out["z0"], z0) and torch.equal(out["h0"], h0) and h0.shape == (1, n, 4)
+    torch.testing.assert_close(out["points"], h0[..., :3] + model.vae.decoder(h0, z0))
 
 
 def test_shape_latent_is_invariant_and_point_path_equivariant_to_point_order():

@@ -8,6 +8,7 @@ from reference_impls.maskgit import (
     cosine_schedule,
     decode,
     generate,
+    masked_count,
     masked_token_loss,
     schedule_counts,
     training_mask,
@@ -130,3 +131,107 @@ def test_loss_is_zero_gradient_on_unmasked_positions():
     masked_token_loss(logits, tokens, mask).backward()
     assert torch.all(logits.grad[~mask] == 0)
     assert torch.all(logits.grad[mask].abs().sum(-1) > 0)
+
+
+
+def _agreement_with_confidence_order(choice_temperature: float, steps: int = 6, n: int = 12, batch: int = 400):
+    """Per decoding step, the fraction of newly fixed tokens that are among the most confident unknown ones.
+
+    Position i's only plausible code is 0 with log p = c_i, c_i spaced evenly from -6.5 to 0 (the
+    other codes share the rest), and near-zero sampling temperature draws code 0 everywhere, so the
+    confidence order is the position order.
+    """
+    k = 1024
+    c = torch.linspace(-6.5, 0.0, n)  # (N,) log p(y_i = 0)
+    logits = ((1 - c.exp()) / (k - 1)).log()[:, None].repeat(1, k)  # (N, K)
+    logits[:, 0] = c
+    history = []
+    decode(lambda x, t: logits.expand(batch, n, k), torch.full((batch, n), k),
+           torch.ones(batch, n, dtype=torch.bool), k, steps, torch.Generator().manual_seed(0),
+           temperature=1e-4, choice_temperature=choice_temperature, history=history)
+    before, agreement = torch.ones(batch, n, dtype=torch.bool), []
+    for after in history[:-1]:
+        fixed = before & ~after  # (B, N) fixed at this step
+        m = int(fixed[0].sum())
+        rank_from_top = before.flip(1).cumsum(1).flip(1)  # 1 at the highest (most confident) unknown position
+        best = before & (rank_from_top <= m)
+        agreement.append(float((fixed & best).sum()) / (batch * m))
+        before = after
+    return agreement
+
+
+def test_choice_noise_anneals_so_late_steps_follow_confidence_and_early_steps_explore():
+    # c_i = log p(y_i) + tau (1 - t/T) g_i: the noise is largest at the first step and gone at the last.
+    agreement = _agreement_with_confidence_order(choice_temperature=1.2)
+    assert agreement[0] < 0.6  # step 1: noise of scale 1.0 often overrules confidence gaps of 0.6
+    assert agreement[-1] > 0.9  # step T - 1: noise of scale 0.2 rarely does
+    assert _agreement_with_confidence_order(choice_temperature=0.0) == [1.0] * 5
+
+
+def test_cosine_schedule_on_tensors_is_cos_pi_r_over_2():
+    r = torch.tensor([0.0, 1 / 3, 0.5, 0.8, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(cosine_schedule(r), torch.cos(math.pi / 2 * r))
+    assert math.isclose(cosine_schedule(1 / 3), math.cos(math.pi / 6))
+
+
+def test_masked_count_reads_the_end_of_the_schedule_as_zero_and_uses_the_given_gamma():
+    assert masked_count(1.0, 10, gamma=lambda r: 0.5) == 0  # r = 1: nothing masked, whatever gamma(1)
+    assert masked_count(0.5, 10, gamma=lambda r: 0.5) == 5
+    linear = lambda r: 1 - r  # noqa: E731
+    assert schedule_counts(10, 5, gamma=linear) == [8, 6, 4, 2, 0]
+    mask = training_mask(3, 100, torch.Generator().manual_seed(0), gamma=linear, ratio=torch.tensor([0.25, 0.5, 0.75]))
+    assert mask.sum(dim=1).tolist() == [75, 50, 25]
+
+
+def test_training_mask_keeps_exactly_one_target_at_the_end_of_the_schedule_and_follows_its_generator():
+    for r in (0.9999, 1.0):  # ceil(gamma(r) N) is 1 or 0: one target either way
+        assert int(training_mask(1, 100, ratio=torch.tensor([r])).sum()) == 1
+    a = training_mask(4, 50, torch.Generator().manual_seed(3))
+    torch.manual_seed(0)  # the global generator must not matter
+    b = training_mask(4, 50, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    c = training_mask(4, 50, torch.Generator().manual_seed(4))
+    assert not torch.equal(a, c)
+    assert len({int(n) for n in a.sum(dim=1)}) > 1  # r is drawn per example
+
+
+def test_masked_token_loss_is_the_mean_cross_entropy_over_masked_positions():
+    logits = torch.randn(2, 5, K, generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(0, K, (2, 5), generator=torch.Generator().manual_seed(1))
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")  # (2, 5)
+    one = torch.zeros(2, 5, dtype=torch.bool)
+    one[1, 3] = True
+    torch.testing.assert_close(masked_token_loss(logits, tokens, one), ce[1, 3])
+    some = torch.rand(2, 5, generator=torch.Generator().manual_seed(2)) < 0.5
+    torch.testing.assert_close(masked_token_loss(logits, tokens, some), ce[some].mean())
+
+
+def test_class_conditional_generation_is_decoding_with_the_label_prefix_and_follows_its_generator():
+    torch.manual_seed(0)
+    model = MaskedTransformer(K, N, dim=32, depth=1, n_heads=4, num_classes=3).eval()
+    labels = torch.tensor([0, 2])
+    tokens = torch.randint(0, K + 1, (2, N))
+    out = model(tokens, labels)
+    assert out.shape == (2, N, K)
+    assert not torch.allclose(out, model(tokens, torch.tensor([1, 1])))  # every row reads its label
+    same = tokens.clone()
+    same[:] = K  # all [MASK]: positions differ only through the position embedding
+    m = model(same, labels)
+    assert (m[:, 0] - m[:, 1]).abs().max() > 1e-4
+    history = []
+    got = generate(model, 2, N, steps=4, labels=labels, generator=torch.Generator().manual_seed(5), history=history)
+    assert len(history) == 4  # keyword options reach decode
+    want = decode(lambda x, t: model(x, labels), torch.full((2, N), K), torch.ones(2, N, dtype=torch.bool), K, 4,
+                  torch.Generator().manual_seed(5))
+    assert torch.equal(got, want)
+    assert not torch.equal(got, generate(model, 2, N, steps=4, labels=labels, generator=torch.Generator().manual_seed(6)))
+
+
+def test_default_model_and_generation_follow_the_paper_sizes_of_the_module():
+    torch.manual_seed(0)
+    counting = CountingModel(MaskedTransformer(K, N).eval())  # default width 64, 4 heads
+    generate(counting.model, 1, N, generator=torch.Generator().manual_seed(0))  # default T = 8 iterations
+    forward = counting.model.forward
+    counting.model.forward = lambda x, labels=None: (setattr(counting, "calls", counting.calls + 1), forward(x, labels))[1]
+    generate(counting.model, 1, N, generator=torch.Generator().manual_seed(0))
+    assert counting.calls == 8

@@ -1,6 +1,7 @@
 import torch
 
 from reference_impls.guidance import guide_s
+from reference_impls.maskgit import decode
 from reference_impls.muse import (
     FrozenTextEncoder,
     MuseSuperRes,
@@ -75,10 +76,27 @@ def test_text_encoder_is_frozen_and_base_model_learns():
     assert model.text_proj.weight.grad is not None and model.tok.weight.grad.abs().sum() > 0
 
 
-def test_generation_fills_every_token():
+def test_generation_is_maskgit_decoding_of_the_guided_logits_with_the_rising_scale():
     model, text, neg, _ = setup()
-    out = generate(model, text, steps=6, max_scale=2.0, negative_emb=neg, generator=torch.Generator().manual_seed(0))
-    assert out.shape == (2, N) and out.max() < K and out.min() >= 0
+    steps, max_scale = 6, 2.0
+    calls = []
+
+    forward = model.forward
+    model.forward = lambda tokens, emb: (calls.append(emb), forward(tokens, emb))[1]
+    got = generate(model, text, steps=steps, max_scale=max_scale, negative_emb=neg,
+                   generator=torch.Generator().manual_seed(0))
+    # two passes per step: the text, then the negative prompt as the "unconditional" side
+    assert len(calls) == 2 * steps and all(c is text for c in calls[0::2]) and all(c is neg for c in calls[1::2])
+    del model.forward
+
+    def by_hand(x, k):  # (1 + t_k) l_c - t_k l_u with t_k = max_scale (k + 1) / T
+        t_k = max_scale * (k + 1) / steps
+        return (1 + t_k) * model(x, text) - t_k * model(x, neg)
+
+    start = torch.full((2, N), K)
+    want = decode(by_hand, start, torch.ones(2, N, dtype=torch.bool), K, steps, torch.Generator().manual_seed(0))
+    assert torch.equal(got, want)
+    assert ((got >= 0) & (got < K)).all()
 
 
 def test_super_resolution_model_sees_every_low_resolution_token():
@@ -110,9 +128,21 @@ def test_super_resolution_model_sees_every_low_resolution_token():
         assert torch.all(grad[0].abs().sum(-1) > 0)
 
 
-def test_super_resolve_returns_complete_high_res_tokens():
+def test_super_resolve_guides_by_dropping_only_the_text_and_keeps_the_low_res_tokens():
     torch.manual_seed(0)
     sr = MuseSuperRes(12, 16, 20, 64, text_dim=E, dim=32).eval()
     low = torch.randint(0, 12, (2, 16))
-    out = super_resolve(sr, low, torch.randn(2, 5, E), steps=4, max_scale=1.0, generator=torch.Generator().manual_seed(0))
-    assert out.shape == (2, 64) and out.max() < 20
+    text = torch.randn(2, 5, E)
+    steps, max_scale = 4, 1.5
+    got = super_resolve(sr, low, text, steps=steps, max_scale=max_scale, generator=torch.Generator().manual_seed(0))
+
+    def by_hand(x, k):  # unconditional side: the same low-res tokens, no text
+        t_k = max_scale * (k + 1) / steps
+        return (1 + t_k) * sr(x, low, text) - t_k * sr(x, low, None)
+
+    start = torch.full((2, 64), 20)
+    want = decode(by_hand, start, torch.ones(2, 64, dtype=torch.bool), 20, steps, torch.Generator().manual_seed(0))
+    assert torch.equal(got, want)
+    other = super_resolve(sr, (low + 1) % 12, text, steps=steps, max_scale=max_scale,
+                          generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(got, other)  # the low-res tokens steer the result

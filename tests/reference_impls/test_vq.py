@@ -1,11 +1,13 @@
 """Properties of the shared quantiser reference_impls.vq, for VQ-VAE, VQ-VAE-2 (EMA) and ViT-VQGAN
 (factorised, l2-normalised codes)."""
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls.vq import VectorQuantizer, ema_update, nearest_code, vq_losses
+
 
 def _grads_at_beta(beta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """d(codebook + beta * commitment)/d codebook and /d z_e, for fixed data and codes."""
@@ -141,3 +143,40 @@ def test_factorised_l2_codes_use_more_of_the_codebook_than_plain_vq():
     factorised = _toy_perplexity(factorised=True)
     print(f"codebook perplexity, K = 64: plain VQ {plain:.1f}, factorised + l2 {factorised:.1f}")
     assert factorised > 1.2 * plain
+
+
+@pytest.mark.parametrize("shape, k", [((2, 8, 3, 5), 7), ((3, 4, 6), 5), ((2, 16, 4, 4), 33)])
+def test_fused_path_equals_the_readable_path_in_value_and_every_gradient(shape, k):
+    torch.manual_seed(0)
+    ref = VectorQuantizer(k, shape[1]).double()
+    fused = VectorQuantizer(k, shape[1], fused=True).double()
+    fused.load_state_dict(ref.state_dict())
+    z_ref = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    z_fused = z_ref.detach().clone().requires_grad_(True)
+    a, b = ref(z_ref), fused(z_fused)
+    w = torch.randn_like(a.z_q)
+    # every output enters with its own weight, so each backward path is compared on its own
+    (la, lb) = ((o.z_q * w).sum() + 3 * o.codebook_loss + 5 * o.commitment_loss + o.loss for o in (a, b))
+    la.backward()
+    lb.backward()
+    assert torch.equal(a.indices, b.indices)
+    torch.testing.assert_close(b.z_q, a.z_q, rtol=0, atol=1e-14)
+    torch.testing.assert_close(lb, la, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(z_fused.grad, z_ref.grad, rtol=0, atol=1e-14)
+    torch.testing.assert_close(fused.codebook.grad, ref.codebook.grad, rtol=0, atol=1e-14)
+    torch.testing.assert_close(b.perplexity, a.perplexity)
+
+
+def test_fused_path_blocks_rows_and_refuses_options_it_does_not_cover():
+    torch.manual_seed(1)
+    z = torch.randn(5, 4, 3, 3)
+    codebook = torch.randn(9, 4)
+    from reference_impls.vq import FusedVQ
+
+    small = FusedVQ.apply(z, codebook, 9)[3]  # blocks of one image (9 rows each)
+    whole = FusedVQ.apply(z, codebook, 10_000)[3]
+    assert torch.equal(small, whole)
+    assert torch.equal(whole.reshape(-1), nearest_code(z.movedim(1, -1).reshape(-1, 4), codebook))
+    for kw in ({"ema": True}, {"code_dim": 2}, {"l2_normalize": True}):
+        with pytest.raises(ValueError):
+            VectorQuantizer(9, 4, fused=True, **kw)
