@@ -168,7 +168,9 @@ def protect_title(title: str) -> str:
         nonlocal word
         if word:
             parts = re.split(r"[-/]", word)
-            special = any(re.search(r"[A-Z]", p[1:]) or (re.search(r"\d", p) and re.search(r"[A-Za-z]", p)) for p in parts)
+            special = any(
+                re.search(r"[A-Z]", p[1:]) or (re.search(r"\d", p) and re.search(r"[A-Za-z]", p)) for p in parts
+            )
             out.append("{" + word + "}" if special and "\\" not in word else word)
             word = ""
 

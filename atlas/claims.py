@@ -23,7 +23,10 @@ from __future__ import annotations
 import re
 
 OURS = re.compile(r"\b(?:our|ours|we|us)\b", re.IGNORECASE)
-KINDS = r"(?:class|classes|label|labels|text|texts|caption|captions|prompt|prompts|image|images|segmentation|layout|layouts|frame|frames|audio|speaker|speakers|lyrics|metadata|scene|scenes)"
+KINDS = (
+    r"(?:class|classes|label|labels|text|texts|caption|captions|prompt|prompts|image|images|segmentation"
+    r"|layout|layouts|frame|frames|audio|speaker|speakers|lyrics|metadata|scene|scenes)"
+)
 CONDITIONING = re.compile(
     r"\b(?:un)?conditional(?:ly)?\b"  # conditional, unconditional, class-conditional, ...
     r"|\b\w+-condition(?:ed|al)\b"  # text-conditioned, label-conditioned
@@ -43,7 +46,9 @@ def sentences(prose: str) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     start = 0
     cuts = [m.end() for m in _END.finditer(masked)] + [m.start() for m in re.finditer(r"\n\s*\n", masked)]
-    cuts += [i for m in re.finditer(r"(?m)^#{1,6}\s.*$", masked) for i in (m.start(), m.end())]  # a heading is its own chunk
+    cuts += [
+        i for m in re.finditer(r"(?m)^#{1,6}\s.*$", masked) for i in (m.start(), m.end())
+    ]  # a heading is its own chunk
     for cut in sorted(set(cuts)) + [len(masked)]:
         chunk = masked[start:cut]
         if chunk.strip():
@@ -62,5 +67,11 @@ def claims(prose: str) -> list[tuple[int, str]]:
             continue
         m = CONDITIONING.search(sentence)
         if m:
-            out.append((line, f"a sentence about our work says '{m.group(0)}', but whether and on what our prior is conditioned is not known"))
+            out.append(
+                (
+                    line,
+                    f"a sentence about our work says '{m.group(0)}', "
+                    "but whether and on what our prior is conditioned is not known",
+                )
+            )
     return out

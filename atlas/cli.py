@@ -467,7 +467,8 @@ def _export(root: Path, out: Path | None, force: bool, survey=None, quiet: bool 
     if paper_texts:
         written = " and ".join(str(p.relative_to(root) if p.is_relative_to(root) else p) for p in paper_texts)
         typer.echo(
-            f"atlas export: wrote {written} (the section between the markers, the cited entries in the atlas block of the .bib)"
+            f"atlas export: wrote {written} "
+            "(the section between the markers, the cited entries in the atlas block of the .bib)"
         )
     table = f"a table of {f.rows} rows" if f.rows else "no table"
     typer.echo(
@@ -480,24 +481,59 @@ def _export(root: Path, out: Path | None, force: bool, survey=None, quiet: bool 
 def export(
     root: Path = ROOT,
     out: Path = typer.Option(None, "--out", help="Output folder (default: build/overleaf under the root)."),
-    length: str = typer.Option(None, "--length", help="short (core papers, ~200-350 words), column (~450-700, the default) or full (every paper)."),
-    style: str = typer.Option(None, "--style", help="synthesis (the default) or catalogue (adds the per-paper paragraphs as appendix-papers.tex)."),
+    length: str = typer.Option(
+        None,
+        "--length",
+        help="short (core papers, ~200-350 words), column (~450-700, the default) or full (every paper).",
+    ),
+    style: str = typer.Option(
+        None,
+        "--style",
+        help="synthesis (the default) or catalogue (adds the per-paper paragraphs as appendix-papers.tex).",
+    ),
     group: list[str] = typer.Option([], "--group", help="Only these groups (ids of atlas.yml); repeatable."),
     paper: list[str] = typer.Option([], "--paper", help="Only these papers (bib keys); repeatable."),
-    facet: list[str] = typer.Option([], "--facet", help="Only papers with this facet value, e.g. prior=autoregressive; repeatable."),
-    words: int = typer.Option(None, "--words", help="A cap on the section's words; units are dropped by priority to honour it."),
+    facet: list[str] = typer.Option(
+        [], "--facet", help="Only papers with this facet value, e.g. prior=autoregressive; repeatable."
+    ),
+    words: int = typer.Option(
+        None, "--words", help="A cap on the section's words; units are dropped by priority to honour it."
+    ),
     paper_words: int = typer.Option(None, "--paper-words", help="Catalogue style: the word budget of each paper."),
-    table: str = typer.Option(None, "--table", help="compact (at most 12 rows, one column; the default) or full (every paper, table*)."),
+    table: str = typer.Option(
+        None, "--table", help="compact (at most 12 rows, one column; the default) or full (every paper, table*)."
+    ),
     no_table: bool = typer.Option(False, "--no-table", help="No comparison table."),
-    into: str = typer.Option(None, "--into", help="Also write the section between the marker comments of this paper .tex, and its entries into the paper's .bib."),
-    force: bool = typer.Option(False, "--force", help="Overwrite files, or text between markers, edited by hand since the last export."),
+    into: str = typer.Option(
+        None,
+        "--into",
+        help=(
+            "Also write the section between the marker comments of this paper .tex, "
+            "and its entries into the paper's .bib."
+        ),
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite files, or text between markers, edited by hand since the last export."
+    ),
 ) -> None:
     """Write the related-work section, its bib, the comparison table, a preview main.tex and overleaf.zip.
 
     Every option defaults to atlas.yml's export section; a flag overrides it for this run only.
     """
-    _export(root, out, force, length=length, style=style, groups=group, papers=paper, facets=facet, words=words,
-            paper_words=paper_words, table="none" if no_table else table, into=into)
+    _export(
+        root,
+        out,
+        force,
+        length=length,
+        style=style,
+        groups=group,
+        papers=paper,
+        facets=facet,
+        words=words,
+        paper_words=paper_words,
+        table="none" if no_table else table,
+        into=into,
+    )
 
 
 @app.command()
@@ -506,7 +542,8 @@ def build(
     force: bool = typer.Option(False, "--force", help="Overwrite export files edited by hand since the last export."),
     quiet: bool = QUIET,
 ) -> None:
-    """The main job: check the knowledge base once, then build the site (site/) and the export (atlas.yml's settings)."""
+    """The main job: check the knowledge base once, then build the site (site/) and the export \
+(atlas.yml's settings)."""
     from atlas.loader import load
 
     _writable(root / "site", root, "the site folder")
@@ -581,8 +618,11 @@ WATCHED = ["papers", "bib", "atlas.yml", "reference_impls", "tests/reference_imp
 
 
 @app.command()
-def notebook(name: str = typer.Argument(..., help="A notebook of docs/notebooks/, e.g. ar_sampling."), root: Path = ROOT,
-             quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line.")) -> None:
+def notebook(
+    name: str = typer.Argument(..., help="A notebook of docs/notebooks/, e.g. ar_sampling."),
+    root: Path = ROOT,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
+) -> None:
     """Run one notebook top to bottom (into build/notebooks/NAME.ipynb) and print its time."""
     from atlas.notebooks import run_one
 

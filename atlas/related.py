@@ -25,8 +25,9 @@ model only for type checking, so atlas.model can import `ExportSettings` from he
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -47,18 +48,30 @@ MAX_COMPACT_ROWS = 11  # plus the row of our work: at most 12
 # A unit may not open with these: its subject would be in a sentence a shorter length drops.
 PRONOUN_OPENING = re.compile(
     r"^(?:it|its|they|their|them|this|these|that|those|he|she|his|her|such|there|here|both of them|"
-    r"the (?:paper|papers|work|method|methods|model|models|authors|approach|latter|former|same))\b", re.I)
+    r"the (?:paper|papers|work|method|methods|model|models|authors|approach|latter|former|same))\b",
+    re.I,
+)
 # ... and a unit opening with one of these leans on the unit before it.
 CONNECTIVE_OPENING = re.compile(
     r"^(?:however|instead|similarly|likewise|in contrast|by contrast|conversely|moreover|furthermore|"
-    r"also|yet|still|thus|hence|therefore|consequently|in turn|in particular|otherwise|nevertheless)\b", re.I)
+    r"also|yet|still|thus|hence|therefore|consequently|in turn|in particular|otherwise|nevertheless)\b",
+    re.I,
+)
 # A sentence about our work ...
-OURS = re.compile(r"\b(?:our (?:work|method|model|prior|tokeni[sz]er|codebook|latent|approach|setting|design|choice)|ours)\b", re.I)
+OURS = re.compile(
+    r"\b(?:our (?:work|method|model|prior|tokeni[sz]er|codebook|latent|approach|setting|design|choice)|ours)\b", re.I
+)
 # ... may not say what the profile leaves open (conditioning; modality when the profile sets none).
-CONDITIONING_WORDS = re.compile(r"\b(?:(?:un)?condition(?:al|ally|ed|ing|s)?|prompts?|captions?|text-to-\w+|class labels?|guidance)\b", re.I)
+CONDITIONING_WORDS = re.compile(
+    r"\b(?:(?:un)?condition(?:al|ally|ed|ing|s)?|prompts?|captions?|text-to-\w+|class labels?|guidance)\b", re.I
+)
 MODALITY_WORDS = {
-    "image": r"images?|pixels?|photo\w*", "video": r"videos?|frames?|clips?", "audio": r"audio|speech|sounds?|waveforms?",
-    "music": r"music\w*|songs?", "3d": r"3-?d|shapes?|point clouds?", "science": r"cryo-?em|molecul\w*|protein\w*",
+    "image": r"images?|pixels?|photo\w*",
+    "video": r"videos?|frames?|clips?",
+    "audio": r"audio|speech|sounds?|waveforms?",
+    "music": r"music\w*|songs?",
+    "3d": r"3-?d|shapes?|point clouds?",
+    "science": r"cryo-?em|molecul\w*|protein\w*",
 }
 BRACKET = re.compile(r"\[([^\[\]]*@[^\[\]]*)\](?![(\[:])")
 TAG = re.compile(r"^\{([a-z]+)\}(?:\s+|$)")
@@ -82,10 +95,12 @@ class ExportSettings(BaseModel):
     paper_words: int = 70  # catalogue: the word budget of each paper's paragraph
     table: str = "compact"  # compact (at most 12 rows, one column) | full (every paper, table*) | none
     table_rows: int = 9  # rows of the compact table, ours included (at most 12)
-    table_papers: list[str] = Field(default_factory=list)  # the compact table's papers, first choice first; the rule fills the rest
+    # the compact table's papers, first choice first; the rule fills the rest
+    table_papers: list[str] = Field(default_factory=list)
     into: str | None = None  # the paper's .tex (relative to the root) that `atlas export`/`build` writes into
     lengths: dict[str, tuple[int, int]] = Field(
-        default_factory=lambda: {"short": (200, 350), "column": (450, 700), "full": (700, 2200)})
+        default_factory=lambda: {"short": (200, 350), "column": (450, 700), "full": (700, 2200)}
+    )
 
     @field_validator("length")
     @classmethod
@@ -106,22 +121,31 @@ class ExportSettings(BaseModel):
     @classmethod
     def _positive(cls, v: int | None) -> int | None:
         if v is not None and v < 1:
-            raise PydanticCustomError("budget", "word budget {v} is below 1; expected a positive number of words", {"v": v})
+            raise PydanticCustomError(
+                "budget", "word budget {v} is below 1; expected a positive number of words", {"v": v}
+            )
         return v
 
     @field_validator("table_rows")
     @classmethod
     def _table_rows(cls, v: int) -> int:
         if not 2 <= v <= MAX_COMPACT_ROWS + 1:
-            raise PydanticCustomError("rows", "table_rows is {v}; expected 2 to {t} (our work's row included)", {"v": v, "t": MAX_COMPACT_ROWS + 1})
+            raise PydanticCustomError(
+                "rows",
+                "table_rows is {v}; expected 2 to {t} (our work's row included)",
+                {"v": v, "t": MAX_COMPACT_ROWS + 1},
+            )
         return v
 
     @field_validator("table_papers")
     @classmethod
     def _rows(cls, v: list[str]) -> list[str]:
         if len(v) > MAX_COMPACT_ROWS:
-            raise PydanticCustomError("rows", "table_papers lists {n} papers; expected at most {m} (the row of our work makes {t})",
-                                      {"n": len(v), "m": MAX_COMPACT_ROWS, "t": MAX_COMPACT_ROWS + 1})
+            raise PydanticCustomError(
+                "rows",
+                "table_papers lists {n} papers; expected at most {m} (the row of our work makes {t})",
+                {"n": len(v), "m": MAX_COMPACT_ROWS, "t": MAX_COMPACT_ROWS + 1},
+            )
         return v
 
     @field_validator("lengths")
@@ -130,15 +154,21 @@ class ExportSettings(BaseModel):
         for name, (low, high) in v.items():
             _one_of("lengths", name, LEVELS)
             if not 0 < low <= high:
-                raise PydanticCustomError("range", "lengths.{name} is [{low}, {high}]; expected [low, high] words with 0 < low <= high",
-                                          {"name": name, "low": low, "high": high})
+                raise PydanticCustomError(
+                    "range",
+                    "lengths.{name} is [{low}, {high}]; expected [low, high] words with 0 < low <= high",
+                    {"name": name, "low": low, "high": high},
+                )
         return {n: v[n] for n in LEVELS if n in v}
 
 
 def _one_of(what: str, v: str, allowed: tuple[str, ...]) -> str:
     if v not in allowed:
-        raise PydanticCustomError("choice", "unknown {what} '{v}'; expected one of: {allowed}",
-                                  {"what": what, "v": v, "allowed": ", ".join(allowed)})
+        raise PydanticCustomError(
+            "choice",
+            "unknown {what} '{v}'; expected one of: {allowed}",
+            {"what": what, "v": v, "allowed": ", ".join(allowed)},
+        )
     return v
 
 
@@ -214,13 +244,21 @@ def parse_related(name: str, path: str, text: str) -> tuple[RelatedText, list[Pr
             blank_before = False
             level = tag.group(1)
             if level not in LEVELS:
-                problems.append(Problem(path, i, f"unknown tag '{{{level}}}'", "{short}, {column} or {full} at the start of a unit"))
+                problems.append(
+                    Problem(path, i, f"unknown tag '{{{level}}}'", "{short}, {column} or {full} at the start of a unit")
+                )
                 level = "full"
-            current = (level, i, [line[tag.end():]])
+            current = (level, i, [line[tag.end() :]])
             continue
         if current is None or blank_before:
-            problems.append(Problem(path, i, "text outside a tagged unit",
-                                    "each sentence to start on its own line with {short}, {column} or {full}"))
+            problems.append(
+                Problem(
+                    path,
+                    i,
+                    "text outside a tagged unit",
+                    "each sentence to start on its own line with {short}, {column} or {full}",
+                )
+            )
             blank_before = False
             continue
         current[2].append(line)
@@ -253,6 +291,7 @@ def drop_citations(text: str, keep: Callable[[str], bool]) -> str | None:
     A key leaves a bracketed list `[@a; @b]`; a bracket left empty, or a textual `@key` (the
     sentence's subject), removes the whole unit.
     """
+
     def bracket(m: re.Match) -> str:
         parts = [p for p in m.group(1).split(";") if not any(not keep(k) for k in cited(p))]
         return "[" + ";".join(parts).strip() + "]" if parts else "\0"
@@ -281,26 +320,59 @@ def check_related(survey: Survey) -> list[Problem]:
     known = {INTRO, CONCLUSION, *group_ids}
     for name, t in related.texts.items():
         if name not in known:
-            out.append(Problem(t.path, 1, f"'{name}' is not a related-work text",
-                               "related/intro.md, related/conclusion.md or related/<group id>.md with a group of atlas.yml"))
+            out.append(
+                Problem(
+                    t.path,
+                    1,
+                    f"'{name}' is not a related-work text",
+                    "related/intro.md, related/conclusion.md or related/<group id>.md with a group of atlas.yml",
+                )
+            )
         elif name in group_ids and t.title is not None:
-            out.append(Problem(t.path, 1, "a group text has its own '# ' title", f"no title line: the group's title lives in atlas.yml ('{config.group(name).title}')"))
+            out.append(
+                Problem(
+                    t.path,
+                    1,
+                    "a group text has its own '# ' title",
+                    f"no title line: the group's title lives in atlas.yml ('{config.group(name).title}')",
+                )
+            )
     for name in (INTRO, CONCLUSION):
         if name not in related.texts:
-            out.append(Problem(f"{RELATED}/{name}.md", 1, "missing", f"the {'opening' if name == INTRO else 'closing'} text of the related work"))
+            out.append(
+                Problem(
+                    f"{RELATED}/{name}.md",
+                    1,
+                    "missing",
+                    f"the {'opening' if name == INTRO else 'closing'} text of the related work",
+                )
+            )
     for gid in group_ids:
         members = [n for n in survey.in_group(gid) if survey.relevance(n) != "excluded"]
         text = related.texts.get(gid)
         if members and text is None:
-            out.append(Problem(f"{RELATED}/{gid}.md", 1, "missing", f"a related-work text for the group '{gid}' citing its {len(members)} papers"))
+            out.append(
+                Problem(
+                    f"{RELATED}/{gid}.md",
+                    1,
+                    "missing",
+                    f"a related-work text for the group '{gid}' citing its {len(members)} papers",
+                )
+            )
             continue
         if text is None:
             continue
         have = {k for u in text.units for k in cited(u.text)}
         for n in members:
             if n.key not in have:
-                out.append(Problem(text.path, text.last_line, f"paper '{n.key}' ({n.meta.short}) of group '{gid}' is not cited in its text",
-                                   f"a unit citing [@{n.key}] (tag it {{full}} at least), in this text"))
+                out.append(
+                    Problem(
+                        text.path,
+                        text.last_line,
+                        f"paper '{n.key}' ({n.meta.short}) of group '{gid}' is not cited in its text",
+                        f"a unit citing [@{n.key}] (tag it {{full}} at least), in this text",
+                    )
+                )
     for t in related.texts.values():
         out += _check_units(survey, t)
     out += _check_lengths(survey)
@@ -316,35 +388,76 @@ def _check_units(survey: Survey, t: RelatedText) -> list[Problem]:
         scanned = md.scan(u.text)
         for key, _ in md.citations(scanned.prose):
             if key not in survey.entries:
-                out.append(Problem(t.path, u.line, f"citation '@{key}' is not a key of bib/references.bib", "[@key] or @key with a key of the bib"))
+                out.append(
+                    Problem(
+                        t.path,
+                        u.line,
+                        f"citation '@{key}' is not a key of bib/references.bib",
+                        "[@key] or @key with a key of the bib",
+                    )
+                )
             elif u.level == "short" and key in survey.notes and survey.relevance(survey.notes[key]) != "core":
-                out.append(Problem(t.path, u.line, f"the short form cites '{key}', whose relevance is {survey.relevance(survey.notes[key])}",
-                                   "{short} units cite only core papers; tag this unit {column} or {full}"))
+                out.append(
+                    Problem(
+                        t.path,
+                        u.line,
+                        f"the short form cites '{key}', whose relevance is {survey.relevance(survey.notes[key])}",
+                        "{short} units cite only core papers; tag this unit {column} or {full}",
+                    )
+                )
         if scanned.stray_dollars:
-            out.append(Problem(t.path, u.line, "a '$' that opens no math", "math as $x$, or a literal dollar written \\$"))
+            out.append(
+                Problem(t.path, u.line, "a '$' that opens no math", "math as $x$, or a literal dollar written \\$")
+            )
         opening = re.sub(r"^[\s\"'(\[]+", "", u.text)
         m = PRONOUN_OPENING.match(opening)
         if m:
-            out.append(Problem(t.path, u.line, f"the unit opens with '{m.group(0)}', whose subject is outside it",
-                               "a unit that names its subject (it may be cut from the sentence before it)"))
+            out.append(
+                Problem(
+                    t.path,
+                    u.line,
+                    f"the unit opens with '{m.group(0)}', whose subject is outside it",
+                    "a unit that names its subject (it may be cut from the sentence before it)",
+                )
+            )
         c = CONNECTIVE_OPENING.match(opening)
         if c and (prev is None or prev.rank > u.rank or prev.paragraph != u.paragraph):
-            out.append(Problem(t.path, u.line, f"the unit opens with '{c.group(0)}' but the unit before it is dropped at the {u.level} length",
-                               "a connective only after a unit of the same or a shorter length, in the same paragraph"))
+            out.append(
+                Problem(
+                    t.path,
+                    u.line,
+                    f"the unit opens with '{c.group(0)}' but the unit before it is dropped at the {u.level} length",
+                    "a connective only after a unit of the same or a shorter length, in the same paragraph",
+                )
+            )
         for sentence in _sentences(u.text):
             if not OURS.search(sentence):
                 continue
             if not ours.conditioning:
                 w = CONDITIONING_WORDS.search(sentence)
                 if w:
-                    out.append(Problem(t.path, u.line, f"a sentence about our work says '{w.group(0)}', which the our-work profile leaves open",
-                                       "statements about our work within atlas.yml's our_work (it does not say whether or on what the prior is conditioned)"))
+                    out.append(
+                        Problem(
+                            t.path,
+                            u.line,
+                            f"a sentence about our work says '{w.group(0)}', which the our-work profile leaves open",
+                            "statements about our work within atlas.yml's our_work "
+                            "(it does not say whether or on what the prior is conditioned)",
+                        )
+                    )
             if not ours.modality:
                 for _, pattern in MODALITY_WORDS.items():
                     w = re.search(rf"\b(?:{pattern})\b", sentence, re.I)
                     if w:
-                        out.append(Problem(t.path, u.line, f"a sentence about our work says '{w.group(0)}', a modality the our-work profile does not set",
-                                           "statements about our work within atlas.yml's our_work (no modality is set there)"))
+                        out.append(
+                            Problem(
+                                t.path,
+                                u.line,
+                                f"a sentence about our work says '{w.group(0)}', "
+                                "a modality the our-work profile does not set",
+                                "statements about our work within atlas.yml's our_work (no modality is set there)",
+                            )
+                        )
                         break
         prev = u
     return out
@@ -362,8 +475,15 @@ def _check_lengths(survey: Survey) -> list[Problem]:
         units = [u for t in survey.related.ordered(group_ids) for u in t.units if u.rank <= LEVELS.index(level)]
         words = sum(prose_words(u.text) for u in units)
         if not low <= words <= high:
-            out.append(Problem(f"{RELATED}/", 1, f"the {level} form has {words} words",
-                               f"{low} to {high} words (atlas.yml export.lengths.{level}): tag units so that the {level} length keeps that many"))
+            out.append(
+                Problem(
+                    f"{RELATED}/",
+                    1,
+                    f"the {level} form has {words} words",
+                    f"{low} to {high} words (atlas.yml export.lengths.{level}): "
+                    f"tag units so that the {level} length keeps that many",
+                )
+            )
     return out
 
 
@@ -373,10 +493,16 @@ def _check_settings(survey: Survey) -> list[Problem]:
     ids = [g.id for g in survey.config.groups]
     for g in s.groups:
         if g not in ids:
-            out.append(Problem("atlas.yml", 1, f"export.groups names the unknown group '{g}'", "ids of atlas.yml's groups"))
+            out.append(
+                Problem("atlas.yml", 1, f"export.groups names the unknown group '{g}'", "ids of atlas.yml's groups")
+            )
     for k in [*s.papers, *s.table_papers]:
         if k not in survey.entries:
-            out.append(Problem("atlas.yml", 1, f"export names '{k}', which is not a key of bib/references.bib", "keys of the bib"))
+            out.append(
+                Problem(
+                    "atlas.yml", 1, f"export names '{k}', which is not a key of bib/references.bib", "keys of the bib"
+                )
+            )
     return out
 
 
@@ -411,8 +537,14 @@ class Section:
         return out
 
 
-def compose(survey: Survey, length: str, *, groups: list[str] | None = None,
-            keep: Callable[[str], bool] = lambda key: True, words: int | None = None) -> tuple[Section, list[Problem]]:
+def compose(
+    survey: Survey,
+    length: str,
+    *,
+    groups: list[str] | None = None,
+    keep: Callable[[str], bool] = lambda key: True,
+    words: int | None = None,
+) -> tuple[Section, list[Problem]]:
     """The section at a length: units up to that level, citations `keep` rejects removed, then cut to `words`.
 
     A word budget drops units from the lowest priority up (the longest level first, within it the
@@ -444,8 +576,14 @@ def compose(survey: Survey, length: str, *, groups: list[str] | None = None,
             budget -= n
         if candidates and not kept:
             smallest = prose_words(min(candidates, key=lambda c: (c[0], c[1]))[3].text)
-            return Section([]), [Problem("--words", 1, f"a budget of {words} words holds no unit of the section (the first needs {smallest})",
-                                         f"--words {smallest} or more, or no --words")]
+            return Section([]), [
+                Problem(
+                    "--words",
+                    1,
+                    f"a budget of {words} words holds no unit of the section (the first needs {smallest})",
+                    f"--words {smallest} or more, or no --words",
+                )
+            ]
     kept.sort(key=lambda c: c[1])
     paragraphs: list[Paragraph] = []
     for _, _, t, u in kept:
@@ -476,11 +614,13 @@ def site_markdown(survey: Survey, latex: Callable[[str], str]) -> str:
     """
     if not survey.related.present:
         return "# Related work\n\nThe knowledge base has no related-work texts (`related/*.md`) yet.\n"
-    out = ["# Related work\n",
-           "The related-work section of our paper, written by theme in `related/*.md` and cut to a length by "
-           "sentence priority: **short** keeps the core papers, **column** (the default of `atlas export`) fills "
-           "about one column of the AAAI layout, **full** cites every paper that is not excluded. Each length "
-           "ends with its LaTeX, ready to copy (the button at the top right of the block).\n"]
+    out = [
+        "# Related work\n",
+        "The related-work section of our paper, written by theme in `related/*.md` and cut to a length by "
+        "sentence priority: **short** keeps the core papers, **column** (the default of `atlas export`) fills "
+        "about one column of the AAAI layout, **full** cites every paper that is not excluded. Each length "
+        "ends with its LaTeX, ready to copy (the button at the top right of the block).\n",
+    ]
     for length in LEVELS:
         section, _ = compose(survey, length)
         out.append(f"## {length.capitalize()} ({section.words} words, {len(section.keys)} papers cited)\n")
@@ -488,7 +628,11 @@ def site_markdown(survey: Survey, latex: Callable[[str], str]) -> str:
             head = f"**{p.title}.** " if p.title else ""
             out.append(head + p.markdown + "\n")
         out.append(f'??? note "LaTeX of the {length} section"\n')
-        out.append("    ```latex\n" + "\n".join("    " + ln if ln else "" for ln in latex(length).rstrip("\n").splitlines()) + "\n    ```\n")
+        out.append(
+            "    ```latex\n"
+            + "\n".join("    " + ln if ln else "" for ln in latex(length).rstrip("\n").splitlines())
+            + "\n    ```\n"
+        )
     conclusion = survey.related.texts.get(CONCLUSION)
     if conclusion is not None:
         out.append("## Conclusion: what the papers show together\n")

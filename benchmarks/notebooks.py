@@ -45,8 +45,10 @@ def main() -> None:
         serial = timed(Path(tmp) / "serial", 1)
         parallel = timed(Path(tmp) / "parallel", args.jobs)
     ratio = parallel / serial
-    print(f"serial {serial:.1f} s, parallel ({args.jobs} workers) {parallel:.1f} s, ratio {ratio:.2f} "
-          f"({'meets' if ratio <= GOAL else 'misses'} the goal <= {GOAL}; meaningful only on an idle machine)")
+    print(
+        f"serial {serial:.1f} s, parallel ({args.jobs} workers) {parallel:.1f} s, ratio {ratio:.2f} "
+        f"({'meets' if ratio <= GOAL else 'misses'} the goal <= {GOAL}; meaningful only on an idle machine)"
+    )
 
 
 if __name__ == "__main__":

@@ -135,10 +135,20 @@ def run_case(name: str, bits: int, steps: int) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
     draw = _data(torch, SEED)
-    enc = torch.nn.Sequential(torch.nn.Linear(IN_DIM, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, HIDDEN),
-                              torch.nn.ReLU(), torch.nn.Linear(HIDDEN, LATENT))
-    dec = torch.nn.Sequential(torch.nn.Linear(LATENT, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, HIDDEN),
-                              torch.nn.ReLU(), torch.nn.Linear(HIDDEN, IN_DIM))
+    enc = torch.nn.Sequential(
+        torch.nn.Linear(IN_DIM, HIDDEN),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN, HIDDEN),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN, LATENT),
+    )
+    dec = torch.nn.Sequential(
+        torch.nn.Linear(LATENT, HIDDEN),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN, HIDDEN),
+        torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN, IN_DIM),
+    )
     quant, num_codes, step_q = _quantizer(name, bits)
     params = [*enc.parameters(), *dec.parameters(), *quant.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
@@ -178,7 +188,9 @@ def run_case(name: str, bits: int, steps: int) -> dict:
     counts = torch.bincount(idx, minlength=num_codes).double()
     p = counts[counts > 0] / counts.sum()
     return {
-        "quantizer": name, "bits": bits, "codes": num_codes,
+        "quantizer": name,
+        "bits": bits,
+        "codes": num_codes,
         "recon": err / eval_x.numel(),
         "usage": (counts > 0).double().mean().item(),
         "ppl": torch.exp(-(p * p.log()).sum()).item(),
@@ -189,8 +201,9 @@ def run_case(name: str, bits: int, steps: int) -> dict:
 
 def _commit() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -200,11 +213,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=400, help="training steps per quantiser (default 400, at least 21)")
     ap.add_argument("--bits", type=int, nargs="+", default=sorted(BITS), choices=sorted(BITS))
-    ap.add_argument("--only", nargs="+", choices=QUANTIZERS, default=list(QUANTIZERS), help="a subset (vq is always run: it is the anchor)")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=QUANTIZERS,
+        default=list(QUANTIZERS),
+        help="a subset (vq is always run: it is the anchor)",
+    )
     ap.add_argument("--case", nargs=2, metavar=("QUANTIZER", "BITS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.steps < 21:
-        print(f"benchmarks/quantizers.py:1: --steps {args.steps} is too few; expected at least 21 (20 are warm-up)", file=sys.stderr)
+        print(
+            f"benchmarks/quantizers.py:1: --steps {args.steps} is too few; expected at least 21 (20 are warm-up)",
+            file=sys.stderr,
+        )
         return 1
     if args.case:
         print(json.dumps(run_case(args.case[0], int(args.case[1]), args.steps)))
@@ -213,9 +235,14 @@ def main() -> int:
     import torch
 
     names = ["vq", *[n for n in args.only if n != "vq"]]
-    print(f"quantizers: commit {_commit()}, {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, 1 thread, "
-          f"{args.steps} steps of batch {BATCH}, seed {SEED}; anchor: plain VQ at the same bits")
-    header = f"{'bits':>4} {'quantizer':<8} {'codes':>6} {'recon':>8} {'xVQ':>5} {'usage':>6} {'ppl':>7} {'ms/step':>7} {'xVQ':>5} {'peak MB':>7} {'xVQ':>5}"
+    print(
+        f"quantizers: commit {_commit()}, {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, 1 thread, "
+        f"{args.steps} steps of batch {BATCH}, seed {SEED}; anchor: plain VQ at the same bits"
+    )
+    header = (
+        f"{'bits':>4} {'quantizer':<8} {'codes':>6} {'recon':>8} {'xVQ':>5} {'usage':>6} {'ppl':>7} "
+        f"{'ms/step':>7} {'xVQ':>5} {'peak MB':>7} {'xVQ':>5}"
+    )
     print(header)
     print("-" * len(header), flush=True)
     for bits in args.bits:
@@ -225,13 +252,19 @@ def main() -> int:
             res = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 last = (res.stderr.strip().splitlines() or ["no output"])[-1]
-                print(f"benchmarks/quantizers.py:1: case {name} at {bits} bits failed: {last}; expected a JSON line", file=sys.stderr)
+                print(
+                    f"benchmarks/quantizers.py:1: case {name} at {bits} bits failed: {last}; expected a JSON line",
+                    file=sys.stderr,
+                )
                 return 1
             r = json.loads(res.stdout.strip().splitlines()[-1])
             anchor = anchor or r
             x = {key: r[key] / anchor[key] if anchor[key] > 0 else float("nan") for key in ("recon", "ms", "peak_mb")}
-            print(f"{bits:>4} {name:<8} {r['codes']:>6} {r['recon']:>8.5f} {x['recon']:>5.2f} {100 * r['usage']:>5.1f}% "
-                  f"{r['ppl']:>7.1f} {r['ms']:>7.2f} {x['ms']:>5.2f} {r['peak_mb']:>7.1f} {x['peak_mb']:>5.2f}", flush=True)
+            print(
+                f"{bits:>4} {name:<8} {r['codes']:>6} {r['recon']:>8.5f} {x['recon']:>5.2f} {100 * r['usage']:>5.1f}% "
+                f"{r['ppl']:>7.1f} {r['ms']:>7.2f} {x['ms']:>5.2f} {r['peak_mb']:>7.1f} {x['peak_mb']:>5.2f}",
+                flush=True,
+            )
     return 0
 
 

@@ -44,7 +44,7 @@ class Block:
     line: int  # 1-based line of the begin marker
 
     def body(self, text: str) -> str:
-        return text[self.body_start:self.body_end]
+        return text[self.body_start : self.body_end]
 
 
 def _sha(text: str) -> str:
@@ -58,25 +58,45 @@ def find_block(text: str, name: str, shown: str) -> tuple[Block | None, list[Pro
     kinds = [m.group(1) for m in marks]
     line = text.count("\n", 0, marks[0].start()) + 1
     if kinds != ["begin", "end"]:
-        return None, [Problem(shown, line, f"the '{name}' markers are {len(kinds)} lines ({', '.join(kinds)})",
-                              f"exactly one '% atlas:begin {name}' line followed by one '% atlas:end {name}' line")]
+        return None, [
+            Problem(
+                shown,
+                line,
+                f"the '{name}' markers are {len(kinds)} lines ({', '.join(kinds)})",
+                f"exactly one '% atlas:begin {name}' line followed by one '% atlas:end {name}' line",
+            )
+        ]
     b, e = marks
-    body_start = b.end() + 1 if text[b.end():b.end() + 1] == "\n" else b.end()
-    end = e.end() + 1 if text[e.end():e.end() + 1] == "\n" else e.end()
+    body_start = b.end() + 1 if text[b.end() : b.end() + 1] == "\n" else b.end()
+    end = e.end() + 1 if text[e.end() : e.end() + 1] == "\n" else e.end()
     return Block(b.start(), body_start, e.start(), end, b.group(3), line), []
 
 
-def _replace(text: str, block: Block, name: str, body: str, force: bool, shown: str) -> tuple[str | None, list[Problem]]:
+def _replace(
+    text: str, block: Block, name: str, body: str, force: bool, shown: str
+) -> tuple[str | None, list[Problem]]:
     old = block.body(text)
     if not force:
         if block.recorded is None and old.strip():
-            return None, [Problem(shown, block.line, f"text between the '{name}' markers was not written by atlas export",
-                                  "empty markers (move the text elsewhere), or pass --force to replace it")]
+            return None, [
+                Problem(
+                    shown,
+                    block.line,
+                    f"text between the '{name}' markers was not written by atlas export",
+                    "empty markers (move the text elsewhere), or pass --force to replace it",
+                )
+            ]
         if block.recorded is not None and _sha(old) != block.recorded:
-            return None, [Problem(shown, block.line, f"the text between the '{name}' markers was edited by hand since the last export",
-                                  "move the edit into related/*.md (or the notes), or pass --force to overwrite it")]
+            return None, [
+                Problem(
+                    shown,
+                    block.line,
+                    f"the text between the '{name}' markers was edited by hand since the last export",
+                    "move the edit into related/*.md (or the notes), or pass --force to overwrite it",
+                )
+            ]
     begin = f"% atlas:begin {name} sha256={_sha(body)}\n"
-    return text[:block.begin] + begin + body + text[block.body_end:], []
+    return text[: block.begin] + begin + body + text[block.body_end :], []
 
 
 def bibliography_file(paper: Path, text: str) -> Path | None:
@@ -94,7 +114,9 @@ def defined_keys(bib: str) -> set[str]:
     return {m.group(1).strip() for m in re.finditer(r"@\s*[A-Za-z]+\s*[{(]\s*([^,\s]+)\s*,", bib)}
 
 
-def merge(paper: Path, shown: str, block_tex: str, survey_keys: set[str], entries, force: bool) -> tuple[dict[Path, str], list[Problem]]:
+def merge(
+    paper: Path, shown: str, block_tex: str, survey_keys: set[str], entries, force: bool
+) -> tuple[dict[Path, str], list[Problem]]:
     """The new texts of the paper and its .bib, or the problems (nothing is written here).
 
     `entries(keys)` formats the survey's entries of `keys` (sorted) in the bib's normal form.
@@ -102,26 +124,46 @@ def merge(paper: Path, shown: str, block_tex: str, survey_keys: set[str], entrie
     try:
         text = paper.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return {}, [Problem(shown, 1, f"cannot read the paper ({getattr(exc, 'strerror', None) or exc})", "the path of the paper's main .tex file")]
+        return {}, [
+            Problem(
+                shown,
+                1,
+                f"cannot read the paper ({getattr(exc, 'strerror', None) or exc})",
+                "the path of the paper's main .tex file",
+            )
+        ]
     block, problems = find_block(text, SECTION, shown)
     if problems:
         return {}, problems
     if block is None:
-        return {}, [Problem(shown, 1, "the paper has no markers for the related-work section",
-                            "two lines '% atlas:begin related-work' and '% atlas:end related-work' where the section goes "
-                            "(for example after the introduction), then run the export again")]
+        return {}, [
+            Problem(
+                shown,
+                1,
+                "the paper has no markers for the related-work section",
+                "two lines '% atlas:begin related-work' and '% atlas:end related-work' where the section goes "
+                "(for example after the introduction), then run the export again",
+            )
+        ]
     new_text, problems = _replace(text, block, SECTION, block_tex, force, shown)
     if problems:
         return {}, problems
     bib_path = bibliography_file(paper, new_text)
     if bib_path is None:
-        return {}, [Problem(shown, 1, "the paper has no \\bibliography{...}", "\\bibliography{references} where the reference list goes")]
+        return {}, [
+            Problem(
+                shown,
+                1,
+                "the paper has no \\bibliography{...}",
+                "\\bibliography{references} where the reference list goes",
+            )
+        ]
     bib_shown = (Path(shown).parent / bib_path.name).as_posix()
     bib = bib_path.read_text(encoding="utf-8") if bib_path.is_file() else ""
     bib_block, problems = find_block(bib, REFERENCES, bib_shown)
     if problems:
         return {}, problems
-    outside = bib if bib_block is None else bib[:bib_block.begin] + bib[bib_block.end:]
+    outside = bib if bib_block is None else bib[: bib_block.begin] + bib[bib_block.end :]
     cited = set()
     for m in re.finditer(r"\\(?:no)?cite[a-zA-Z]*\*?(?:\[[^\]]*\])*\{([^}]*)\}", re.sub(r"(?<!\\)%.*", "", new_text)):
         cited |= {k.strip() for k in m.group(1).split(",") if k.strip()}

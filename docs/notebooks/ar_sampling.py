@@ -55,8 +55,13 @@ def toy_grids(n: int, gen: torch.Generator) -> torch.Tensor:
     return rows[:, :, None].expand(n, H, W).clone()
 
 
-every_valid = torch.stack([torch.tensor([[(f + sum(s[:r])) % V] * W for r in range(H)])
-                           for f in range(V) for s in [(a, b, c) for a in (1, 2) for b in (1, 2) for c in (1, 2)]])  # (64, 4, 4)
+every_valid = torch.stack(
+    [
+        torch.tensor([[(f + sum(s[:r])) % V] * W for r in range(H)])
+        for f in range(V)
+        for s in [(a, b, c) for a in (1, 2) for b in (1, 2) for c in (1, 2)]
+    ]
+)  # (64, 4, 4)
 
 
 def score(grids: torch.Tensor) -> dict[str, float]:
@@ -69,8 +74,13 @@ def score(grids: torch.Tensor) -> dict[str, float]:
     tv = 0.5 * ((hist - 1 / 64).abs().sum() + (1 - valid.float().mean())).item()
     broken = ~valid
     one_off = ((16 - match.sum(-1)).min(-1).values == 1) & broken
-    return {"valid": valid.float().mean().item(), "tv": tv, "distinct": int((hist > 0).sum()),
-            "one_off": (one_off.sum() / broken.sum().clamp(min=1)).item(), "broken": int(broken.sum())}
+    return {
+        "valid": valid.float().mean().item(),
+        "tv": tv,
+        "distinct": int((hist > 0).sum()),
+        "one_off": (one_off.sum() / broken.sum().clamp(min=1)).item(),
+        "broken": int(broken.sum()),
+    }
 
 
 def train_prior(seed: int) -> tuple[TokenPrior, float]:
@@ -102,9 +112,15 @@ for seed in SEEDS:
     final_losses.append(final)
     for family, kws in SETTINGS.items():
         for kw in kws:
-            seqs = sample(prior, torch.full((N_SAMPLES, 1), BOS), H * W, generator=torch.Generator().manual_seed(100 + seed), **kw)
+            seqs = sample(
+                prior, torch.full((N_SAMPLES, 1), BOS), H * W, generator=torch.Generator().manual_seed(100 + seed), **kw
+            )
             scores.setdefault((family, next(iter(kw.values()))), []).append(score(raster_unflatten(seqs[:, 1:], H, W)))
-print("final training loss per seed:", " ".join(f"{x:.3f}" for x in final_losses), f"nats/token (entropy bound {ENTROPY:.3f})")
+print(
+    "final training loss per seed:",
+    " ".join(f"{x:.3f}" for x in final_losses),
+    f"nats/token (entropy bound {ENTROPY:.3f})",
+)
 
 
 def col(key: tuple[str, float], metric: str) -> torch.Tensor:
@@ -112,12 +128,17 @@ def col(key: tuple[str, float], metric: str) -> torch.Tensor:
 
 
 data_tv = torch.tensor([score(toy_grids(N_SAMPLES, torch.Generator().manual_seed(200 + s)))["tv"] for s in SEEDS])
-print(f"\n{N_SAMPLES} samples per setting; mean +- std over {len(SEEDS)} seeds; TV of {N_SAMPLES} draws of the data itself: "
-      f"{data_tv.mean():.2f} +- {data_tv.std():.2f}")
+print(
+    f"\n{N_SAMPLES} samples per setting; mean +- std over {len(SEEDS)} seeds; "
+    f"TV of {N_SAMPLES} draws of the data itself: {data_tv.mean():.2f} +- {data_tv.std():.2f}"
+)
 print(f"{'setting':22s} {'valid':>14s} {'TV to data':>14s} {'distinct valid':>16s}")
 for key in scores:
     v, tv, d = col(key, "valid"), col(key, "tv"), col(key, "distinct")
-    print(f"{key[0] + ' ' + str(key[1]):22s} {v.mean():7.1%} +-{v.std():5.1%} {tv.mean():7.2f} +-{tv.std():5.2f} {d.mean():9.1f} +-{d.std():5.1f}")
+    print(
+        f"{key[0] + ' ' + str(key[1]):22s} {v.mean():7.1%} +-{v.std():5.1%} {tv.mean():7.2f} +-{tv.std():5.2f} "
+        f"{d.mean():9.1f} +-{d.std():5.1f}"
+    )
 
 # %% [markdown]
 # ## What holds over the seeds
@@ -161,7 +182,7 @@ for family in SETTINGS:
     xs = torch.stack([col(k, "tv") for k in keys])  # (settings, seeds)
     ys = torch.stack([col(k, "valid") for k in keys])
     ax.errorbar(xs.mean(1), ys.mean(1), xerr=xs.std(1), yerr=ys.std(1), fmt="o-", label=family, capsize=2)
-    for k, x, y in zip(keys, xs.mean(1), ys.mean(1)):
+    for k, x, y in zip(keys, xs.mean(1), ys.mean(1), strict=True):
         ax.annotate(str(k[1]), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
 ax.axvline(data_tv.mean(), color="k", ls=":", lw=1, label=f"{N_SAMPLES} draws of the data")
 ax.set_xlabel("TV between samples and data distribution (lower is better)")

@@ -93,20 +93,30 @@ logs = {name: [train(name, seed) for seed in SEEDS] for name in NAMES}
 
 def window(name: str, key: str, end: int, width: int = 50) -> torch.Tensor:
     """Mean of a logged quantity over the `width` steps before `end`, one value per seed."""
-    return torch.stack([log[key][max(end - width, 0):end].mean() for log in logs[name]])
+    return torch.stack([log[key][max(end - width, 0) : end].mean() for log in logs[name]])
 
 
 print(f"mean +- std over seeds {SEEDS}; each value averaged over 50 steps; {CLUSTERS} clusters, K = {K}")
-print(f"{'':16s} {'perplexity, first 50':>21s} {'perplexity, STEPS/2':>21s} {'perplexity, STEPS':>21s} "
-      f"{'codes used, STEPS':>21s} {'MSE, STEPS/2':>17s} {'MSE, STEPS':>17s}")
+print(
+    f"{'':16s} {'perplexity, first 50':>21s} {'perplexity, STEPS/2':>21s} {'perplexity, STEPS':>21s} "
+    f"{'codes used, STEPS':>21s} {'MSE, STEPS/2':>17s} {'MSE, STEPS':>17s}"
+)
 table = {}
 for name in NAMES:
-    table[name] = {"start": window(name, "perplexity", 50), "half": window(name, "perplexity", STEPS // 2),
-                   "end": window(name, "perplexity", STEPS), "used": window(name, "used", STEPS),
-                   "mse_half": window(name, "mse", STEPS // 2), "mse": window(name, "mse", STEPS)}
+    table[name] = {
+        "start": window(name, "perplexity", 50),
+        "half": window(name, "perplexity", STEPS // 2),
+        "end": window(name, "perplexity", STEPS),
+        "used": window(name, "used", STEPS),
+        "mse_half": window(name, "mse", STEPS // 2),
+        "mse": window(name, "mse", STEPS),
+    }
     t = table[name]
-    print(f"{name:16s}" + "".join(f" {t[k].mean():13.1f} +- {t[k].std():4.1f}" for k in ("start", "half", "end", "used"))
-          + "".join(f" {t[k].mean():8.3f} +- {t[k].std():.3f}" for k in ("mse_half", "mse")))
+    print(
+        f"{name:16s}"
+        + "".join(f" {t[k].mean():13.1f} +- {t[k].std():4.1f}" for k in ("start", "half", "end", "used"))
+        + "".join(f" {t[k].mean():8.3f} +- {t[k].std():.3f}" for k in ("mse_half", "mse"))
+    )
 
 # %% [markdown]
 # ## What holds over the seeds
@@ -134,6 +144,7 @@ for i in range(len(SEEDS)):
 # Mean over the seeds (line) and the range over the seeds (band); running mean over 20 steps.
 # The dashed line is the number of clusters in the data.
 
+
 # %%
 def smooth(v: torch.Tensor, w: int = 20) -> torch.Tensor:
     return F.avg_pool1d(v[None, None], w, stride=1)[0, 0]
@@ -141,7 +152,7 @@ def smooth(v: torch.Tensor, w: int = 20) -> torch.Tensor:
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
 for c, name in enumerate(NAMES):
-    for ax, key in zip(axes, ["used", "perplexity", "mse"]):
+    for ax, key in zip(axes, ["used", "perplexity", "mse"], strict=True):
         curves = torch.stack([smooth(log[key]) for log in logs[name]])  # (seeds, steps)
         steps = torch.arange(curves.shape[1]) + 20
         ax.plot(steps, curves.mean(0), color=f"C{c}", label=name)

@@ -58,7 +58,7 @@ def draw_data(n: int, gen: torch.Generator) -> torch.Tensor:
 
 def quality(samples: torch.Tensor) -> tuple[float, float]:
     """(fraction of samples farther than 3 std from every mode,
-        spread of the other samples around their mode relative to the data's: 1 for the data)."""
+    spread of the other samples around their mode relative to the data's: 1 for the data)."""
     d = torch.cdist(samples, means).min(dim=1).values
     on = d < 3 * STD
     spread = d[on].pow(2).mean().sqrt().item() / (math.sqrt(2) * STD) if on.any() else float("nan")
@@ -71,13 +71,23 @@ off = {}  # (sampler, S) -> off-mode fraction per seed
 spread = {}
 for seed in SEEDS:
     data = draw_data(N_SAMPLES, torch.Generator().manual_seed(seed))
-    runs = {("data", 0): data,
-            ("DDPM", 1000): p_sample_loop(schedule, mixture_eps, (N_SAMPLES, 2), generator=torch.Generator().manual_seed(100 + seed))}
+    runs = {
+        ("data", 0): data,
+        ("DDPM", 1000): p_sample_loop(
+            schedule, mixture_eps, (N_SAMPLES, 2), generator=torch.Generator().manual_seed(100 + seed)
+        ),
+    }
     x_T = torch.randn(N_SAMPLES, 2, generator=torch.Generator().manual_seed(200 + seed))
     for eta in (0.0, 1.0):
         for steps in step_counts:
-            runs[f"DDIM eta={eta:.0f}", steps] = ddim_sample(schedule, mixture_eps, x_T, make_timesteps(1000, steps, "trailing"),
-                                                             eta=eta, generator=torch.Generator().manual_seed(300 + seed))
+            runs[f"DDIM eta={eta:.0f}", steps] = ddim_sample(
+                schedule,
+                mixture_eps,
+                x_T,
+                make_timesteps(1000, steps, "trailing"),
+                eta=eta,
+                generator=torch.Generator().manual_seed(300 + seed),
+            )
     for key, x in runs.items():
         o, sp = quality(x)
         off.setdefault(key, []).append(o)
@@ -88,8 +98,10 @@ off = {k: torch.tensor(v) for k, v in off.items()}
 spread = {k: torch.tensor(v) for k, v in spread.items()}
 print(f"{N_SAMPLES} samples per sampler; mean +- std over seeds {SEEDS}")
 for key in off:
-    print(f"{key[0]:11s} S={key[1]:4d}: off-mode {off[key].mean():6.1%} +- {off[key].std():5.1%}, "
-          f"spread {spread[key].mean():.2f} +- {spread[key].std():.2f}")
+    print(
+        f"{key[0]:11s} S={key[1]:4d}: off-mode {off[key].mean():6.1%} +- {off[key].std():5.1%}, "
+        f"spread {spread[key].mean():.2f} +- {spread[key].std():.2f}"
+    )
 
 # %% [markdown]
 # ## Deterministic against noisy DDIM, step count by step count
@@ -128,9 +140,14 @@ assert (spread["DDIM eta=0", 20] < spread["DDIM eta=0", 250]).all()  # coarse de
 
 # %%
 fig = plt.figure(figsize=(14, 6.5))
-panels = [("data", shown["data", 0]), ("DDPM, 1000 steps", shown["DDPM", 1000]),
-          ("DDIM eta=0, 5 steps", shown["DDIM eta=0", 5]), ("DDIM eta=0, 10 steps", shown["DDIM eta=0", 10]),
-          ("DDIM eta=0, 50 steps", shown["DDIM eta=0", 50]), ("DDIM eta=1, 10 steps", shown["DDIM eta=1", 10])]
+panels = [
+    ("data", shown["data", 0]),
+    ("DDPM, 1000 steps", shown["DDPM", 1000]),
+    ("DDIM eta=0, 5 steps", shown["DDIM eta=0", 5]),
+    ("DDIM eta=0, 10 steps", shown["DDIM eta=0", 10]),
+    ("DDIM eta=0, 50 steps", shown["DDIM eta=0", 50]),
+    ("DDIM eta=1, 10 steps", shown["DDIM eta=1", 10]),
+]
 for i, (title, x) in enumerate(panels):
     ax = fig.add_subplot(2, 6, i + 1)
     ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
@@ -141,12 +158,20 @@ for i, (title, x) in enumerate(panels):
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-for j, (label, table) in enumerate([("fraction of samples off every mode", off), ("spread around the mode (data = 1)", spread)]):
+for j, (label, table) in enumerate(
+    [("fraction of samples off every mode", off), ("spread around the mode (data = 1)", spread)]
+):
     ax = fig.add_subplot(2, 2, 3 + j)
     for name, marker in [("DDIM eta=0", "o-"), ("DDIM eta=1", "s-")]:
         v = torch.stack([table[name, s] for s in step_counts])  # (S values, seeds)
-        ax.errorbar(step_counts, v.mean(1), yerr=v.std(1), fmt=marker, capsize=2,
-                    label=name + (" (deterministic)" if name.endswith("0") else " (DDPM-like noise)"))
+        ax.errorbar(
+            step_counts,
+            v.mean(1),
+            yerr=v.std(1),
+            fmt=marker,
+            capsize=2,
+            label=name + (" (deterministic)" if name.endswith("0") else " (DDPM-like noise)"),
+        )
     ax.axhline(table["DDPM", 1000].mean(), color="C2", ls="--", label="DDPM, 1000 steps")
     ax.axhline(table["data", 0].mean(), color="k", ls=":", label="data")
     ax.set_xscale("log")

@@ -62,21 +62,25 @@ assert len(SEEDS) >= 3 and 20 <= T <= 50 and 32 <= N_SAMPLES <= 96 and 0.05 <= R
 K, H, W = 8, 8, 8
 MASK = K
 yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-patterns = torch.stack([
-    (yy // 2) % K,  # horizontal bands
-    (xx // 2) % K,  # vertical bands
-    (yy + xx) % K,  # diagonals
-    ((yy // 4) * 2 + (xx // 4)) % K,  # four blocks
-    ((yy // 2 + xx // 2) % 2) * 5,  # checkerboard of 2 x 2 squares
-    torch.maximum((yy - 3.5).abs(), (xx - 3.5).abs()).long() + 3,  # concentric squares
-])  # (6, 8, 8)
+patterns = torch.stack(
+    [
+        (yy // 2) % K,  # horizontal bands
+        (xx // 2) % K,  # vertical bands
+        (yy + xx) % K,  # diagonals
+        ((yy // 4) * 2 + (xx // 4)) % K,  # four blocks
+        ((yy // 2 + xx // 2) % 2) * 5,  # checkerboard of 2 x 2 squares
+        torch.maximum((yy - 3.5).abs(), (xx - 3.5).abs()).long() + 3,  # concentric squares
+    ]
+)  # (6, 8, 8)
 support = torch.cat([(patterns + c) % K for c in range(K)])  # (48, 8, 8): the data distribution is uniform on these
 M = len(support)
 assert len({tuple(g.flatten().tolist()) for g in support}) == M  # 48 distinct grids
 
 schedules = {
     "released default (mask only)": mask_and_replace_schedule(*vq_diffusion_cumulative(T), num_classes=K),
-    "mask and replace": mask_and_replace_schedule(*vq_diffusion_cumulative(T, gamma_bar_last=1 - REPLACE_MAX), num_classes=K),
+    "mask and replace": mask_and_replace_schedule(
+        *vq_diffusion_cumulative(T, gamma_bar_last=1 - REPLACE_MAX), num_classes=K
+    ),
 }
 print(f"data: uniform over {M} grids; K = {K} classes + [MASK]; T = {T}; seeds {SEEDS}")
 
@@ -101,23 +105,32 @@ for name, s in schedules.items():
         frac = []
         for t in ts.tolist():
             xt = q_sample(s, x0, torch.full((16,), t), gen)
-            frac.append([(xt == x0).float().mean(), ((xt != x0) & (xt != MASK)).float().mean(), (xt == MASK).float().mean()])
+            frac.append(
+                [(xt == x0).float().mean(), ((xt != x0) & (xt != MASK)).float().mean(), (xt == MASK).float().mean()]
+            )
         per_seed.append(torch.tensor(frac))  # (T + 1, 3)
     measured[name] = torch.stack(per_seed)  # (seeds, T + 1, 3)
     wrong_max = closed[name]["wrong"].max().item()
-    print(f"{name:30s} largest probability of a wrong class {wrong_max:.2e}; masked at t = T {closed[name]['masked'][-1]:.5f}")
+    masked_last = closed[name]["masked"][-1]
+    print(f"{name:30s} largest probability of a wrong class {wrong_max:.2e}; masked at t = T {masked_last:.5f}")
     # the samples follow the closed form at every t, on every seed (1024 tokens per point)
     assert (measured[name][:, :, 0] - closed[name]["kept"].float()).abs().max() < 0.06
 
 released, replacing = schedules.values()
 assert closed["released default (mask only)"]["wrong"].max() < 1e-5  # the released default only masks
-assert abs(closed["mask and replace"]["wrong"][-1] - REPLACE_MAX * (K - 1) / K) < 1e-3  # replacement reaches REPLACE_MAX
+# replacement reaches REPLACE_MAX
+assert abs(closed["mask and replace"]["wrong"][-1] - REPLACE_MAX * (K - 1) / K) < 1e-3
 assert measured["mask and replace"][:, -1, 1].min() > 0.5 * REPLACE_MAX  # and is seen in the samples on every seed
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.5), sharey=True)
-for ax, (name, c) in zip(axes, closed.items()):
+for ax, (name, c) in zip(axes, closed.items(), strict=True):
     for j, key in enumerate(["kept", "wrong", "masked"]):
-        ax.plot(ts, c[key], color=f"C{j}", label={"kept": "kept", "wrong": "wrong class (replaced)", "masked": "[MASK]"}[key])
+        ax.plot(
+            ts,
+            c[key],
+            color=f"C{j}",
+            label={"kept": "kept", "wrong": "wrong class (replaced)", "masked": "[MASK]"}[key],
+        )
         m = measured[name][:, :, j]
         ax.errorbar(ts, m.mean(0), yerr=m.std(0), fmt=".", color=f"C{j}", ms=3, lw=0.5)
     ax.set_title(name, fontsize=10)
@@ -138,6 +151,7 @@ plt.show()
 # ancestral step (`p_reverse_probs`, the paper's mixture of posteriors), written out so that it
 # can start at any $t$ and count **revisions**: a position that already shows a class and
 # changes it at a later step.
+
 
 # %%
 def exact_predictor(s):
@@ -208,7 +222,17 @@ for seed in SEEDS:
             x0, rev = reverse_chain(s, model, x_T, T, gen, record)
             if record is not None:
                 chains[name] = record + [x0[0]]
-            rows.append((seed, name, pname, in_support(x0)[0].float().mean().item(), tv_to_data(x0), marginal_tv(x0), rev.mean().item()))
+            rows.append(
+                (
+                    seed,
+                    name,
+                    pname,
+                    in_support(x0)[0].float().mean().item(),
+                    tv_to_data(x0),
+                    marginal_tv(x0),
+                    rev.mean().item(),
+                )
+            )
 
 
 def stat(schedule: str, predictor: str, col: int) -> torch.Tensor:

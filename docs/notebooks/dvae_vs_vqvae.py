@@ -21,8 +21,14 @@
 # |---|---|---|
 # | encoder output per position | a vector $z_e \in \mathbb{R}^D$ | $K$ logits, a distribution $q(k \mid x)$ |
 # | index | $\arg\min_k \lVert z_e - e_k \rVert$ (nearest neighbour) | $\arg\max_k$ of the logits |
-# | training signal to the encoder | straight-through copy of the decoder gradient, plus the commitment loss (the codebook loss trains only the codes) | Gumbel-Softmax relaxation: the decoder sees a soft mixture $\sum_k y_k e_k$, plus a KL term to a uniform prior |
-# | prior over codes in training | uniform: the posterior is one-hot, so its KL to the uniform prior is the constant $\log K$ | uniform, with the KL of the soft posterior $q(k \mid x)$ as a real term |
+# | training signal to the encoder | straight-through gradient, commitment loss | Gumbel-Softmax relaxation, KL term |
+# | prior over codes in training | uniform; the KL to it is a constant | uniform; the KL to it is a real term |
+#
+# The VQ-VAE's encoder receives a straight-through copy of the decoder gradient, plus the commitment
+# loss (the codebook loss trains only the codes). Under the dVAE's Gumbel-Softmax relaxation the
+# decoder sees a soft mixture $\sum_k y_k e_k$, plus a KL term to a uniform prior. The VQ-VAE's
+# posterior is one-hot, so its KL to the uniform prior is the constant $\log K$; the KL of the
+# dVAE's soft posterior $q(k \mid x)$ is a real term.
 
 # %% tags=["parameters"]
 SEEDS = [0, 1, 2]  # 3 to 10 seeds (images, initialisations and batches are drawn from each)
@@ -51,6 +57,7 @@ D = 8  # code dimension, the same for both models
 # of its steps: reconstruction error, and how many of the $K$ codes its grids use (count and
 # perplexity of the code histogram).
 
+
 # %%
 def train_dvae(dvae: DVAE, images: torch.Tensor, steps: int, gen: torch.Generator, start: int = 0) -> None:
     opt = torch.optim.Adam(dvae.parameters(), lr=3e-3)
@@ -67,8 +74,11 @@ def train_dvae(dvae: DVAE, images: torch.Tensor, steps: int, gen: torch.Generato
 
 @torch.no_grad()
 def scores(rec: torch.Tensor, idx: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
-    return {"mse": torch.mean((rec - images) ** 2).item(), "used": idx.unique().numel(),
-            "perplexity": perplexity(idx.flatten(), K).item()}
+    return {
+        "mse": torch.mean((rec - images) ** 2).item(),
+        "used": idx.unique().numel(),
+        "perplexity": perplexity(idx.flatten(), K).item(),
+    }
 
 
 results = {"VQ-VAE": [], "dVAE": []}  # per seed: [scores after STEPS // 2, after STEPS]
@@ -104,8 +114,10 @@ print(f"all 256 images; mean +- std over seeds {SEEDS}; K = {K}")
 print(f"{'':8s} {'MSE, STEPS/2':>18s} {'MSE, STEPS':>18s} {'codes used':>14s} {'perplexity':>14s}")
 for name in results:
     m0, m1, u, pp = metric(name, "mse", 0), metric(name, "mse"), metric(name, "used"), metric(name, "perplexity")
-    print(f"{name:8s} {m0.mean():9.4f} +- {m0.std():.4f} {m1.mean():9.4f} +- {m1.std():.4f} "
-          f"{u.mean():7.1f} +- {u.std():4.1f} {pp.mean():7.1f} +- {pp.std():4.1f}")
+    print(
+        f"{name:8s} {m0.mean():9.4f} +- {m0.std():.4f} {m1.mean():9.4f} +- {m1.std():.4f} "
+        f"{u.mean():7.1f} +- {u.std():4.1f} {pp.mean():7.1f} +- {pp.std():4.1f}"
+    )
 
 # %%
 # on every seed, at this budget: the VQ-VAE reconstructs better and its grids use more of the codebook
@@ -139,14 +151,20 @@ assert torch.allclose(vq_out.z_q, vqvae.quantizer.lookup(vq_idx), atol=1e-6)
 
 # %%
 fig, axes = plt.subplots(5, 6, figsize=(9, 7.5))
-rows = [("input", x[:, 0]), ("VQ-VAE grid", vq_idx), ("VQ-VAE recon.", vq_rec[:, 0]),
-        ("dVAE grid", dv_idx), ("dVAE recon.", dv_rec[:, 0])]
+rows = [
+    ("input", x[:, 0]),
+    ("VQ-VAE grid", vq_idx),
+    ("VQ-VAE recon.", vq_rec[:, 0]),
+    ("dVAE grid", dv_idx),
+    ("dVAE recon.", dv_rec[:, 0]),
+]
 for r, (name, data) in enumerate(rows):
     for c in range(6):
         ax = axes[r, c]
         if "grid" in name:
             ax.imshow(data[c], cmap="tab20", vmin=0, vmax=K - 1)
-            for (i, j), v in zip(torch.cartesian_prod(torch.arange(4), torch.arange(4)).tolist(), data[c].flatten().tolist()):
+            cells = torch.cartesian_prod(torch.arange(4), torch.arange(4)).tolist()
+            for (i, j), v in zip(cells, data[c].flatten().tolist(), strict=True):
                 ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
         else:
             ax.imshow(data[c], cmap="gray", vmin=0, vmax=1)

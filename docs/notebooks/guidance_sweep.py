@@ -14,7 +14,9 @@
 # extrapolates from the unconditional prediction toward the conditional one
 # (`reference_impls.guidance`):
 #
-# $$\tilde\epsilon = (1 + w)\, \epsilon(x_t, c) - w\, \epsilon(x_t), \qquad\text{equivalently}\qquad \tilde\epsilon = \epsilon(x_t) + s\,(\epsilon(x_t, c) - \epsilon(x_t)),\ s = 1 + w.$$
+# $$\tilde\epsilon = (1 + w)\, \epsilon(x_t, c) - w\, \epsilon(x_t),
+# \qquad\text{equivalently}\qquad
+# \tilde\epsilon = \epsilon(x_t) + s\,(\epsilon(x_t, c) - \epsilon(x_t)),\ s = 1 + w.$$
 #
 # The toy: three classes in 2-D, each a Gaussian with standard deviation 0.5 around a corner of a
 # triangle, so the classes overlap. Both predictions are **exact** (the conditional one is the
@@ -98,8 +100,10 @@ for w in weights:
     for key in ("acc", "spread", "push"):
         results[w][key] = torch.tensor(results[w][key])
     r = results[w]
-    print(f"w = {w:3.1f}: accuracy {r['acc'].mean():.1%} +- {r['acc'].std():.1%}, per-class std {r['spread'].mean():.3f} "
-          f"+- {r['spread'].std():.3f} (data {STD}), class mean moved by {r['push'].mean():.2f} +- {r['push'].std():.2f}")
+    print(
+        f"w = {w:3.1f}: accuracy {r['acc'].mean():.1%} +- {r['acc'].std():.1%}, per-class std {r['spread'].mean():.3f} "
+        f"+- {r['spread'].std():.3f} (data {STD}), class mean moved by {r['push'].mean():.2f} +- {r['push'].std():.2f}"
+    )
 
 # %%
 acc = torch.stack([results[w]["acc"] for w in weights])  # (weights, seeds)
@@ -139,8 +143,13 @@ for i, w in enumerate(weights):
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"w = {w} (s = {1 + w})", fontsize=9)
-for j, (key, label) in enumerate([("acc", "classified as own class"), ("spread", "per-class std"),
-                                  ("push", "distance of sample mean from class mean")]):
+for j, (key, label) in enumerate(
+    [
+        ("acc", "classified as own class"),
+        ("spread", "per-class std"),
+        ("push", "distance of sample mean from class mean"),
+    ]
+):
     ax = fig.add_subplot(2, 3, 4 + j)
     v = torch.stack([results[w][key] for w in weights])
     ax.errorbar(weights, v.mean(1), yerr=v.std(1), fmt="o-", capsize=2)

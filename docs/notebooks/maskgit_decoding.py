@@ -30,6 +30,7 @@ CHOICE_TEMPERATURE = 4.5  # MaskGIT's choice temperature at the first step, 2 to
 
 # %%
 import math
+from itertools import pairwise
 
 import matplotlib.pyplot as plt
 import torch
@@ -66,13 +67,13 @@ def toy_logits(tokens: torch.Tensor, step: int) -> torch.Tensor:
 # %%
 cos_counts = schedule_counts(N, STEPS, cosine_schedule)
 lin_counts = schedule_counts(N, STEPS, lambda r: 1 - r)
-cos_fixed = [a - b for a, b in zip([N] + cos_counts, cos_counts)]
-lin_fixed = [a - b for a, b in zip([N] + lin_counts, lin_counts)]
+cos_fixed = [a - b for a, b in pairwise([N] + cos_counts)]
+lin_fixed = [a - b for a, b in pairwise([N] + lin_counts)]
 print("still masked after each step (cosine):", cos_counts)
 print("fixed at each step (cosine):         ", cos_fixed)
 print("fixed at each step (linear):         ", lin_fixed)
 assert cos_counts[-1] == 0 and sum(cos_fixed) == N
-assert all(b <= a for a, b in zip(cos_counts, cos_counts[1:]))
+assert all(b <= a for a, b in pairwise(cos_counts))
 assert cos_fixed[0] < cos_fixed[-1]  # the cosine schedule is slow first, fast last
 # n_t = ceil(cos(pi t / 2T) N), clipped so that every step fixes at least one token
 expected, prev = [], N
@@ -91,13 +92,22 @@ assert cos_counts == expected
 # first tokens land anywhere on the grid. The maps below are one decode each; the measurements
 # after them are over all seeds.
 
+
 # %%
 def fix_steps(choice_temperature: float, seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     history: list[torch.Tensor] = []
     canvas = torch.full((1, N), MASK)
-    out = decode(toy_logits, canvas, torch.ones(1, N, dtype=torch.bool), MASK, STEPS,
-                 generator=torch.Generator().manual_seed(seed), temperature=0.7,
-                 choice_temperature=choice_temperature, history=history)
+    out = decode(
+        toy_logits,
+        canvas,
+        torch.ones(1, N, dtype=torch.bool),
+        MASK,
+        STEPS,
+        generator=torch.Generator().manual_seed(seed),
+        temperature=0.7,
+        choice_temperature=choice_temperature,
+        history=history,
+    )
     still_masked = torch.stack([h[0] for h in history])  # (T, 64)
     step_fixed = still_masked.long().sum(0) + 1  # masked after steps 1..s-1, fixed at step s
     return step_fixed.reshape(H, W), history, out
@@ -120,8 +130,10 @@ axes[0].set_xlabel("step t")
 axes[0].set_ylabel("tokens fixed at step t")
 axes[0].set_title(f"Schedule, N = {N}, T = {STEPS}")
 axes[0].legend()
-for ax, steps_map, title in [(axes[1], greedy_steps, "step at which each token is fixed\n(choice temperature 0)"),
-                             (axes[2], noisy_steps, f"step at which each token is fixed\n(choice temperature {CHOICE_TEMPERATURE})")]:
+for ax, steps_map, title in [
+    (axes[1], greedy_steps, "step at which each token is fixed\n(choice temperature 0)"),
+    (axes[2], noisy_steps, f"step at which each token is fixed\n(choice temperature {CHOICE_TEMPERATURE})"),
+]:
     im = ax.imshow(steps_map, cmap="magma_r", vmin=1, vmax=STEPS)
     for i in range(H):
         for j in range(W):
@@ -154,13 +166,22 @@ plt.show()
 # mean distance from the grid's centre of the tokens fixed at the first step (the toy model is
 # most confident at the centre), and the share of all tokens equal to the target pattern.
 
+
 # %%
 def many(choice_temperature: float, seed: int) -> tuple[float, float]:
     history: list[torch.Tensor] = []
     canvas = torch.full((N_PER_SEED, N), MASK)
-    out = decode(toy_logits, canvas, torch.ones(N_PER_SEED, N, dtype=torch.bool), MASK, STEPS,
-                 generator=torch.Generator().manual_seed(seed), temperature=0.7,
-                 choice_temperature=choice_temperature, history=history)
+    out = decode(
+        toy_logits,
+        canvas,
+        torch.ones(N_PER_SEED, N, dtype=torch.bool),
+        MASK,
+        STEPS,
+        generator=torch.Generator().manual_seed(seed),
+        temperature=0.7,
+        choice_temperature=choice_temperature,
+        history=history,
+    )
     first = ~history[0]  # (B, N): fixed at step 1
     dist = ((yy - 3.5) ** 2 + (xx - 3.5) ** 2).sqrt().reshape(1, N).expand_as(first)
     return dist[first].mean().item(), (out == target).float().mean().item()
@@ -168,8 +189,10 @@ def many(choice_temperature: float, seed: int) -> tuple[float, float]:
 
 stats = {c: torch.tensor([many(c, seed) for seed in SEEDS]) for c in (0.0, CHOICE_TEMPERATURE)}  # (seeds, 2)
 for c, v in stats.items():
-    print(f"choice temperature {c}: first-step tokens at {v[:, 0].mean():.2f} +- {v[:, 0].std():.2f} cells from the centre; "
-          f"tokens equal to the target {v[:, 1].mean():.1%} +- {v[:, 1].std():.1%}")
+    print(
+        f"choice temperature {c}: first-step tokens at {v[:, 0].mean():.2f} +- {v[:, 0].std():.2f} cells "
+        f"from the centre; tokens equal to the target {v[:, 1].mean():.1%} +- {v[:, 1].std():.1%}"
+    )
 all_cells = ((yy - 3.5) ** 2 + (xx - 3.5) ** 2).sqrt().mean().item()
 print(f"(mean distance of all 64 cells from the centre: {all_cells:.2f})")
 greedy, noisy = stats[0.0], stats[CHOICE_TEMPERATURE]

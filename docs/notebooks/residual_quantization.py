@@ -13,7 +13,8 @@
 # approximates the vector, the second approximates what is left over, and so on
 # (`reference_impls.residual_vq`):
 #
-# $$r_0 = z, \quad k_d = \arg\min_k \lVert r_{d-1} - e_d(k) \rVert, \quad r_d = r_{d-1} - e_d(k_d), \quad \hat z^{(d)} = \sum_{i \le d} e_i(k_i).$$
+# $$r_0 = z, \quad k_d = \arg\min_k \lVert r_{d-1} - e_d(k) \rVert, \quad r_d = r_{d-1} - e_d(k_d),
+# \quad \hat z^{(d)} = \sum_{i \le d} e_i(k_i).$$
 #
 # With $K$ codes per level, $D$ levels name $K^D$ different vectors for $D \log_2 K$ bits.
 # RQ-VAE shares one codebook across depths; SoundStream gives each level its own and trains with
@@ -68,8 +69,12 @@ def kmeans_start(rvq: ResidualVQ, data: torch.Tensor, gen: torch.Generator) -> N
         residual = residual - centroids[labels]
     with torch.no_grad():
         if rvq.shared_codebook:
-            rvq.codebook[0] = kmeans(torch.cat(pooled)[torch.randperm(N * rvq.depth, generator=gen)[:N]],
-                                     rvq.num_codes, n_iters=15, generator=gen)[0]
+            rvq.codebook[0] = kmeans(
+                torch.cat(pooled)[torch.randperm(N * rvq.depth, generator=gen)[:N]],
+                rvq.num_codes,
+                n_iters=15,
+                generator=gen,
+            )[0]
         else:
             rvq.codebook.copy_(torch.stack(books))
 
@@ -80,9 +85,11 @@ def evaluate(rvq: ResidualVQ, data: torch.Tensor) -> dict[str, list[float]]:
     books = rvq.codebooks(rvq.depth)
     idx, codes = residual_quantize(data, books)  # (N, D)
     partial = torch.cumsum(torch.stack(codes), 0)  # (D, N, C)
-    return {"error": ((partial - data) ** 2).sum(-1).mean(-1).tolist(),
-            "used": [idx[:, d].unique().numel() for d in range(rvq.depth)],
-            "perplexity": [perplexity(idx[:, d], rvq.num_codes).item() for d in range(rvq.depth)]}
+    return {
+        "error": ((partial - data) ** 2).sum(-1).mean(-1).tolist(),
+        "used": [idx[:, d].unique().numel() for d in range(rvq.depth)],
+        "perplexity": [perplexity(idx[:, d], rvq.num_codes).item() for d in range(rvq.depth)],
+    }
 
 
 def fit(rvq: ResidualVQ, data: torch.Tensor, seed: int) -> list[dict]:
@@ -118,7 +125,9 @@ for seed in SEEDS:
         rvq = ResidualVQ(K, DIM, DEPTH, generator=torch.Generator().manual_seed(seed), **kw)
         results[name].append(fit(rvq, data, seed))
     # one flat codebook with the bits of two levels: K^2 codes, the same k-means start and steps
-    flat.append(fit(ResidualVQ(K * K, DIM, 1, generator=torch.Generator().manual_seed(seed)), data, seed)[-1]["error"][0])
+    flat.append(
+        fit(ResidualVQ(K * K, DIM, 1, generator=torch.Generator().manual_seed(seed)), data, seed)[-1]["error"][0]
+    )
 
 
 def per_depth(name: str, key: str, stage: int = -1) -> torch.Tensor:
@@ -132,14 +141,19 @@ for name in VARIANTS:
     print("  depth                      " + "".join(f"{d:>12d}" for d in range(1, DEPTH + 1)))
     for stage, label in [(0, "error, k-means start"), (1, f"error, {STEPS // 2} steps"), (2, f"error, {STEPS} steps")]:
         e = per_depth(name, "error", stage)
-        print(f"  {label:26s}" + "".join(f" {m:5.2f}+-{s:4.2f}" for m, s in zip(e.mean(0), e.std(0))))
+        print(f"  {label:26s}" + "".join(f" {m:5.2f}+-{s:4.2f}" for m, s in zip(e.mean(0), e.std(0), strict=True)))
     for key in ("used", "perplexity"):
         v = per_depth(name, key)
-        print(f"  {key + ' (of ' + str(K) + ')':26s}" + "".join(f" {m:5.1f}+-{s:4.1f}" for m, s in zip(v.mean(0), v.std(0))))
+        print(
+            f"  {key + ' (of ' + str(K) + ')':26s}"
+            + "".join(f" {m:5.1f}+-{s:4.1f}" for m, s in zip(v.mean(0), v.std(0), strict=True))
+        )
 flat_t = torch.tensor(flat)
 two = per_depth("one codebook per level", "error")[:, 1]
-print(f"\nflat codebook of {K * K} codes ({2 * math.log2(K):.0f} bits): {flat_t.mean():.2f} +- {flat_t.std():.2f}; "
-      f"two levels of {K}: {two.mean():.2f} +- {two.std():.2f}")
+print(
+    f"\nflat codebook of {K * K} codes ({2 * math.log2(K):.0f} bits): {flat_t.mean():.2f} +- {flat_t.std():.2f}; "
+    f"two levels of {K}: {two.mean():.2f} +- {two.std():.2f}"
+)
 
 # %% [markdown]
 # ## What holds over the seeds
@@ -171,7 +185,9 @@ assert ((start - per_level).abs() < 0.25 * start).all()  # fine-tuning moves eac
 ratio = shared / per_level
 print("error of the shared codebook / per-level codebooks, by depth:", " ".join(f"{r:.1f}" for r in ratio.mean(0)))
 assert (shared[:, -1] > 1.2 * per_level[:, -1]).all() and (ratio[:, -1] > ratio[:, 0]).all()
-assert (per_depth("shared codebook", "perplexity")[:, -1] < per_depth("one codebook per level", "perplexity")[:, -1]).all()
+assert (
+    per_depth("shared codebook", "perplexity")[:, -1] < per_depth("one codebook per level", "perplexity")[:, -1]
+).all()
 assert (dropout[:, -1] > 0.98 * per_level[:, -1]).all()  # no gain from dropout beyond 2 %
 assert (flat_t < two).all()
 
@@ -190,7 +206,9 @@ for c, name in enumerate(VARIANTS):
     a0.fill_between(bits, e.min(0).values, e.max(0).values, color=f"C{c}", alpha=0.2)
     u = per_depth(name, "used")
     a1.plot(range(1, DEPTH + 1), u.mean(0), "o-", color=f"C{c}", label=name)
-a0.errorbar([2 * bits_per_level], [flat_t.mean()], yerr=[flat_t.std()], fmt="k*", ms=12, label=f"flat codebook, {K * K} codes")
+a0.errorbar(
+    [2 * bits_per_level], [flat_t.mean()], yerr=[flat_t.std()], fmt="k*", ms=12, label=f"flat codebook, {K * K} codes"
+)
 a0.axhline(torch.tensor(total_var).mean(), color="gray", ls=":", lw=1, label="error of predicting 0")
 a0.set_yscale("log")
 a0.set_xlabel(f"bits per position ({bits_per_level:.1f} per level)")

@@ -294,7 +294,10 @@ def test_non_note_file_in_papers_is_reported(good_kb: Path):
 
 def test_a_folder_named_like_a_note_is_reported(good_kb: Path):
     (good_kb / "papers" / "razavi2019generating.md").mkdir()
-    assert "papers/razavi2019generating.md:1: a folder, not a note; papers/ to hold only notes" in run_check(good_kb).output
+    assert (
+        "papers/razavi2019generating.md:1: a folder, not a note; papers/ to hold only notes"
+        in run_check(good_kb).output
+    )
 
 
 def test_windows_line_ends_and_a_byte_order_mark_read_as_the_same_note(good_kb: Path):

@@ -13,31 +13,37 @@ from atlas.cli import app
 NOTE = "papers/oord2017neural.md"
 
 
-@pytest.mark.parametrize("sentence", [
-    "Jukebox conditions on lyrics, which has no counterpart in our unconditional setting.",
-    "Training with condition dropout is a one-line change to a conditional token prior like ours.",
-    "Its guidance is a drop-in improvement for any class-conditional prior, ours included.",
-    "Our prior is text-conditioned through a prefix.",
-    "It is the standard yardstick for text-to-token generators like ours.",
-    "Unlike the paper, we model image tokens conditioned on the class label.",
-    "We sample unconditionally.",
-])
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Jukebox conditions on lyrics, which has no counterpart in our unconditional setting.",
+        "Training with condition dropout is a one-line change to a conditional token prior like ours.",
+        "Its guidance is a drop-in improvement for any class-conditional prior, ours included.",
+        "Our prior is text-conditioned through a prefix.",
+        "It is the standard yardstick for text-to-token generators like ours.",
+        "Unlike the paper, we model image tokens conditioned on the class label.",
+        "We sample unconditionally.",
+    ],
+)
 def test_a_sentence_about_our_work_that_fixes_its_conditioning_is_reported(sentence: str):
     assert [line for line, _ in claims(sentence)] == [1]
 
 
-@pytest.mark.parametrize("sentence", [
-    # about the paper only
-    "Parti is a text-conditional autoregressive prior.",
-    "The paper reports unconditional and class-conditional results.",
-    # about our work, but not about its conditioning
-    "Each of our tokens is conditioned on the tokens before it.",
-    "Our prior factorises the grid into easy conditionals.",
-    # hedged: says what would follow, claims neither
-    "If our prior is conditioned, condition dropout is a one-line change to it.",
-    "Whether our prior is conditional or unconditional is not fixed by the profile.",
-    "Its guidance would help our prior if it were conditioned.",
-])
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        # about the paper only
+        "Parti is a text-conditional autoregressive prior.",
+        "The paper reports unconditional and class-conditional results.",
+        # about our work, but not about its conditioning
+        "Each of our tokens is conditioned on the tokens before it.",
+        "Our prior factorises the grid into easy conditionals.",
+        # hedged: says what would follow, claims neither
+        "If our prior is conditioned, condition dropout is a one-line change to it.",
+        "Whether our prior is conditional or unconditional is not fixed by the profile.",
+        "Its guidance would help our prior if it were conditioned.",
+    ],
+)
 def test_sentences_that_leave_our_conditioning_open_pass(sentence: str):
     assert claims(sentence) == []
 
@@ -71,10 +77,14 @@ def test_check_reports_the_claim_at_its_file_line(good_kb: Path):
     line = text[: text.index(old)].count("\n") + 1
     result = CliRunner().invoke(app, ["check", "--root", str(good_kb)])
     assert result.exit_code == 1
-    assert result.output.splitlines() == [(
-        f"{NOTE}:{line}: a sentence about our work says 'unconditional', but whether and on what our prior "
-        "is conditioned is not known; only what atlas.yml's our_work profile states, or a hedged 'if'/'whether' sentence"
-    ), "atlas check: 1 problem"]
+    assert result.output.splitlines() == [
+        (
+            f"{NOTE}:{line}: a sentence about our work says 'unconditional', but whether and on what our prior "
+            "is conditioned is not known; only what atlas.yml's our_work profile states, "
+            "or a hedged 'if'/'whether' sentence"
+        ),
+        "atlas check: 1 problem",
+    ]
 
 
 def test_a_heading_directly_above_a_sentence_does_not_move_its_line():

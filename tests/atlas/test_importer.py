@@ -88,12 +88,18 @@ def test_a_paper_already_in_the_bib_is_refused_by_key_or_title_naming_the_entry(
 
 
 def test_a_broken_entry_is_reported_with_its_line(existing):
-    result = normalise("@article{ok, title={T}, author={A, B}, journal={J}, year={2020}}\n\n@article{bad, title={T\n", "in.bib", existing)
+    result = normalise(
+        "@article{ok, title={T}, author={A, B}, journal={J}, year={2020}}\n\n@article{bad, title={T\n",
+        "in.bib",
+        existing,
+    )
     assert [str(p).split(";")[0] for p in result.problems] == ["in.bib:3: entry does not parse"]
 
 
-@pytest.mark.parametrize(("value", "macro"), [("June", "jun"), ("jun", "jun"), ("6", "jun"), ("06", "jun"),
-                                              ("{Sep.}", "sep"), ("Summer", None), ("13", None)])
+@pytest.mark.parametrize(
+    ("value", "macro"),
+    [("June", "jun"), ("jun", "jun"), ("6", "jun"), ("06", "jun"), ("{Sep.}", "sep"), ("Summer", None), ("13", None)],
+)
 def test_month_macro(value, macro):
     assert month_macro(value) == macro
 

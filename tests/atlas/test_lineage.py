@@ -17,7 +17,9 @@ def _survey_with(good_kb, builds_on: dict[str, list[str]], years: dict[str, str]
         survey.entries[key].fields["year"] = year
     for key, targets in builds_on.items():
         meta = base.meta.model_copy(update={"key": key, "builds_on": targets})
-        survey.notes[key] = type(base)(base.path.with_name(f"{key}.md"), meta, base.body, base.body_line, {"builds_on": 9})
+        survey.notes[key] = type(base)(
+            base.path.with_name(f"{key}.md"), meta, base.body, base.body_line, {"builds_on": 9}
+        )
     return survey
 
 

@@ -30,7 +30,10 @@ def with_related(root: Path, texts: dict[str, str] | None = None, **export) -> P
     for name, text in (texts or TEXTS).items():
         (root / "related" / f"{name}.md").write_text(text)
     config = yaml.safe_load((root / "atlas.yml").read_text())
-    config["export"] = {"lengths": {"short": [5, 60], "column": [10, 90], "full": [10, 120]},
-                        "table_papers": [], **export}
+    config["export"] = {
+        "lengths": {"short": [5, 60], "column": [10, 90], "full": [10, 120]},
+        "table_papers": [],
+        **export,
+    }
     (root / "atlas.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     return root

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from export_kb import with_related
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -20,7 +21,6 @@ from atlas.cli import app
 from atlas.export import APPENDIX, FILES, FORBIDDEN_COMMANDS, FORBIDDEN_PACKAGES, paper_markdown, protect_title
 from atlas.loader import load
 from atlas.related import compose
-from export_kb import with_related
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -47,22 +47,27 @@ def fold(text: str) -> str:
 
 def compile_pdf(folder: Path) -> str:
     """pdflatex, bibtex, pdflatex twice; on failure the relevant log lines are in the assertion. Returns the text."""
-    steps = [["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"], ["bibtex", "main"],
-             ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
-             ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"]]
+    steps = [
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
+        ["bibtex", "main"],
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
+    ]
     for cmd in steps:
         proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, errors="replace", timeout=120)
         if proc.returncode != 0:
             log = (folder / "main.log").read_text(errors="replace") if (folder / "main.log").exists() else proc.stdout
-            lines = [l for l in log.splitlines() if l.startswith("!") or "Error" in l or l.startswith("l.")]
+            lines = [ln for ln in log.splitlines() if ln.startswith("!") or "Error" in ln or ln.startswith("l.")]
             blg = (folder / "main.blg").read_text(errors="replace") if (folder / "main.blg").exists() else ""
             pytest.fail(f"{' '.join(cmd)} failed:\n" + "\n".join(lines[:20]) + "\n" + blg[-1500:])
     log = (folder / "main.log").read_text(errors="replace")
     blg = (folder / "main.blg").read_text(errors="replace")
-    problems = [l for l in log.splitlines() if re.search(r"undefined|Undefined|^! ", l)]
-    problems += [l for l in blg.splitlines() if l.startswith(("Warning--", "I was expecting", "I couldn't"))]
+    problems = [ln for ln in log.splitlines() if re.search(r"undefined|Undefined|^! ", ln)]
+    problems += [ln for ln in blg.splitlines() if ln.startswith(("Warning--", "I was expecting", "I couldn't"))]
     assert not problems, "\n".join(problems[:20])
-    return subprocess.run(["pdftotext", "-raw", "main.pdf", "-"], cwd=folder, capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["pdftotext", "-raw", "main.pdf", "-"], cwd=folder, capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +75,9 @@ def bundle(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("overleaf") / "overleaf"
     result = export(REPO, out)
     assert result.exit_code == 0, result.output
-    m = re.search(r"column section of (\d+) words, (\d+) papers cited, a table of (\d+) rows; (\d+\.\d\d) s", result.output)
+    m = re.search(
+        r"column section of (\d+) words, (\d+) papers cited, a table of (\d+) rows; (\d+\.\d\d) s", result.output
+    )
     assert m, result.output
     words, cited, rows, seconds = int(m[1]), int(m[2]), int(m[3]), float(m[4])
     print(f"\ndefault export: {words} words, {cited} papers cited, {rows} table rows, {seconds:.2f} s")
@@ -98,7 +105,9 @@ def test_section_synthesises_by_theme_with_several_citations_per_sentence(bundle
     assert len(multi) >= 8, "papers that share an idea are cited together"
     assert "Table~\\ref{tab:related-work}" in tex  # the text refers to the table
     last = tex.rstrip().rsplit("\n", 1)[-1]
-    assert "our work" in last.lower() and not re.search(r"\b(no|not|never)\b[^.]*\.$", last), "the section ends on our work, not a negation"
+    assert "our work" in last.lower() and not re.search(r"\b(no|not|never)\b[^.]*\.$", last), (
+        "the section ends on our work, not a negation"
+    )
     assert "$" not in re.sub(r"\\\$", "", tex), "math must come out as \\( \\) or \\[ \\], never raw dollars"
     assert "\\input" not in (bundle / "main.tex").read_text()
 
@@ -107,10 +116,18 @@ def test_full_length_cites_every_paper_that_is_not_excluded_and_short_only_core(
     survey, _ = load(REPO, deep=False)
     for length in ("short", "full"):
         assert export(REPO, tmp_path / length, "--length", length, "--no-table").exit_code == 0
-    full = set(k for c in re.findall(r"\\cite[tp]\{([^}]+)\}", (tmp_path / "full" / "related-work.tex").read_text()) for k in c.split(", "))
+    full = set(
+        k
+        for c in re.findall(r"\\cite[tp]\{([^}]+)\}", (tmp_path / "full" / "related-work.tex").read_text())
+        for k in c.split(", ")
+    )
     assert {k for k, n in survey.notes.items() if survey.relevance(n) != "excluded"} <= full
     assert set(survey.pending) <= full, "the frontier papers are placed in the texts too"
-    short = set(k for c in re.findall(r"\\cite[tp]\{([^}]+)\}", (tmp_path / "short" / "related-work.tex").read_text()) for k in c.split(", "))
+    short = set(
+        k
+        for c in re.findall(r"\\cite[tp]\{([^}]+)\}", (tmp_path / "short" / "related-work.tex").read_text())
+        for k in c.split(", ")
+    )
     assert all(survey.relevance(survey.notes[k]) == "core" for k in short if k in survey.notes)
     words = [compose(survey, length)[0].words for length in ("short", "column", "full")]
     assert 200 <= words[0] <= 350 and 450 <= words[1] <= 700 and words[2] > words[1]
@@ -134,7 +151,10 @@ def test_references_hold_only_cited_entries_in_ascii_with_protected_acronyms(bun
 def test_title_protection_braces_acronyms_and_leaves_plain_words():
     assert protect_title("Generating Images with VQ-VAE-2") == "Generating Images with {VQ-VAE-2}"
     assert protect_title("Text-to-Image Synthesis") == "Text-to-Image Synthesis"
-    assert protect_title("{LION}: Latent Point Diffusion for 3D Shapes") == "{LION}: Latent Point Diffusion for {3D} Shapes"
+    assert (
+        protect_title("{LION}: Latent Point Diffusion for 3D Shapes")
+        == "{LION}: Latent Point Diffusion for {3D} Shapes"
+    )
     assert protect_title("StyleCLIP and MaskGIT") == "{StyleCLIP} and {MaskGIT}"
 
 
@@ -167,7 +187,9 @@ def test_compact_table_is_one_column_with_at_most_twelve_rows_and_full_is_table_
     assert main.index("\\begin{table}[tb]") < main.index("\\paragraph{"), "the table sits at the start of the section"
     assert export(REPO, tmp_path / "full", "--table", "full").exit_code == 0
     wide = (tmp_path / "full" / "comparison-table.tex").read_text()
-    assert "\\begin{table*}" in wide and wide.count("\\citep{") == sum(1 for n in survey.notes.values() if survey.relevance(n) != "excluded")
+    assert "\\begin{table*}" in wide and wide.count("\\citep{") == sum(
+        1 for n in survey.notes.values() if survey.relevance(n) != "excluded"
+    )
 
 
 def test_running_twice_gives_byte_identical_files(tmp_path: Path, bundle: Path):
@@ -195,13 +217,24 @@ def test_prose_specials_are_escaped_and_math_stays_math(good_kb: Path, tmp_path:
     note = good_kb / "papers" / "oord2017neural.md"
     text = note.read_text().replace(
         "It describes a\ndiscrete autoencoder",
-        "It costs 50% & uses snake_case, #tags, ~tilde, ^caret, a back\\\\slash, {braces} and $\\beta \\lVert z_e \\rVert^2$. It describes a\ndiscrete autoencoder")
+        "It costs 50% & uses snake_case, #tags, ~tilde, ^caret, a back\\\\slash, {braces} "
+        "and $\\beta \\lVert z_e \\rVert^2$. It describes a\ndiscrete autoencoder",
+    )
     note.write_text(text)
     out = tmp_path / "ov"
     result = export(with_related(good_kb), out, "--style", "catalogue", "--paper-words", "200")
     assert result.exit_code == 0, result.output
     tex = (out / APPENDIX).read_text()
-    for escaped in ("50\\%", "\\&", "snake\\_case", "\\#tags", "\\textasciitilde", "\\^{}caret", "\\textbackslash", "\\{braces\\}"):
+    for escaped in (
+        "50\\%",
+        "\\&",
+        "snake\\_case",
+        "\\#tags",
+        "\\textasciitilde",
+        "\\^{}caret",
+        "\\textbackslash",
+        "\\{braces\\}",
+    ):
         assert escaped in tex, escaped
     assert "\\(\\beta \\lVert z_e \\rVert^2\\)" in tex  # math stays math, untouched
 
@@ -210,13 +243,19 @@ def test_options_select_groups_papers_facets_and_table(tmp_path: Path):
     out = tmp_path / "a"
     assert export(REPO, out, "--group", "masked-and-discrete-diffusion", "--no-table").exit_code == 0
     tex = (out / "related-work.tex").read_text()
-    assert "\\paragraph{Masked and discrete-diffusion priors.}" in tex and "\\paragraph{Discrete tokenizers.}" not in tex
+    assert (
+        "\\paragraph{Masked and discrete-diffusion priors.}" in tex and "\\paragraph{Discrete tokenizers.}" not in tex
+    )
     assert not (out / "comparison-table.tex").exists() and "tab:related-work" not in (out / "main.tex").read_text()
     survey, _ = load(REPO, deep=False)
     out = tmp_path / "b"
     assert export(REPO, out, "--facet", "prior=autoregressive", "--length", "full", "--no-table").exit_code == 0
-    cited = {k for c in re.findall(r"\\cite[tp]\{([^}]+)\}", (out / "related-work.tex").read_text()) for k in c.split(", ")}
-    assert len(cited) > 5 and all(survey.notes[k].meta.prior == "autoregressive" for k in cited), "a unit citing other papers goes"
+    cited = {
+        k for c in re.findall(r"\\cite[tp]\{([^}]+)\}", (out / "related-work.tex").read_text()) for k in c.split(", ")
+    }
+    assert len(cited) > 5 and all(survey.notes[k].meta.prior == "autoregressive" for k in cited), (
+        "a unit citing other papers goes"
+    )
 
 
 def test_every_word_budget_is_honoured_without_a_floor(tmp_path: Path):
@@ -241,6 +280,7 @@ def test_catalogue_writes_the_per_paper_paragraphs_within_each_budget(tmp_path: 
         lengths.append(len((out / APPENDIX).read_text().split()))
     assert lengths[0] < lengths[1] < lengths[2], "budgets of 10, 20 and 40 words give different appendices"
     from atlas.markdown import word_count
+
     for note in survey.notes.values():
         for budget in (5, 10, 20, 40):
             text = paper_markdown(note, budget)
@@ -261,7 +301,9 @@ def test_settings_in_atlas_yml_last_and_a_flag_overrides_them_for_one_run(good_k
     assert result.exit_code == 1 and "pass --force" in result.output
     result = runner.invoke(app, ["build", "--root", str(root), "--force"])
     assert result.exit_code == 0, result.output
-    assert (out / "related-work.tex").read_text() == short and not (out / "comparison-table.tex").exists(), "build reproduces atlas.yml's choice"
+    assert (out / "related-work.tex").read_text() == short and not (out / "comparison-table.tex").exists(), (
+        "build reproduces atlas.yml's choice"
+    )
 
 
 PAPER = """\\documentclass{article}
@@ -284,12 +326,18 @@ def test_into_writes_between_the_markers_and_merges_the_bib_without_touching_oth
     paper.write_text(PAPER.replace("%MARKERS%\n", ""))
     (paper_dir / "refs.bib").write_text(MINE)
     result = export(REPO, tmp_path / "b", "--into", str(paper))
-    assert result.exit_code == 1 and "% atlas:begin related-work" in result.output and "% atlas:end related-work" in result.output
+    assert (
+        result.exit_code == 1
+        and "% atlas:begin related-work" in result.output
+        and "% atlas:end related-work" in result.output
+    )
     paper.write_text(PAPER.replace("%MARKERS%", "% atlas:begin related-work\n% atlas:end related-work"))
     assert export(REPO, tmp_path / "b", "--into", str(paper)).exit_code == 0
     text, bib = paper.read_text(), (paper_dir / "refs.bib").read_text()
     assert "\\section{Related Work}" in text and "\\begin{table}[tb]" in text and "\\input" not in text
-    assert text.index("\\section{Introduction}") < text.index("\\section{Related Work}") < text.index("\\section{Method}")
+    assert (
+        text.index("\\section{Introduction}") < text.index("\\section{Related Work}") < text.index("\\section{Method}")
+    )
     assert bib.startswith(MINE), "the user's own entries stay as they were"
     cited = {k for c in re.findall(r"\\cite[tp]?\{([^}]+)\}", text) for k in c.split(", ")}
     in_bib = set(re.findall(r"@\w+\{([^,]+),", bib))
@@ -311,12 +359,16 @@ def test_unknown_options_fail_with_one_line_each(tmp_path: Path):
     assert lines[0].startswith("--group:1: unknown group 'gans'; one of: discrete-tokenizers")
     assert lines[1].startswith("--facet:1: unknown facet filter 'prior=flow'; one of:")
     result = export(REPO, tmp_path / "x", "--length", "page")
-    assert result.exit_code == 1 and result.output.startswith("--length:1: unknown value 'page'; one of: short, column, full")
+    assert result.exit_code == 1 and result.output.startswith(
+        "--length:1: unknown value 'page'; one of: short, column, full"
+    )
     assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow
-def test_the_default_section_ends_on_its_first_page_with_no_undefined_citation_or_overfull_box(bundle: Path, tmp_path: Path):
+def test_the_default_section_ends_on_its_first_page_with_no_undefined_citation_or_overfull_box(
+    bundle: Path, tmp_path: Path
+):
     need_latex()
     work = tmp_path / "compile"
     shutil.copytree(bundle, work)
@@ -327,8 +379,17 @@ def test_the_default_section_ends_on_its_first_page_with_no_undefined_citation_o
     assert not missing, f"titles missing from the PDF: {missing}"
     pages = []
     for i in range(1, 4):
-        pages.append(fold(subprocess.run(["pdftotext", "-f", str(i), "-l", str(i), "main.pdf", "-"], cwd=work,
-                                         capture_output=True, text=True, check=True).stdout))
+        pages.append(
+            fold(
+                subprocess.run(
+                    ["pdftotext", "-f", str(i), "-l", str(i), "main.pdf", "-"],
+                    cwd=work,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+        )
     section = (bundle / "related-work.tex").read_text()
     last = section.rstrip().rsplit("\n", 1)[-1]
     tail = fold(" ".join(re.sub(r"\\cite[tp]\{[^}]*\}", " ", last).split()[-8:]))
@@ -337,12 +398,20 @@ def test_the_default_section_ends_on_its_first_page_with_no_undefined_citation_o
     main = (work / "main.tex").read_text().splitlines()
     first = next(i for i, line in enumerate(main, 1) if line.startswith("\\section{Related Work}"))
     end = next(i for i, line in enumerate(main, 1) if line.startswith("\\bibliography{"))
-    overfull = [(float(w), int(a)) for w, a in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\) in (?:paragraph|alignment) at lines (\d+)", log)]
+    overfull = [
+        (float(w), int(a))
+        for w, a in re.findall(
+            r"Overfull \\hbox \(([\d.]+)pt too wide\) in (?:paragraph|alignment) at lines (\d+)", log
+        )
+    ]
     assert not [o for o in overfull if o[0] > 1.0 and first <= o[1] <= end], overfull
     assert "undefined" not in log.lower()
     words = compose(survey, "column")[0].words
     n_pages = int(re.search(r"Output written on main\.pdf \((\d+) page", log).group(1))
-    print(f"\ncompiled default section: {words} words of prose (plus the table's sentence), ends on page 1; the PDF has {n_pages} pages")
+    print(
+        f"\ncompiled default section: {words} words of prose (plus the table's sentence), ends on page 1; "
+        f"the PDF has {n_pages} pages"
+    )
 
 
 STAND_IN_KIT = r"""\NeedsTeXFormat{LaTeX2e}
@@ -356,7 +425,9 @@ STAND_IN_KIT = r"""\NeedsTeXFormat{LaTeX2e}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("length", ["short", "column"])
-def test_beside_the_aaai_kit_main_tex_leaves_the_bibliography_style_to_it_and_bibtex_succeeds(tmp_path: Path, length: str):
+def test_beside_the_aaai_kit_main_tex_leaves_the_bibliography_style_to_it_and_bibtex_succeeds(
+    tmp_path: Path, length: str
+):
     need_latex()
     out = tmp_path / "ov"
     assert export(REPO, out, "--length", length).exit_code == 0
@@ -372,14 +443,20 @@ def test_beside_the_aaai_kit_main_tex_leaves_the_bibliography_style_to_it_and_bi
 
 
 PROSE = st.text(
-    alphabet=st.sampled_from(list("abc XYZ019.,;:!?()[]-'\"%&_#~^\\{}$@<>|/*") + ["é", "ü", "ß", "Ω", "→", "≈", "中", "😀", "\u00a0"]),
-    min_size=1, max_size=60)
+    alphabet=st.sampled_from(
+        list("abc XYZ019.,;:!?()[]-'\"%&_#~^\\{}$@<>|/*") + ["é", "ü", "ß", "Ω", "→", "≈", "中", "😀", "\u00a0"]
+    ),
+    min_size=1,
+    max_size=60,
+)
 
 
 @pytest.mark.slow
 @settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(prose=PROSE, where=st.sampled_from(["note", "related"]))
-def test_arbitrary_prose_either_compiles_or_is_rejected_by_the_check(good_kb: Path, tmp_path_factory, prose: str, where: str):
+def test_arbitrary_prose_either_compiles_or_is_rejected_by_the_check(
+    good_kb: Path, tmp_path_factory, prose: str, where: str
+):
     need_latex()
     root = tmp_path_factory.mktemp("kb")
     shutil.copytree(good_kb, root, dirs_exist_ok=True)
@@ -389,11 +466,15 @@ def test_arbitrary_prose_either_compiles_or_is_rejected_by_the_check(good_kb: Pa
         path.write_text(path.read_text().replace("This fixture note stands", prose + " This fixture note stands", 1))
     else:
         path = root / "related" / "discrete-tokenizers.md"
-        path.write_text(path.read_text().replace("{column} Hierarchies", "{column} " + prose.replace("\n", " ") + " Hierarchies", 1))
+        path.write_text(
+            path.read_text().replace("{column} Hierarchies", "{column} " + prose.replace("\n", " ") + " Hierarchies", 1)
+        )
     check = runner.invoke(app, ["check", "--root", str(root)])
     if check.exit_code != 0:
         lines = [line for line in check.output.splitlines() if not line.startswith("atlas check")]
-        assert lines and all(re.match(rf"^{re.escape(path.relative_to(root).as_posix())}:\d+: .+; .+", line) for line in lines), check.output
+        assert lines and all(
+            re.match(rf"^{re.escape(path.relative_to(root).as_posix())}:\d+: .+; .+", line) for line in lines
+        ), check.output
         return
     out = root / "out"
     result = export(root, out, "--style", "catalogue", "--paper-words", "400", "--length", "full")

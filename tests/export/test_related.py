@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from export_kb import TEXTS, with_related
 
 from atlas.loader import load
 from atlas.related import compose, drop_citations, parse_related, prose_words
-from export_kb import TEXTS, with_related
 
 
 def problems_of(root):
@@ -19,17 +19,25 @@ def test_a_complete_small_knowledge_base_has_no_problem(good_kb):
 
 
 def test_units_carry_their_level_line_and_paragraph():
-    text, problems = parse_related("x", "related/x.md", "# Title\n\n{short} One [@a].\n{full} Two\nwraps.\n\n{column} Three.\n")
+    text, problems = parse_related(
+        "x", "related/x.md", "# Title\n\n{short} One [@a].\n{full} Two\nwraps.\n\n{column} Three.\n"
+    )
     assert not problems and text.title == "Title"
     assert [(u.level, u.line, u.paragraph, u.text) for u in text.units] == [
-        ("short", 3, 0, "One [@a]."), ("full", 4, 0, "Two wraps."), ("column", 7, 1, "Three.")]
+        ("short", 3, 0, "One [@a]."),
+        ("full", 4, 0, "Two wraps."),
+        ("column", 7, 1, "Three."),
+    ]
 
 
-@pytest.mark.parametrize(("source", "expected"), [
-    ("Loose text.\n", "related/x.md:1: text outside a tagged unit"),
-    ("{tiny} A unit.\n", "related/x.md:1: unknown tag '{tiny}'"),
-    ("{short}\n", "related/x.md:1: the {short} unit is empty"),
-])
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("Loose text.\n", "related/x.md:1: text outside a tagged unit"),
+        ("{tiny} A unit.\n", "related/x.md:1: unknown tag '{tiny}'"),
+        ("{short}\n", "related/x.md:1: the {short} unit is empty"),
+    ],
+)
 def test_malformed_texts_get_one_line_each(source, expected):
     _, problems = parse_related("x", "related/x.md", source)
     assert [str(p).split(";")[0] for p in problems] == [expected]
@@ -39,20 +47,35 @@ def test_a_new_paper_of_a_group_not_cited_in_its_text_is_reported_with_file_and_
     root = with_related(good_kb)
     note = (root / "papers" / "oord2017neural.md").read_text()
     (root / "papers" / "razavi2019generating.md").write_text(
-        note.replace("key: oord2017neural", "key: razavi2019generating").replace("short: VQ-VAE", "short: VQ-VAE-2"))
-    texts = dict(TEXTS, **{"discrete-tokenizers": "{short} Discrete tokenizers map a signal to codebook indices [@oord2017neural].\n"
-                                                  "{column} A hierarchy of maps adds detail.\n"})
+        note.replace("key: oord2017neural", "key: razavi2019generating").replace("short: VQ-VAE", "short: VQ-VAE-2")
+    )
+    texts = dict(
+        TEXTS,
+        **{
+            "discrete-tokenizers": "{short} Discrete tokenizers map a signal to codebook indices [@oord2017neural].\n"
+            "{column} A hierarchy of maps adds detail.\n"
+        },
+    )
     with_related(root, texts)
     found = [p for p in problems_of(root) if "is not cited" in p]
-    assert found == ["related/discrete-tokenizers.md:2: paper 'razavi2019generating' (VQ-VAE-2) of group 'discrete-tokenizers' "
-                     "is not cited in its text; a unit citing [@razavi2019generating] (tag it {full} at least), in this text"]
+    assert found == [
+        "related/discrete-tokenizers.md:2: paper 'razavi2019generating' (VQ-VAE-2) of group 'discrete-tokenizers' "
+        "is not cited in its text; a unit citing [@razavi2019generating] (tag it {full} at least), in this text"
+    ]
 
 
 def test_an_excluded_paper_need_not_be_cited_and_leaves_the_section(good_kb):
     root = with_related(good_kb)
     note = root / "papers" / "oord2017neural.md"
-    note.write_text(note.read_text().replace("notebook", "notebook").replace(
-        "tests: [tests/check_vq.py]\n", "tests: [tests/check_vq.py]\nrelevance: {level: excluded, reason: a paper outside the scope of this test}\n"))
+    note.write_text(
+        note.read_text()
+        .replace("notebook", "notebook")
+        .replace(
+            "tests: [tests/check_vq.py]\n",
+            "tests: [tests/check_vq.py]\n"
+            "relevance: {level: excluded, reason: a paper outside the scope of this test}\n",
+        )
+    )
     survey, problems = load(root, deep=False)
     assert not [p for p in problems if "not cited" in p.message]
     section, _ = compose(survey, "full")
@@ -61,14 +84,23 @@ def test_an_excluded_paper_need_not_be_cited_and_leaves_the_section(good_kb):
     assert "oord2017neural" in survey.notes  # the note and its page stay
 
 
-@pytest.mark.parametrize(("unit", "message"), [
-    ("{column} It compresses the signal [@oord2017neural].", "opens with 'It', whose subject is outside it"),
-    ("{column} The paper compresses the signal [@oord2017neural].", "opens with 'The paper'"),
-    ("{full} A first unit.\n{column} However, a second unit.", "opens with 'However' but the unit before it is dropped"),
-    ("{column} Our prior is class-conditional like this [@oord2017neural].", "a sentence about our work says 'conditional'"),
-    ("{column} Our work generates images [@oord2017neural].", "a sentence about our work says 'images'"),
-    ("{column} A citation of @nobody2020x here.", "citation '@nobody2020x' is not a key"),
-])
+@pytest.mark.parametrize(
+    ("unit", "message"),
+    [
+        ("{column} It compresses the signal [@oord2017neural].", "opens with 'It', whose subject is outside it"),
+        ("{column} The paper compresses the signal [@oord2017neural].", "opens with 'The paper'"),
+        (
+            "{full} A first unit.\n{column} However, a second unit.",
+            "opens with 'However' but the unit before it is dropped",
+        ),
+        (
+            "{column} Our prior is class-conditional like this [@oord2017neural].",
+            "a sentence about our work says 'conditional'",
+        ),
+        ("{column} Our work generates images [@oord2017neural].", "a sentence about our work says 'images'"),
+        ("{column} A citation of @nobody2020x here.", "citation '@nobody2020x' is not a key"),
+    ],
+)
 def test_the_check_holds_each_unit_to_the_rules(good_kb, unit, message):
     texts = dict(TEXTS, intro=TEXTS["intro"] + unit + "\n")
     found = problems_of(with_related(good_kb, texts))
@@ -105,7 +137,9 @@ def test_lengths_nest_and_a_word_budget_is_never_exceeded(good_kb):
 
 
 def test_dropping_a_citation_keeps_the_bracket_or_drops_the_unit():
-    keep = lambda k: k != "b"  # noqa: E731 - a one-line predicate
+    def keep(k: str) -> bool:
+        return k != "b"
+
     assert drop_citations("X uses codes [@a; @b].", keep) == "X uses codes [@a]."
     assert drop_citations("X uses codes [@b].", keep) is None
     assert drop_citations("@b uses codes [@a].", keep) is None
