@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from atlas.model import Inventory, Module, Note, Question, TestFile
+from atlas.model import Inventory, Member, Module, Note, Question, TestFile
 
 MODULES = "reference_impls"
 TESTS = "tests/reference_impls"
@@ -34,6 +34,24 @@ def docstring_summary(tree: ast.Module | None) -> str:
     return doc.strip().split("\n")[0] if doc else ""
 
 
+def docstring_paragraph(node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """The first paragraph of a docstring on one line ("" when there is none)."""
+    doc = ast.get_docstring(node)
+    return " ".join(doc.strip().split("\n\n")[0].split()) if doc else ""
+
+
+def public_members(tree: ast.Module | None) -> tuple[Member, ...]:
+    """The classes and functions defined at the module's top level whose names do not start with _."""
+    if tree is None:
+        return ()
+    kinds = {ast.ClassDef: "class", ast.FunctionDef: "function", ast.AsyncFunctionDef: "function"}
+    return tuple(
+        Member(n.name, kinds[type(n)], docstring_paragraph(n))
+        for n in tree.body
+        if type(n) in kinds and not n.name.startswith("_")
+    )
+
+
 def count_tests(tree: ast.Module | None) -> int:
     if tree is None:
         return 0
@@ -54,7 +72,8 @@ def read_inventory(root: Path, notes: list[Note]) -> Inventory:
             continue
         rel = path.relative_to(root).as_posix()
         text = _read(path)
-        inv.modules.append(Module(path.stem, rel, docstring_summary(_parse(text))))
+        tree = _parse(text)
+        inv.modules.append(Module(path.stem, rel, docstring_summary(tree), public_members(tree)))
         inv.sources[rel] = text or ""
     for path in sorted((root / TESTS).glob("test_*.py")):
         rel = path.relative_to(root).as_posix()
