@@ -29,14 +29,9 @@ def _parse(text: str | None) -> ast.Module | None:
         return None
 
 
-def docstring_summary(tree: ast.Module | None) -> str:
-    doc = ast.get_docstring(tree) if tree is not None else None
-    return doc.strip().split("\n")[0] if doc else ""
-
-
-def docstring_paragraph(node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> str:
-    """The first paragraph of a docstring on one line ("" when there is none)."""
-    doc = ast.get_docstring(node)
+def docstring_summary(node: ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef | None) -> str:
+    """The first paragraph of a docstring, on one line ("" when there is none)."""
+    doc = ast.get_docstring(node) if node is not None else None
     return " ".join(doc.strip().split("\n\n")[0].split()) if doc else ""
 
 
@@ -46,7 +41,7 @@ def public_members(tree: ast.Module | None) -> tuple[Member, ...]:
         return ()
     kinds = {ast.ClassDef: "class", ast.FunctionDef: "function", ast.AsyncFunctionDef: "function"}
     return tuple(
-        Member(n.name, kinds[type(n)], docstring_paragraph(n))
+        Member(n.name, kinds[type(n)], docstring_summary(n))
         for n in tree.body
         if type(n) in kinds and not n.name.startswith("_")
     )

@@ -230,7 +230,7 @@ class Member:
 class Module:
     name: str  # vq
     path: str  # reference_impls/vq.py
-    summary: str  # the first line of its docstring
+    summary: str  # the first paragraph of its docstring, on one line
     members: tuple[Member, ...] = ()  # its public classes and functions, in source order
 
 

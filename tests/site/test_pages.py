@@ -145,3 +145,20 @@ def test_a_paper_page_lists_the_members_it_implements_and_leaves_the_api_to_the_
         "(B, T, q) codes of levels first_level .. first_level+q-1 -> (B, T * q) vocabulary ids, "
         "time-major and level-minor, each level shifted into its own range."
     )
+
+
+def test_figures_are_drawn_again_only_when_what_they_show_changes(survey, tmp_path, monkeypatch):
+    from atlas.site import figures
+
+    s = copy.deepcopy(survey)
+    s.root = tmp_path
+    first = figures.figure_svgs(s)
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / figures.CACHE).iterdir()) == ["lineage", "timeline"]
+    monkeypatch.setattr(figures, "timeline_svg", lambda _s: pytest.fail("redrawn with nothing changed"))
+    monkeypatch.setattr(figures, "lineage_svg", lambda _s: pytest.fail("redrawn with nothing changed"))
+    assert figures.figure_svgs(s) == first
+    monkeypatch.undo()
+    s.notes["oord2017neural"].meta.short = "VQ-VAE (renamed)"
+    renamed = figures.figure_svgs(s)
+    assert b"VQ-VAE (renamed)" in renamed["timeline.svg"] and b"VQ-VAE (renamed)" in renamed["lineage.svg"]
+    assert len(list((tmp_path / figures.CACHE).iterdir())) == 2  # the old drawings replaced, not kept
