@@ -31,6 +31,8 @@ def survey():
 def numbered(survey):
     """The survey with key numbers and a Pitfalls section on two notes (a copy: the module's stays clean)."""
     s = copy.deepcopy(survey)
+    for note in s.notes.values():  # only the two notes below list numbers
+        note.meta.numbers = []
     vq, rq = s.notes["oord2017neural"], s.notes["lee2022autoregressive"]
     vq.meta.numbers = [
         KeyNumber(what="codebook size", value=512, source="Sec. 4.1"),
