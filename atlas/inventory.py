@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from atlas.model import Inventory, Module, Note, Question, TestFile
+from atlas.model import Inventory, Member, Module, Note, Question, TestFile
 
 MODULES = "reference_impls"
 TESTS = "tests/reference_impls"
@@ -29,9 +29,22 @@ def _parse(text: str | None) -> ast.Module | None:
         return None
 
 
-def docstring_summary(tree: ast.Module | None) -> str:
-    doc = ast.get_docstring(tree) if tree is not None else None
-    return doc.strip().split("\n")[0] if doc else ""
+def docstring_summary(node: ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef | None) -> str:
+    """The first paragraph of a docstring, on one line ("" when there is none)."""
+    doc = ast.get_docstring(node) if node is not None else None
+    return " ".join(doc.strip().split("\n\n")[0].split()) if doc else ""
+
+
+def public_members(tree: ast.Module | None) -> tuple[Member, ...]:
+    """The classes and functions defined at the module's top level whose names do not start with _."""
+    if tree is None:
+        return ()
+    kinds = {ast.ClassDef: "class", ast.FunctionDef: "function", ast.AsyncFunctionDef: "function"}
+    return tuple(
+        Member(n.name, kinds[type(n)], docstring_summary(n))
+        for n in tree.body
+        if type(n) in kinds and not n.name.startswith("_")
+    )
 
 
 def count_tests(tree: ast.Module | None) -> int:
@@ -54,7 +67,8 @@ def read_inventory(root: Path, notes: list[Note]) -> Inventory:
             continue
         rel = path.relative_to(root).as_posix()
         text = _read(path)
-        inv.modules.append(Module(path.stem, rel, docstring_summary(_parse(text))))
+        tree = _parse(text)
+        inv.modules.append(Module(path.stem, rel, docstring_summary(tree), public_members(tree)))
         inv.sources[rel] = text or ""
     for path in sorted((root / TESTS).glob("test_*.py")):
         rel = path.relative_to(root).as_posix()

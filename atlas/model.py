@@ -218,10 +218,20 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Member:
+    """A public function or class defined at the top of a reference_impls module."""
+
+    name: str  # VectorQuantizer
+    kind: str  # "class" or "function"
+    summary: str  # the first paragraph of its docstring, on one line ("" when it has none)
+
+
+@dataclass(frozen=True)
 class Module:
     name: str  # vq
     path: str  # reference_impls/vq.py
-    summary: str  # the first line of its docstring
+    summary: str  # the first paragraph of its docstring, on one line
+    members: tuple[Member, ...] = ()  # its public classes and functions, in source order
 
 
 @dataclass(frozen=True)

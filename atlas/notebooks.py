@@ -26,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from atlas.problems import AtlasError, Code, Problem, rel
+from atlas.progress import progress_mode
 from atlas.text import write_atomic
 
 NOTEBOOKS = "docs/notebooks"
@@ -92,7 +93,10 @@ def execute_notebook(path: Path, root: Path, timeout: int = TIMEOUT, on_cell: Ca
             on_cell(done[0], total)
 
     client = NotebookClient(nb, kernel_name=KERNEL, timeout=timeout, resources={"metadata": {"path": str(root)}},
-                            on_cell_executed=executed, extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                            on_cell_executed=executed,
+                            # the kernel logs errors only: no "running over TCP without encryption"
+                            # warning per kernel on the terminal (its stderr is the command's)
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     # figures as PNG outputs; one thread per kernel, so parallel kernels do not oversubscribe the cores
     env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -169,7 +173,8 @@ def _worker(path: str, root: str, target: str, digest: str, timeout: int) -> tup
 
 
 class Reporter:
-    """Progress of notebook runs: a rich bar in a terminal, plain lines otherwise, nothing when quiet."""
+    """Progress of notebook runs in atlas.progress's modes: a rich bar in a terminal that allows colour,
+    plain lines otherwise (a pipe, a log, NO_COLOR or --no-color, TERM=dumb), nothing when quiet."""
 
     def __init__(self, total: int, quiet: bool = False, stream=None, label: str = "notebooks"):
         self.stream = stream if stream is not None else sys.stdout
@@ -177,7 +182,7 @@ class Reporter:
         self.total = total
         self.done = 0
         self.progress = None
-        if not quiet and total and getattr(self.stream, "isatty", lambda: False)() and not os.environ.get("ATLAS_PLAIN_PROGRESS"):
+        if total and progress_mode(quiet, self.stream) == "rich":
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
@@ -187,7 +192,7 @@ class Reporter:
                 TimeElapsedColumn,
             )
 
-            console = Console(file=self.stream, no_color=bool(os.environ.get("NO_COLOR")))
+            console = Console(file=self.stream)
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), console=console, transient=False)
             self.task = self.progress.add_task(label, total=total)

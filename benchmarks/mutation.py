@@ -84,6 +84,56 @@ EQUIVALENT: dict[str, str] = {
         "pos / (a float64 tensor) is promoted to float64 whatever pos's dtype, so pos.to(None) changes nothing",
     "reference_impls.attention.xǁTransformerBlockǁforward__mutmut_30":
         "h * (a bool tensor) promotes the bool to h's dtype, so .to(None) changes nothing",
+    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_1":
+        "PB-relaxation is exact for every alpha (the scale cancels); alpha only changes the size of intermediate scores",
+    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_26":
+        "float('-INF') is float('-inf')",
+    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_30":
+        "softmax is invariant to subtracting any constant, and the global max also bounds every score",
+    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_32":
+        "softmax is invariant to subtracting any constant, and the global max also bounds every score",
+    "reference_impls.ar_prior.x_pb_relaxed_layer_norm__mutmut_2":
+        "LayerNorm without epsilon is invariant to any positive scale of its input, so x * max|x| normalises like x / max|x|",
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_12":
+        "cumsum over dim +1 of the (R, V) matrix is the cumsum over dim -1",
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_16":
+        "u is created on the CPU; .to(None) keeps it there, which is cdf.device (CPU only)",
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_37":
+        "searchsorted left and right differ only when u equals a cumulative sum exactly (probability 0 for a float64 uniform)",
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_38":
+        "searchsorted left and right differ only when u equals a cumulative sum exactly (probability 0 for a float64 uniform)",
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_39":
+        "squeeze(+1) of an (R, 1) tensor is squeeze(-1)",
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_40":
+        "squeeze(-2) of an (R, 1) tensor removes nothing when R > 1 and then view() restores the shape; for R = 1 it gives the same single index",
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_41":
+        "u < cdf[-1] always (rand < 1), so the index never exceeds V - 1 and the clamp never acts",
+    "reference_impls.ar_prior.x_top_k_filter__mutmut_12":
+        "topk's default dim is -1",
+    "reference_impls.ar_prior.x_top_k_filter__mutmut_24":
+        "float('-INF') is float('-inf')",
+    "reference_impls.ar_prior.x_top_p_filter__mutmut_39":
+        "float('-INF') is float('-inf')",
+    "reference_impls.ar_prior.x_top_p_filter__mutmut_4":
+        "sort's default dim is -1",
+    "reference_impls.ar_prior.x_kmeans__mutmut_25":
+        "float sums divided by integer counts give the same float quotient",
+    "reference_impls.ar_prior.xǁTokenPriorǁ__init____mutmut_32":
+        "nn.Linear(bias=None) builds no bias, as bias=False does",
+    "reference_impls.ar_prior.xǁTokenPriorǁ_embed__mutmut_10":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.ar_prior.xǁTokenPriorǁ_embed__mutmut_13":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.ar_prior.xǁTokenPriorǁforward__mutmut_9":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.ar_prior.xǁTokenPriorǁforward__mutmut_11":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.ar_prior.xǁTokenPriorǁforward_incremental__mutmut_14":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.ar_prior.xǁTokenPriorǁforward_incremental__mutmut_16":
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    "reference_impls.ar_prior.xǁTokenPriorǁ_embed__mutmut_15":
+        "tok - pos with a learned pos of symmetric N(0, 1) initialisation is tok + pos' with pos' = -pos",
     "reference_impls.ddpm.x_eps_loss__mutmut_7":
         "torch.randint(high, size) is torch.randint(0, high, size)",
     "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_16":

@@ -65,6 +65,18 @@ def _run_notebooks(run_all, root: Path, quiet: bool):
     return run_all(root)
 
 
+NOTEBOOK_HTML_CACHE = "build/mkdocs-jupyter"
+
+
+def _anchor_caches(config, root: Path) -> None:
+    """mkdocs-jupyter keeps each notebook's HTML in a cache folder relative to the working folder
+    (.cache/mkdocs-jupyter): anchored at root/build/, a warm build finds it from wherever `atlas`
+    runs, and nothing is written into papers/ or any other folder the command was started from."""
+    jupyter = config.plugins.get("mkdocs-jupyter")
+    if jupyter is not None and not Path(jupyter.config["cache_dir"]).is_absolute():
+        jupyter.config["cache_dir"] = str(root / NOTEBOOK_HTML_CACHE)
+
+
 class _Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -102,6 +114,7 @@ def build(
     failure = None
     try:
         config = load_config(config_file=str(root / "mkdocs.yml"), site_dir=str(target), strict=True)
+        _anchor_caches(config, root)
         config.plugins.on_startup(command="build", dirty=False)
         try:
             mkdocs_build(config)

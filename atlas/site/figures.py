@@ -3,10 +3,15 @@ coloured by latent) and the lineage graph of builds_on (matplotlib, networkx).""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+from importlib.metadata import version
+from pathlib import Path
 
 from atlas.model import Note, Survey
 from atlas.site.common import paper_name
+from atlas.text import write_atomic
 
 LATENT_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#7f7f7f", "#ff7f0e", "#8c564b", "#e377c2"]
 
@@ -143,3 +148,48 @@ def lineage_svg(survey: Survey) -> bytes:
     ax.legend(title="latent", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     ax.set_title("Lineage: an arrow from a paper to each later paper that builds on it", fontsize=10)
     return _svg(fig)
+
+
+CACHE = "build/figures"  # under the survey's root, beside the executed notebooks
+
+
+def figure_inputs(survey: Survey) -> str:
+    """Everything the two figures are drawn from, with the drawing code and the library versions:
+    the same text means the same SVGs."""
+    data = {
+        "vocabularies": {f: list(survey.config.vocabularies[f]) for f in ("prior", "latent")},
+        "notes": [
+            [k, n.meta.short, n.meta.prior, n.meta.latent, n.meta.builds_on] for k, n in sorted(survey.notes.items())
+        ],
+        "entries": [[k, str(e.year), paper_name(survey, k)] for k, e in sorted(survey.entries.items())],
+        "code": Path(__file__).read_text(encoding="utf-8"),
+        "versions": [version("matplotlib"), version("networkx")],
+    }
+    return json.dumps(data, sort_keys=True)
+
+
+def figure_svgs(survey: Survey) -> dict[str, bytes]:
+    """{"timeline.svg": ..., "lineage.svg": ...}, drawn again only when figure_inputs changed.
+
+    The last drawing is kept in <root>/build/figures/ under the digest of its inputs (matplotlib's
+    SVG is deterministic here: fixed hash salt, no date), so a build that changed no note reuses it.
+    """
+    digest = hashlib.sha256(figure_inputs(survey).encode("utf-8")).hexdigest()[:16]
+    folder = Path(survey.root) / CACHE
+    names = {"timeline.svg": timeline_svg, "lineage.svg": lineage_svg}
+    out = {}
+    for name, draw in names.items():
+        cached = folder / f"{Path(name).stem}-{digest}.svg"
+        try:
+            out[name] = cached.read_bytes()
+            continue
+        except OSError:
+            pass
+        out[name] = draw(survey)
+        try:
+            for old in folder.glob(f"{Path(name).stem}-*.svg"):
+                old.unlink()
+            write_atomic(cached, out[name])
+        except OSError:  # a cache that cannot be written (a read-only build/) only costs time
+            pass
+    return out

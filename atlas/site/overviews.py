@@ -114,7 +114,8 @@ def numbers_table(survey: Survey, page: str) -> dict:
     labels: Counter[str] = Counter()
     for n in survey.notes.values():
         labels.update({k.what.strip().lower() for k in n.meta.numbers})
-    columns = [w for w, c in labels.most_common() if c >= 2][:NUMBER_COLUMNS]
+    # most listed first, ties by name: the order must not depend on set iteration (PYTHONHASHSEED)
+    columns = [w for w, c in sorted(labels.items(), key=lambda wc: (-wc[1], wc[0])) if c >= 2][:NUMBER_COLUMNS]
     rows = []
     for n in survey.notes_by_year():
         have = {k.what.strip().lower(): k.value for k in n.meta.numbers}

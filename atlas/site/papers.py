@@ -143,23 +143,59 @@ def numbers_data(note: Note) -> list[dict]:
     return [{"what": n.what, "value": str(n.value), "source": number_source(n.source)} for n in note.meta.numbers]
 
 
+def module_summaries(survey: Survey, note: Note, page: str) -> list[dict]:
+    """Each module of the note's implementation with the members it names (all of them when it names
+    the module itself), each with its docstring's first paragraph, from the Survey's inventory.
+
+    mkdocstrings renders a module's API once, on its API page; a member's name links there (an
+    autorefs cross-reference, resolved to the member's anchor and checked by the strict build).
+    """
+    inventory = {mod.name: mod for mod in survey.inventory.modules}
+    named: dict[str, list[str] | None] = {}  # module -> the member names the note lists (None: all)
+    for dotted in note.meta.implementation:
+        module, rest = module_of(dotted), dotted.split(".", 2)[2:]
+        if not rest:
+            named[module] = None
+        elif named.get(module, []) is not None:
+            named.setdefault(module, []).append(rest[0])
+    out = []
+    for module, names in named.items():
+        mod = inventory.get(module)
+        members = {mem.name: mem for mem in mod.members} if mod else {}
+        chosen = list(members) if names is None else names
+        out.append(
+            {
+                "dotted": f"reference_impls.{module}",
+                "summary": mod.summary if mod else "",
+                "api": link(page, api_page(module)),
+                "members": [
+                    {
+                        "name": name,
+                        "id": f"reference_impls.{module}.{name}",
+                        "kind": members[name].kind if name in members else "",
+                        "summary": members[name].summary if name in members else "",
+                    }
+                    for name in chosen
+                ],
+            }
+        )
+    return out
+
+
 def paper_markdown(survey: Survey, note: Note, notebooks: dict[str, Path]) -> str:
     """The page of a paper that has a note."""
     key, m = note.key, note.meta
     page, entry = paper_page(key), survey.entries[key]
     ours = survey.config.our_work
-    implementation = []
-    for dotted in m.implementation:
-        module = module_of(dotted)
-        path = f"reference_impls/{module}.py"
-        implementation.append(
-            {
-                "dotted": dotted,
-                "path": path,
-                "source": link(page, source_page(path)),
-                "api": link(page, api_page(module)),
-            }
-        )
+    implementation = [
+        {
+            "dotted": dotted,
+            "path": f"reference_impls/{module_of(dotted)}.py",
+            "source": link(page, source_page(f"reference_impls/{module_of(dotted)}.py")),
+            "api": link(page, api_page(module_of(dotted))),
+        }
+        for dotted in m.implementation
+    ]
     return render(
         "paper.md.j2",
         title=f"{m.short}: {title_of(entry)}",
@@ -175,6 +211,7 @@ def paper_markdown(survey: Survey, note: Note, notebooks: dict[str, Path]) -> st
         notebook=_notebook(note, page, notebooks),
         body=with_asides(render_citations(note.body, survey, page), survey, note),
         implementation=implementation,
+        modules=module_summaries(survey, note, page),
         tests=[{"path": t, "source": link(page, source_page(t))} for t in m.tests],
         builds_on=lineage_data(survey, m.builds_on, page),
         built_upon_by=lineage_data(survey, survey.built_upon_by(key), page),

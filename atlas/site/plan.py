@@ -10,7 +10,7 @@ from atlas.related import site_markdown as site_related_markdown
 from atlas.site.citations import render_citations
 from atlas.site.code import api_index_markdown, api_markdown, source_markdown
 from atlas.site.common import api_page, group_page, modality_page, paper_page, source_page
-from atlas.site.figures import lineage_graph, lineage_svg, timeline_svg
+from atlas.site.figures import figure_svgs, lineage_graph
 from atlas.site.indexes import (
     folder_indexes,
     groups_index_markdown,
@@ -57,8 +57,7 @@ def plan(survey: Survey, notebooks: dict[str, Path] | None = None, figures: bool
     graph = lineage_graph(survey)
     f["figures.md"] = figures_markdown(graph.number_of_nodes(), graph.number_of_edges())
     if figures:
-        f["figures/timeline.svg"] = timeline_svg(survey)
-        f["figures/lineage.svg"] = lineage_svg(survey)
+        f.update({f"figures/{name}": svg for name, svg in figure_svgs(survey).items()})
     f["api/index.md"] = api_index_markdown(survey)
     for mod in survey.inventory.modules:
         f[api_page(mod.name)] = api_markdown(survey, mod.name)

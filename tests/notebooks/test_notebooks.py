@@ -223,3 +223,42 @@ def test_atlas_notebook_runs_one_notebook_and_prints_its_time(tmp_path: Path):
                              check=False, capture_output=True, text=True, env=env, timeout=300)
     assert missing.returncode == 1 and "Traceback" not in missing.stdout + missing.stderr
     assert missing.stdout.strip() == "docs/notebooks:1: no notebook named 'nope'; one of: ok"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_reporter_draws_a_bar_in_a_terminal_and_plain_lines_under_no_color(monkeypatch):
+    monkeypatch.delenv("ATLAS_PLAIN_PROGRESS", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    bar = _Terminal()
+    reporter = notebooks.Reporter(2, stream=bar)
+    reporter.advance("a: ran in 1.0 s")
+    reporter.close()
+    assert "\x1b[" in bar.getvalue()  # a rich bar: cursor and style escapes
+    monkeypatch.setenv("NO_COLOR", "1")  # what --no-color sets for the whole command
+    plain = _Terminal()
+    reporter = notebooks.Reporter(2, stream=plain)
+    reporter.advance("a: ran in 1.0 s")
+    reporter.advance("b: ran in 2.0 s")
+    reporter.close()
+    assert plain.getvalue().splitlines() == ["[1/2] a: ran in 1.0 s", "[2/2] b: ran in 2.0 s"]
+    quiet = _Terminal()
+    reporter = notebooks.Reporter(2, quiet=True, stream=quiet)
+    reporter.advance("a: ran in 1.0 s")
+    reporter.close()
+    assert quiet.getvalue() == ""
+
+
+def test_kernels_started_for_a_build_print_no_log_lines_to_the_terminal(tmp_path: Path):
+    """The kernels' own log (ipykernel's "Kernel is running over TCP without encryption" warning,
+    one per kernel) goes to the inherited stderr: it is silenced at launch, so it never shows."""
+    root = _tiny_root(tmp_path, "# %%\nprint(6 * 7)\n", name="a")
+    (root / "docs" / "notebooks" / "b.py").write_text("# %%\nprint(6 * 8)\n", encoding="utf-8")
+    code = f"from atlas.notebooks import run_all; run_all({str(root)!r}, jobs=2, quiet=True, timeout=120)"
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and "IPKernelApp" not in proc.stderr and "encryption" not in proc.stderr, proc.stderr

@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 import torch.nn as nn
@@ -291,3 +293,58 @@ def test_tokens_to_pixels_inverts_pixels_to_tokens_on_palette_colours():
     img = tokens_to_pixels(ids, palette, 2, 3)  # (1, 3, 2, 3)
     assert img.shape == (1, 3, 2, 3) and torch.equal(img[0, :, 0, 1], palette[1])
     assert torch.equal(pixels_to_tokens(img, palette), ids)
+
+
+def test_cogview_options_put_sandwich_ln_and_pb_relaxation_into_every_block():
+    plain = tiny_prior()
+    assert all(isinstance(b.ln_attn_out, nn.Identity) and b.attn.attention is scaled_dot_product_attention
+               and b.cross is None for b in plain.blocks)
+    cog = tiny_prior(sandwich_ln=True, pb_relax_alpha=8.0, cross_attention=True)
+    for b in cog.blocks:
+        assert isinstance(b.ln_attn_out, nn.LayerNorm) and isinstance(b.ln_ffn_out, nn.LayerNorm)
+        assert isinstance(b.attn.attention, functools.partial) and b.attn.attention.func is pb_relaxed_attention
+        assert b.attn.attention.keywords == {"alpha": 8.0} and b.cross.attention.keywords == {"alpha": 8.0}
+        assert b.layer_norm is pb_relaxed_layer_norm
+    sandwich_only = tiny_prior(sandwich_ln=True)
+    assert all(b.attn.attention is scaled_dot_product_attention for b in sandwich_only.blocks)
+
+
+def test_filters_work_on_any_leading_shape_and_temperature_defaults_to_one():
+    logits = torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(filter_logits(logits), logits)
+    for fn in (lambda x: top_p_filter(x, 0.6), lambda x: top_k_filter(x, 3)):
+        rows = torch.stack([fn(r) for r in logits.reshape(6, 7)]).reshape(2, 3, 7)
+        assert torch.equal(fn(logits), rows)
+
+
+def test_the_draw_is_the_inverse_cdf_of_one_float64_uniform_per_row():
+    probs = torch.tensor([[0.1, 0.2, 0.3, 0.4]], dtype=torch.float64).expand(300, 4)
+    draw = sample_from_probs(probs, torch.Generator().manual_seed(7))
+    u = torch.rand(300, 1, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    want = (u >= torch.tensor([0.1, 0.3, 0.6], dtype=torch.float64)).sum(-1)  # F^{-1}(u)
+    assert torch.equal(draw, want)
+
+
+def test_next_token_loss_reads_the_context_and_kmeans_follows_its_generator():
+    torch.manual_seed(0)
+    model = TokenPrior(vocab_size=11, dim=16, n_layers=1, n_heads=2, max_len=32, cross_attention=True)
+    tokens = torch.randint(0, 11, (2, 9))
+    ctx = torch.randn(2, 4, 16)
+    assert not torch.allclose(next_token_loss(model, tokens, ctx), next_token_loss(model, tokens, ctx + 1.0))
+    x = torch.randn(200, 3, generator=torch.Generator().manual_seed(1))
+    a = kmeans(x, 5, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(99)
+    b = kmeans(x, 5, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_kmeans_keeps_the_centroid_of_an_emptied_cluster_and_averages_singletons():
+    # rows 0..3 near the origin, row 4 far away; centroids start at rows 0, 1 and 4 (seeded permutation)
+    x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [0.1, 0.1], [10.0, 10.0]])
+    centroids, labels = kmeans(x, 3, n_iters=5, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(labels, minlength=3)
+    for j in range(3):
+        if counts[j] > 0:
+            torch.testing.assert_close(centroids[j], x[labels == j].mean(0))  # a singleton is its member
+        else:
+            assert any(torch.equal(centroids[j], row) for row in x)  # an emptied one keeps its start

@@ -161,7 +161,9 @@ def test_heads_must_divide_the_width_and_bias_free_attention_is_linear():
     assert all(p.bias is None for p in (plain.q_proj, plain.k_proj, plain.v_proj, plain.out_proj))
     # without biases the layer maps 0 to 0; the default, with biases, does not
     torch.testing.assert_close(plain(torch.zeros(2, 5, 8)), torch.zeros(2, 5, 8))
-    assert MultiHeadAttention(8, 2)(torch.zeros(2, 5, 8)).abs().max() > 0  # the default has biases
+    default = MultiHeadAttention(8, 2)
+    assert all(p.bias is not None for p in (default.q_proj, default.k_proj, default.v_proj, default.out_proj))
+    assert default(torch.zeros(2, 5, 8)).abs().max() > 0
     assert len(KVCache()) == 0
 
 
@@ -200,20 +202,20 @@ def test_custom_attention_and_layer_norm_replace_the_defaults():
         return ln(x)
 
     torch.manual_seed(0)
-    blk = TransformerBlock(8, 2, attention=attention, layer_norm=layer_norm)
-    ref = TransformerBlock(8, 2)
+    blk = TransformerBlock(8, 2, cross_attention=True, attention=attention, layer_norm=layer_norm)
+    ref = TransformerBlock(8, 2, cross_attention=True)
     ref.load_state_dict(blk.state_dict())
-    x = torch.randn(1, 3, 8)
-    torch.testing.assert_close(blk(x), ref(x))
-    assert calls == ["layer_norm", "attention", "layer_norm"]
+    x, ctx = torch.randn(1, 3, 8), torch.randn(1, 2, 8)
+    torch.testing.assert_close(blk(x, context=ctx), ref(x, context=ctx))
+    assert calls == ["layer_norm", "attention", "layer_norm", "attention", "layer_norm"]
 
 
 def test_sinusoidal_embedding_defaults_to_base_10000_and_stays_exact_at_large_positions():
     # the angle is formed in float64, so even a position of 12,345 (a diffusion step or a long
     # sequence) comes out within float32 rounding of the exact sin/cos
-    pe = sinusoidal_embedding(torch.tensor([7, 12345]), 8)
+    pe = sinusoidal_embedding(torch.tensor([7, 12345]), 6)  # d = 6: frequencies that are not powers of 10
     for row, pos in enumerate((7, 12345)):
-        for i in range(4):
-            angle = pos / 10000 ** (2 * i / 8)
+        for i in range(3):
+            angle = pos / 10000 ** (2 * i / 6)
             assert math.isclose(pe[row, 2 * i].item(), math.sin(angle), abs_tol=1e-6)
             assert math.isclose(pe[row, 2 * i + 1].item(), math.cos(angle), abs_tol=1e-6)

@@ -93,13 +93,22 @@ def test_search_finds_rq_vae_and_its_page_renders_offline(served_site: str, tmp_
 
             impl = page.locator("#reference-implementation")
             assert impl.count() == 1
-            assert page.locator(".doc-module, .doc.doc-object").count() >= 1
             assert page.locator('a[href*="source/reference_impls/residual_vq"]').count() >= 1
             assert page.locator('a[href*="source/tests/reference_impls/test_residual_vq"]').count() >= 1
 
             shot = tmp_path / "rq_vae.png"
             page.screenshot(path=str(shot), full_page=False)
             print(f"screenshot: {shot}")
+
+            # the module's API is rendered once, on its API page: a member listed here opens its entry there
+            members = page.locator('a[href*="api/residual_vq/#reference_impls.residual_vq."]')
+            assert members.count() >= 2
+            anchor = members.first.get_attribute("href").split("#", 1)[1]
+            members.first.click()
+            page.wait_for_url("**/api/residual_vq/**")
+            target = page.locator(f'[id="{anchor}"]')
+            assert target.count() == 1 and target.is_visible()
+            assert page.locator(".doc.doc-object").count() >= 2
         finally:
             browser.close()
 

@@ -46,7 +46,9 @@ def test_every_note_has_a_full_page(built_site, survey):
             "atlas-compare",
         ):
             assert anchor in html, (key, anchor)
-        assert "doc doc-object" in html or "doc-module" in html, key
+        assert "doc doc-object" not in html, key  # the API is rendered on the API pages only
+        for module in note.modules:  # each member listed links to its entry on the module's API page
+            assert re.search(rf'href="\.\./\.\./api/{module}/#reference_impls\.{module}\.\w+"', html), (key, module)
         assert f"@{survey.entries[key].entry_type}{{{key}" in re.sub(r"<[^>]+>", "", html), key
         for t in note.meta.tests:
             assert f"source/{t.removesuffix('.py')}/" in html, (key, t)

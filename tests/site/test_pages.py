@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import posixpath
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ def survey():
 def numbered(survey):
     """The survey with key numbers and a Pitfalls section on two notes (a copy: the module's stays clean)."""
     s = copy.deepcopy(survey)
+    for note in s.notes.values():  # only the two notes below list numbers
+        note.meta.numbers = []
     vq, rq = s.notes["oord2017neural"], s.notes["lee2022autoregressive"]
     vq.meta.numbers = [
         KeyNumber(what="codebook size", value=512, source="Sec. 4.1"),
@@ -119,3 +122,45 @@ def test_every_folder_of_generated_pages_has_an_index_page(survey):
     papers = files["papers/index.md"]
     assert all(f"]({key}.md)" in papers for key in survey.entries)
     assert "[ar sampling](ar_sampling.ipynb)" in files["notebooks/index.md"]
+
+
+def test_a_paper_page_lists_the_members_it_implements_and_leaves_the_api_to_the_api_page(survey):
+    """mkdocstrings renders a module once, on api/<module>.md; a paper page lists the members it names
+    (all of a module it names whole) with their docstring summaries, each linked there by autorefs."""
+    files = plan(survey, figures=False).files
+    page = files["papers/oord2017neural.md"]  # implementation: reference_impls.vq, reference_impls.vqvae.VQVAE
+    assert "\n::: " not in page
+    assert not [p for p, text in files.items() if p.startswith("papers/") and "\n::: " in str(text)]
+    assert all("\n::: reference_impls." in files[f"api/{m.name}.md"] for m in survey.inventory.modules)
+    vq = next(m for m in survey.inventory.modules if m.name == "vq")
+    assert {"nearest_code", "straight_through", "VectorQuantizer"} <= {m.name for m in vq.members}
+    assert not any(m.name.startswith("_") for m in vq.members)
+    for member in vq.members:
+        line = f"[`{member.name}`][reference_impls.vq.{member.name}]"
+        assert f"- {member.kind} {line}" + (f": {member.summary}" if member.summary else "") in page
+    listed = re.findall(r"\]\[reference_impls\.vqvae\.(\w+)\]", page)
+    assert listed == ["VQVAE"]  # a member named alone: that member only, not the whole module
+    # a summary is the docstring's first paragraph on one line, not its first line
+    audiolm = next(m for m in survey.inventory.modules if m.name == "audiolm")
+    flatten = next(m for m in audiolm.members if m.name == "flatten_levels")
+    assert flatten.summary == (
+        "(B, T, q) codes of levels first_level .. first_level+q-1 -> (B, T * q) vocabulary ids, "
+        "time-major and level-minor, each level shifted into its own range."
+    )
+
+
+def test_figures_are_drawn_again_only_when_what_they_show_changes(survey, tmp_path, monkeypatch):
+    from atlas.site import figures
+
+    s = copy.deepcopy(survey)
+    s.root = tmp_path
+    first = figures.figure_svgs(s)
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / figures.CACHE).iterdir()) == ["lineage", "timeline"]
+    monkeypatch.setattr(figures, "timeline_svg", lambda _s: pytest.fail("redrawn with nothing changed"))
+    monkeypatch.setattr(figures, "lineage_svg", lambda _s: pytest.fail("redrawn with nothing changed"))
+    assert figures.figure_svgs(s) == first
+    monkeypatch.undo()
+    s.notes["oord2017neural"].meta.short = "VQ-VAE (renamed)"
+    renamed = figures.figure_svgs(s)
+    assert b"VQ-VAE (renamed)" in renamed["timeline.svg"] and b"VQ-VAE (renamed)" in renamed["lineage.svg"]
+    assert len(list((tmp_path / figures.CACHE).iterdir())) == 2  # the old drawings replaced, not kept
