@@ -92,14 +92,23 @@ def execute_notebook(path: Path, root: Path, timeout: int = TIMEOUT, on_cell: Ca
         if on_cell is not None:
             on_cell(done[0], total)
 
-    client = NotebookClient(nb, kernel_name=KERNEL, timeout=timeout, resources={"metadata": {"path": str(root)}},
-                            on_cell_executed=executed,
-                            # the kernel logs errors only: no "running over TCP without encryption"
-                            # warning per kernel on the terminal (its stderr is the command's)
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    client = NotebookClient(
+        nb,
+        kernel_name=KERNEL,
+        timeout=timeout,
+        resources={"metadata": {"path": str(root)}},
+        on_cell_executed=executed,
+        # the kernel logs errors only: no "running over TCP without encryption"
+        # warning per kernel on the terminal (its stderr is the command's)
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
     # figures as PNG outputs; one thread per kernel, so parallel kernels do not oversubscribe the cores
-    env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     name = rel(path, root)
     try:
         client.execute(env=env)
@@ -151,8 +160,9 @@ def _stored_seconds(out_path: Path) -> float | None:
         return None
 
 
-def _run_and_write(path: Path, root: Path, target: Path, digest: str, timeout: int,
-                   on_cell: Callable[[int, int], None] | None = None) -> float:
+def _run_and_write(
+    path: Path, root: Path, target: Path, digest: str, timeout: int, on_cell: Callable[[int, int], None] | None = None
+) -> float:
     """Execute one notebook and write it atomically with its hash and run time; returns the seconds."""
     import nbformat
 
@@ -193,8 +203,14 @@ class Reporter:
             )
 
             console = Console(file=self.stream)
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), console=console, transient=False)
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            )
             self.task = self.progress.add_task(label, total=total)
             self.progress.start()
 
@@ -230,8 +246,14 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def run_all(root: Path, out: Path | None = None, timeout: int = TIMEOUT, quiet: bool = False,
-            jobs: int | None = None, stream=None) -> dict[str, Path]:
+def run_all(
+    root: Path,
+    out: Path | None = None,
+    timeout: int = TIMEOUT,
+    quiet: bool = False,
+    jobs: int | None = None,
+    stream=None,
+) -> dict[str, Path]:
     """Execute every docs/notebooks/*.py into out (default root/build/notebooks)/<name>.ipynb.
 
     Returns {name: path of the executed notebook} for every notebook, run or skipped.
@@ -239,7 +261,6 @@ def run_all(root: Path, out: Path | None = None, timeout: int = TIMEOUT, quiet: 
     in `jobs` worker processes (default: the available cores), longest first. Every failing
     notebook is reported (one problem each) after the others have finished.
     """
-    import nbformat
 
     root = Path(root)
     out = Path(out) if out is not None else root / BUILD
@@ -276,8 +297,10 @@ def run_all(root: Path, out: Path | None = None, timeout: int = TIMEOUT, quiet: 
             import multiprocessing
 
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(_worker, str(path), str(root), str(target), digest, timeout): path
-                           for path, target, digest in stale}
+                futures = {
+                    pool.submit(_worker, str(path), str(root), str(target), digest, timeout): path
+                    for path, target, digest in stale
+                }
                 for future in as_completed(futures):
                     seconds, failed = future.result()
                     name = futures[future].stem
@@ -302,8 +325,9 @@ def find_notebook(root: Path, name: str) -> Path:
     return path
 
 
-def run_one(root: Path, name: str, out: Path | None = None, timeout: int = TIMEOUT, quiet: bool = False,
-            stream=None) -> tuple[Path, float]:
+def run_one(
+    root: Path, name: str, out: Path | None = None, timeout: int = TIMEOUT, quiet: bool = False, stream=None
+) -> tuple[Path, float]:
     """Run one notebook (always, cached or not) into out/<name>.ipynb; returns (that path, seconds).
 
     Progress: one step per code cell (a bar in a terminal), nothing when quiet.
@@ -318,9 +342,16 @@ def run_one(root: Path, name: str, out: Path | None = None, timeout: int = TIMEO
     reporter = Reporter(n_code, quiet=quiet, stream=stream, label=path.stem)
     is_bar = reporter.progress is not None
     try:
-        seconds = _run_and_write(path, root, target, source_hash(path, root), timeout,
-                                 on_cell=(lambda done, total: reporter.update(done)) if is_bar else
-                                 (lambda done, total: reporter.line(f"{path.stem}: cell {done}/{total}")))
+        seconds = _run_and_write(
+            path,
+            root,
+            target,
+            source_hash(path, root),
+            timeout,
+            on_cell=(lambda done, total: reporter.update(done))
+            if is_bar
+            else (lambda done, total: reporter.line(f"{path.stem}: cell {done}/{total}")),
+        )
     finally:
         reporter.close()
     return target, seconds

@@ -34,15 +34,21 @@ def main() -> None:
         cached = timed_sample(model, n, True)
         uncached = timed_sample(model, n, False)
         rows[n] = (cached, uncached)
-        print(f"{n:5d} tokens: cached {n / cached:8.1f} tok/s   uncached {n / uncached:8.1f} tok/s   "
-              f"speed-up x{uncached / cached:5.1f}")
+        print(
+            f"{n:5d} tokens: cached {n / cached:8.1f} tok/s   uncached {n / uncached:8.1f} tok/s   "
+            f"speed-up x{uncached / cached:5.1f}"
+        )
     per_tok = {n: 1000 * rows[n][0] / n for n in rows}
     per_tok_unc = {n: 1000 * rows[n][1] / n for n in rows}
     growth = per_tok[1024] / per_tok[256]
     print(f"cached cost per token:   {per_tok[256]:.3f} ms at 256, {per_tok[1024]:.3f} ms at 1024 (x{growth:.2f})")
-    print(f"uncached cost per token: {per_tok_unc[256]:.3f} ms at 256, {per_tok_unc[1024]:.3f} ms at 1024 "
-          f"(x{per_tok_unc[1024] / per_tok_unc[256]:.2f})")
-    print(f"cached cost per token roughly flat (grows less than 2x for 4x the length): {'yes' if growth < 2.0 else 'no'}")
+    print(
+        f"uncached cost per token: {per_tok_unc[256]:.3f} ms at 256, {per_tok_unc[1024]:.3f} ms at 1024 "
+        f"(x{per_tok_unc[1024] / per_tok_unc[256]:.2f})"
+    )
+    print(
+        f"cached cost per token roughly flat (grows less than 2x for 4x the length): {'yes' if growth < 2.0 else 'no'}"
+    )
 
 
 if __name__ == "__main__":

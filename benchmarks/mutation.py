@@ -28,8 +28,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "mutation_results.json"
 PAGE = ROOT / "docs" / "quality.md"
-CORE = ["vq", "residual_vq", "gumbel", "dvae", "attention", "ar_prior", "maskgit", "muse",
-        "discrete_diffusion", "ddpm", "ddim", "guidance", "latent_diffusion"]
+CORE = [
+    "vq",
+    "residual_vq",
+    "gumbel",
+    "dvae",
+    "attention",
+    "ar_prior",
+    "maskgit",
+    "muse",
+    "discrete_diffusion",
+    "ddpm",
+    "ddim",
+    "guidance",
+    "latent_diffusion",
+]
 GOAL = 0.95
 
 # mutmut's exit codes of a mutant's test run
@@ -38,108 +51,138 @@ SURVIVED, NO_TESTS = {0}, {5, 33}
 
 # Survivors that cannot change behaviour: mutant name -> reason (checked by hand).
 EQUIVALENT: dict[str, str] = {
-    "reference_impls.guidance.x_drop_condition__mutmut_10":
-        "`rand <= p` differs from `rand < p` only when a float32 uniform equals p exactly "
-        "(probability 2^-24 per draw): the drop probability is the same",
-    "reference_impls.guidance.x_drop_condition__mutmut_6":
-        "torch.rand(device=None) is the CPU, which is cond.device everywhere the survey runs (CPU only)",
-    "reference_impls.guidance.x_drop_condition__mutmut_9":
-        "dropping device= leaves torch.rand on the CPU, which is cond.device everywhere the survey runs (CPU only)",
-    "reference_impls.maskgit.x_generate__mutmut_5":
-        "torch.full with the integer fill mask_id is int64 whatever dtype=None says",
-    "reference_impls.maskgit.x_generate__mutmut_8":
-        "torch.full with the integer fill mask_id is int64 without dtype=",
-    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_12":
-        "one more row in the token table that no id ever reads (ids are at most K = [MASK])",
-    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_30":
-        "one more row in the position table that forward never reads (it slices pos[:length])",
-    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_31":
-        "one more row in the position table that forward never reads (it slices pos[:length])",
-    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_32":
-        "one more row in the position table that forward never reads (it slices pos[:length])",
-    "reference_impls.maskgit.xǁMaskedTransformerǁforward__mutmut_12":
-        "x - pos with a learned pos of symmetric N(0, 0.02^2) initialisation is x + pos' with pos' = -pos: "
-        "the same model family and the same initial distribution",
-    "reference_impls.ddpm.x__gather__mutmut_5":
-        "values.to(None) keeps the CPU device, which is like.device where the survey runs (CPU only)",
-    "reference_impls.ddpm.x_eps_loss__mutmut_6":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.ddpm.x_eps_loss__mutmut_11":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.ddpm.x_eps_loss__mutmut_18":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.ddpm.x_eps_loss__mutmut_22":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.attention.x_causal_mask__mutmut_4":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.attention.x_causal_mask__mutmut_8":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.attention.x_sinusoidal_embedding__mutmut_12":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.attention.x_sinusoidal_embedding__mutmut_17":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.attention.x_scaled_dot_product_attention__mutmut_23":
-        "float('-INF') is float('-inf')",
-    "reference_impls.attention.x_sinusoidal_embedding__mutmut_22":
-        "pos / (a float64 tensor) is promoted to float64 whatever pos's dtype, so pos.to(None) changes nothing",
-    "reference_impls.attention.xǁTransformerBlockǁforward__mutmut_30":
-        "h * (a bool tensor) promotes the bool to h's dtype, so .to(None) changes nothing",
-    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_1":
-        "PB-relaxation is exact for every alpha (the scale cancels); alpha only changes the size of intermediate scores",
-    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_26":
-        "float('-INF') is float('-inf')",
-    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_30":
-        "softmax is invariant to subtracting any constant, and the global max also bounds every score",
-    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_32":
-        "softmax is invariant to subtracting any constant, and the global max also bounds every score",
-    "reference_impls.ar_prior.x_pb_relaxed_layer_norm__mutmut_2":
-        "LayerNorm without epsilon is invariant to any positive scale of its input, so x * max|x| normalises like x / max|x|",
-    "reference_impls.ar_prior.x_sample_from_probs__mutmut_12":
-        "cumsum over dim +1 of the (R, V) matrix is the cumsum over dim -1",
-    "reference_impls.ar_prior.x_sample_from_probs__mutmut_16":
-        "u is created on the CPU; .to(None) keeps it there, which is cdf.device (CPU only)",
-    "reference_impls.ar_prior.x_sample_from_probs__mutmut_37":
-        "searchsorted left and right differ only when u equals a cumulative sum exactly (probability 0 for a float64 uniform)",
-    "reference_impls.ar_prior.x_sample_from_probs__mutmut_38":
-        "searchsorted left and right differ only when u equals a cumulative sum exactly (probability 0 for a float64 uniform)",
-    "reference_impls.ar_prior.x_sample_from_probs__mutmut_39":
-        "squeeze(+1) of an (R, 1) tensor is squeeze(-1)",
-    "reference_impls.ar_prior.x_sample_from_probs__mutmut_40":
-        "squeeze(-2) of an (R, 1) tensor removes nothing when R > 1 and then view() restores the shape; for R = 1 it gives the same single index",
-    "reference_impls.ar_prior.x_sample_from_probs__mutmut_41":
-        "u < cdf[-1] always (rand < 1), so the index never exceeds V - 1 and the clamp never acts",
-    "reference_impls.ar_prior.x_top_k_filter__mutmut_12":
-        "topk's default dim is -1",
-    "reference_impls.ar_prior.x_top_k_filter__mutmut_24":
-        "float('-INF') is float('-inf')",
-    "reference_impls.ar_prior.x_top_p_filter__mutmut_39":
-        "float('-INF') is float('-inf')",
-    "reference_impls.ar_prior.x_top_p_filter__mutmut_4":
-        "sort's default dim is -1",
-    "reference_impls.ar_prior.x_kmeans__mutmut_25":
-        "float sums divided by integer counts give the same float quotient",
-    "reference_impls.ar_prior.xǁTokenPriorǁ__init____mutmut_32":
-        "nn.Linear(bias=None) builds no bias, as bias=False does",
-    "reference_impls.ar_prior.xǁTokenPriorǁ_embed__mutmut_10":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.ar_prior.xǁTokenPriorǁ_embed__mutmut_13":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.ar_prior.xǁTokenPriorǁforward__mutmut_9":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.ar_prior.xǁTokenPriorǁforward__mutmut_11":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.ar_prior.xǁTokenPriorǁforward_incremental__mutmut_14":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.ar_prior.xǁTokenPriorǁforward_incremental__mutmut_16":
-        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
-    "reference_impls.ar_prior.xǁTokenPriorǁ_embed__mutmut_15":
-        "tok - pos with a learned pos of symmetric N(0, 1) initialisation is tok + pos' with pos' = -pos",
-    "reference_impls.ddpm.x_eps_loss__mutmut_7":
-        "torch.randint(high, size) is torch.randint(0, high, size)",
-    "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_16":
-        "torch.cat promotes the float32 1.0 to float64 exactly",
-    "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_18":
-        "torch.cat promotes the float32 1.0 to float64 exactly",
+    "reference_impls.guidance.x_drop_condition__mutmut_10": (
+        "`rand <= p` differs from `rand < p` only when a float32 uniform equals p exactly (probability 2^-24 per "
+        "draw): the drop probability is the same"
+    ),
+    "reference_impls.guidance.x_drop_condition__mutmut_6": (
+        "torch.rand(device=None) is the CPU, which is cond.device everywhere the survey runs (CPU only)"
+    ),
+    "reference_impls.guidance.x_drop_condition__mutmut_9": (
+        "dropping device= leaves torch.rand on the CPU, which is cond.device everywhere the survey runs (CPU only)"
+    ),
+    "reference_impls.maskgit.x_generate__mutmut_5": (
+        "torch.full with the integer fill mask_id is int64 whatever dtype=None says"
+    ),
+    "reference_impls.maskgit.x_generate__mutmut_8": "torch.full with the integer fill mask_id is int64 without dtype=",
+    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_12": (
+        "one more row in the token table that no id ever reads (ids are at most K = [MASK])"
+    ),
+    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_30": (
+        "one more row in the position table that forward never reads (it slices pos[:length])"
+    ),
+    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_31": (
+        "one more row in the position table that forward never reads (it slices pos[:length])"
+    ),
+    "reference_impls.maskgit.xǁMaskedTransformerǁ__init____mutmut_32": (
+        "one more row in the position table that forward never reads (it slices pos[:length])"
+    ),
+    "reference_impls.maskgit.xǁMaskedTransformerǁforward__mutmut_12": (
+        "x - pos with a learned pos of symmetric N(0, 0.02^2) initialisation is x + pos' with pos' = -pos: the same "
+        "model family and the same initial distribution"
+    ),
+    "reference_impls.ddpm.x__gather__mutmut_5": (
+        "values.to(None) keeps the CPU device, which is like.device where the survey runs (CPU only)"
+    ),
+    "reference_impls.ddpm.x_eps_loss__mutmut_6": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.ddpm.x_eps_loss__mutmut_11": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.ddpm.x_eps_loss__mutmut_18": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.ddpm.x_eps_loss__mutmut_22": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.attention.x_causal_mask__mutmut_4": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.attention.x_causal_mask__mutmut_8": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.attention.x_sinusoidal_embedding__mutmut_12": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.attention.x_sinusoidal_embedding__mutmut_17": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.attention.x_scaled_dot_product_attention__mutmut_23": "float('-INF') is float('-inf')",
+    "reference_impls.attention.x_sinusoidal_embedding__mutmut_22": (
+        "pos / (a float64 tensor) is promoted to float64 whatever pos's dtype, so pos.to(None) changes nothing"
+    ),
+    "reference_impls.attention.xǁTransformerBlockǁforward__mutmut_30": (
+        "h * (a bool tensor) promotes the bool to h's dtype, so .to(None) changes nothing"
+    ),
+    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_1": (
+        "PB-relaxation is exact for every alpha (the scale cancels); alpha only changes the size of intermediate scores"
+    ),
+    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_26": "float('-INF') is float('-inf')",
+    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_30": (
+        "softmax is invariant to subtracting any constant, and the global max also bounds every score"
+    ),
+    "reference_impls.ar_prior.x_pb_relaxed_attention__mutmut_32": (
+        "softmax is invariant to subtracting any constant, and the global max also bounds every score"
+    ),
+    "reference_impls.ar_prior.x_pb_relaxed_layer_norm__mutmut_2": (
+        "LayerNorm without epsilon is invariant to any positive scale of its input, so x * max|x| normalises like x / "
+        "max|x|"
+    ),
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_12": (
+        "cumsum over dim +1 of the (R, V) matrix is the cumsum over dim -1"
+    ),
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_16": (
+        "u is created on the CPU; .to(None) keeps it there, which is cdf.device (CPU only)"
+    ),
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_37": (
+        "searchsorted left and right differ only when u equals a cumulative sum exactly (probability 0 for a float64 "
+        "uniform)"
+    ),
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_38": (
+        "searchsorted left and right differ only when u equals a cumulative sum exactly (probability 0 for a float64 "
+        "uniform)"
+    ),
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_39": "squeeze(+1) of an (R, 1) tensor is squeeze(-1)",
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_40": (
+        "squeeze(-2) of an (R, 1) tensor removes nothing when R > 1 and then view() restores the shape; for R = 1 it "
+        "gives the same single index"
+    ),
+    "reference_impls.ar_prior.x_sample_from_probs__mutmut_41": (
+        "u < cdf[-1] always (rand < 1), so the index never exceeds V - 1 and the clamp never acts"
+    ),
+    "reference_impls.ar_prior.x_top_k_filter__mutmut_12": "topk's default dim is -1",
+    "reference_impls.ar_prior.x_top_k_filter__mutmut_24": "float('-INF') is float('-inf')",
+    "reference_impls.ar_prior.x_top_p_filter__mutmut_39": "float('-INF') is float('-inf')",
+    "reference_impls.ar_prior.x_top_p_filter__mutmut_4": "sort's default dim is -1",
+    "reference_impls.ar_prior.x_kmeans__mutmut_25": "float sums divided by integer counts give the same float quotient",
+    "reference_impls.ar_prior.xǁTokenPriorǁ__init____mutmut_32": (
+        "nn.Linear(bias=None) builds no bias, as bias=False does"
+    ),
+    "reference_impls.ar_prior.xǁTokenPriorǁ_embed__mutmut_10": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.ar_prior.xǁTokenPriorǁ_embed__mutmut_13": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.ar_prior.xǁTokenPriorǁforward__mutmut_9": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.ar_prior.xǁTokenPriorǁforward__mutmut_11": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.ar_prior.xǁTokenPriorǁforward_incremental__mutmut_14": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.ar_prior.xǁTokenPriorǁforward_incremental__mutmut_16": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.ar_prior.xǁTokenPriorǁ_embed__mutmut_15": (
+        "tok - pos with a learned pos of symmetric N(0, 1) initialisation is tok + pos' with pos' = -pos"
+    ),
+    "reference_impls.ddpm.x_eps_loss__mutmut_7": "torch.randint(high, size) is torch.randint(0, high, size)",
+    "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_16": "torch.cat promotes the float32 1.0 to float64 exactly",
+    "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_18": "torch.cat promotes the float32 1.0 to float64 exactly",
 }
 
 
@@ -188,9 +231,12 @@ def render(results: dict) -> str:
     ]
     for label in labels:
         run = results[label]
-        lines += [f"## {label} ({run['date']}: {run['note']})", "",
-                  "| module | mutants | killed | survived | equivalent | no test | not run | score |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {label} ({run['date']}: {run['note']})",
+            "",
+            "| module | mutants | killed | survived | equivalent | no test | not run | score |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for module in CORE:
             row = run["modules"].get(module)
             if row is None:
@@ -198,14 +244,20 @@ def render(results: dict) -> str:
                 continue
             sc = score(row)
             survived, equivalent = (len(x) for x in split(row))
-            lines.append(f"| {module} | {row['mutants']} | {row['killed']} | {survived} | {equivalent} | "
-                         f"{row['no_tests']} | {row['not_run']} | {'-' if sc is None else f'{sc:.1%}'} |")
+            lines.append(
+                f"| {module} | {row['mutants']} | {row['killed']} | {survived} | {equivalent} | "
+                f"{row['no_tests']} | {row['not_run']} | {'-' if sc is None else f'{sc:.1%}'} |"
+            )
         lines.append("")
     last = results[labels[-1]]["modules"] if labels else {}
     survivors = [(m, k) for m, row in last.items() for k in split(row)[0]]
     if survivors:
-        lines += [f"## Surviving mutants of the last run ({len(survivors)})", "",
-                  "Inspect one with `.venv/bin/mutmut show NAME`.", ""]
+        lines += [
+            f"## Surviving mutants of the last run ({len(survivors)})",
+            "",
+            "Inspect one with `.venv/bin/mutmut show NAME`.",
+            "",
+        ]
         lines += [f"- `{k}`" for _, k in survivors]
         lines.append("")
     if EQUIVALENT:
@@ -225,8 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in CORE]
     if unknown:
-        print(f"benchmarks/mutation.py: unknown module(s) {', '.join(unknown)}; expected some of {', '.join(CORE)}",
-              file=sys.stderr)
+        print(
+            f"benchmarks/mutation.py: unknown module(s) {', '.join(unknown)}; expected some of {', '.join(CORE)}",
+            file=sys.stderr,
+        )
         return 1
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if not args.report_only:
@@ -239,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
             row = run["modules"][module]
             sc = score(row)
             survived, equivalent = (len(x) for x in split(row))
-            print(f"{module:20s} mutants {row['mutants']:4d} killed {row['killed']:4d} survived {survived:4d} "
-                  f"equivalent {equivalent:3d} score {'-' if sc is None else f'{sc:.1%}'}", flush=True)
+            print(
+                f"{module:20s} mutants {row['mutants']:4d} killed {row['killed']:4d} survived {survived:4d} "
+                f"equivalent {equivalent:3d} score {'-' if sc is None else f'{sc:.1%}'}",
+                flush=True,
+            )
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     PAGE.write_text(render(results))
     return 0

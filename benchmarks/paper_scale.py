@@ -30,19 +30,35 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # paper -> (sizes, source of the sizes)
 SOURCE = {
-    "VQ-Diffusion": ("K = 2886 codes + [MASK], T = 100 steps, 32 x 32 tokens",
-                     "papers/gu2022vector.md, Method: the authors' released text-to-image configuration"),
-    "RQ-VAE": ("8 x 8 x 4 code stack, one shared codebook of 16,384 codes of dim 256",
-               "papers/lee2022autoregressive.md, Method: the released configurations"),
-    "MaskGIT": ("16 x 16 tokens, K = 1024, T = 8 iterations", "papers/chang2022maskgit.md, Method: 256 x 256 images, about 8 iterations"),
-    "Muse": ("16 x 16 base tokens, K = 8192, 24 steps; text embeddings of dim 4096 (16 text tokens: ours)",
-             "papers/chang2023muse.md, Method: Tokens, Decoding"),
-    "DDPM": ("T = 1000, beta linear from 1e-4 to 0.02 (data 8 x 3 x 32 x 32 and MLP: ours)", "papers/ho2020denoising.md, Method: the released configuration"),
-    "DALL-E": ("dVAE: 32 x 32 grid, K = 8192; prior: 256 text tokens (vocab 16,384) + 1024 image tokens",
-               "papers/ramesh2021zero.md, Method"),
+    "VQ-Diffusion": (
+        "K = 2886 codes + [MASK], T = 100 steps, 32 x 32 tokens",
+        "papers/gu2022vector.md, Method: the authors' released text-to-image configuration",
+    ),
+    "RQ-VAE": (
+        "8 x 8 x 4 code stack, one shared codebook of 16,384 codes of dim 256",
+        "papers/lee2022autoregressive.md, Method: the released configurations",
+    ),
+    "MaskGIT": (
+        "16 x 16 tokens, K = 1024, T = 8 iterations",
+        "papers/chang2022maskgit.md, Method: 256 x 256 images, about 8 iterations",
+    ),
+    "Muse": (
+        "16 x 16 base tokens, K = 8192, 24 steps; text embeddings of dim 4096 (16 text tokens: ours)",
+        "papers/chang2023muse.md, Method: Tokens, Decoding",
+    ),
+    "DDPM": (
+        "T = 1000, beta linear from 1e-4 to 0.02 (data 8 x 3 x 32 x 32 and MLP: ours)",
+        "papers/ho2020denoising.md, Method: the released configuration",
+    ),
+    "DALL-E": (
+        "dVAE: 32 x 32 grid, K = 8192; prior: 256 text tokens (vocab 16,384) + 1024 image tokens",
+        "papers/ramesh2021zero.md, Method",
+    ),
     "VQGAN": ("16 x 16 tokens, K = 16,384 (code dim 256: ours)", "papers/esser2021taming.md, Method"),
-    "AudioLM": ("semantic K = 1024 at 25 Hz, acoustic Q = 12 levels of 1024 codes at 50 Hz, Q' = 4 coarse (3 s clip: ours)",
-                "papers/borsos2023audiolm.md, Method"),
+    "AudioLM": (
+        "semantic K = 1024 at 25 Hz, acoustic Q = 12 levels of 1024 codes at 50 Hz, Q' = 4 coarse (3 s clip: ours)",
+        "papers/borsos2023audiolm.md, Method",
+    ),
 }
 LEFT_OUT = {
     "D3PM": "its note states no number of states or steps",
@@ -170,7 +186,10 @@ def ddpm():
 
     s = dp.Schedule(dp.linear_betas(1000, 1e-4, 0.02))
     net = nn.Sequential(nn.Linear(3 * 32 * 32 + 1, 256), nn.SiLU(), nn.Linear(256, 3 * 32 * 32))  # 3x32x32: ours
-    eps = lambda x, t: net(torch.cat([x.flatten(1), t[:, None] / 1000.0], 1)).view_as(x)  # noqa: E731
+
+    def eps(x, t):
+        return net(torch.cat([x.flatten(1), t[:, None] / 1000.0], 1)).view_as(x)
+
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(8, 3, 32, 32, generator=g)
@@ -265,8 +284,16 @@ def audiolm():
     return train, sample
 
 
-PAPERS = {"VQ-Diffusion": vq_diffusion, "RQ-VAE": rq_vae, "MaskGIT": maskgit, "Muse": muse, "DDPM": ddpm,
-          "DALL-E": dall_e, "VQGAN": vqgan, "AudioLM": audiolm}
+PAPERS = {
+    "VQ-Diffusion": vq_diffusion,
+    "RQ-VAE": rq_vae,
+    "MaskGIT": maskgit,
+    "Muse": muse,
+    "DDPM": ddpm,
+    "DALL-E": dall_e,
+    "VQGAN": vqgan,
+    "AudioLM": audiolm,
+}
 
 
 def _rss_mb() -> float:
@@ -291,10 +318,14 @@ def main(argv: list[str]) -> int:
     names = argv or list(PAPERS)
     unknown = [n for n in names if n not in PAPERS]
     if unknown:
-        print(f"benchmarks/paper_scale.py: unknown paper(s) {', '.join(unknown)}; expected some of {', '.join(PAPERS)}",
-              file=sys.stderr)
+        print(
+            f"benchmarks/paper_scale.py: unknown paper(s) {', '.join(unknown)}; expected some of {', '.join(PAPERS)}",
+            file=sys.stderr,
+        )
         return 1
-    print("one training step and one sampling step per paper, at the paper's sizes; CPU, one thread, batch 1 unless noted")
+    print(
+        "one training step and one sampling step per paper, at the paper's sizes; CPU, one thread, batch 1 unless noted"
+    )
     print(f"{'paper':14s} {'train s':>8s} {'sample s':>9s} {'peak MB':>8s}  sizes (source)")
     for name in names:
         out = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True, cwd=ROOT)

@@ -42,7 +42,7 @@ def main() -> None:
     rows.append(("DDPM", 1000, t_ddpm, (out - x0).abs().max().item()))
     for n in (10, 50, 100):
         ts = make_timesteps(1000, n, "trailing")
-        t, out = _timed(lambda: ddim_sample(sched, oracle, x_T, ts, eta=0.0))
+        t, out = _timed(lambda ts=ts: ddim_sample(sched, oracle, x_T, ts, eta=0.0))
         rows.append(("DDIM eta=0", n, t, (out - x0).abs().max().item()))
 
     print(f"batch {tuple(shape)}, exact eps oracle, linear betas 1e-4..0.02, T = 1000, best of 3 runs")

@@ -71,8 +71,15 @@ def _build(case: str, k: int):
         from vector_quantize_pytorch import VectorQuantize
 
         kwargs = dict(learnable_codebook=True, ema_update=False) if mode == "grad" else dict(decay=0.99)
-        vq = VectorQuantize(dim=DIM, codebook_size=k, commitment_weight=0.25, rotation_trick=False,
-                            kmeans_init=False, accept_image_fmap=True, **kwargs).train()
+        vq = VectorQuantize(
+            dim=DIM,
+            codebook_size=k,
+            commitment_weight=0.25,
+            rotation_trick=False,
+            kmeans_init=False,
+            accept_image_fmap=True,
+            **kwargs,
+        ).train()
 
         def step():
             quantized, _, commit = vq(z)
@@ -110,8 +117,10 @@ def main(with_ema: bool = False) -> None:
     import importlib.util
 
     if importlib.util.find_spec("vector_quantize_pytorch") is None:
-        sys.exit("benchmarks/vq_speed.py: the anchor vector-quantize-pytorch is not installed; "
-                 "expected `.venv/bin/pip install -e '.[bench]'` first")
+        sys.exit(
+            "benchmarks/vq_speed.py: the anchor vector-quantize-pytorch is not installed; "
+            "expected `.venv/bin/pip install -e '.[bench]'` first"
+        )
     modes = ("grad", "ema") if with_ema else ("grad",)
     cases = ["matmul", "fused-grad"] + [f"{impl}-{mode}" for mode in modes for impl in ("ours", "vqp")]
     results: dict[tuple[str, int], dict] = {}
@@ -119,15 +128,27 @@ def main(with_ema: bool = False) -> None:
     for k in KS:
         warmup, repeats = (1, 2) if k <= 1024 else (0, 1)  # K = 8192 steps take seconds: one cold step
         for case in cases:
-            cmd = [sys.executable, __file__, "--case", case, "--k", str(k), "--repeats", str(repeats),
-                   "--warmup", str(warmup)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--case",
+                case,
+                "--k",
+                str(k),
+                "--repeats",
+                str(repeats),
+                "--warmup",
+                str(warmup),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             results[(case, k)] = json.loads(out.stdout.strip().splitlines()[-1])
 
     import torch
 
-    print(f"VectorQuantizer speed, CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{N} vectors of dim {DIM} as a {GRID} map")
+    print(
+        f"VectorQuantizer speed, CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{N} vectors of dim {DIM} as a {GRID} map"
+    )
     print(f"{'case':<11}{'K':>6}{'step s':>9}{'Mvec/s':>9}{'peak MB':>9}")
     for (case, k), r in results.items():
         print(f"{case:<11}{k:>6}{r['time']:>9.3f}{N / r['time'] / 1e6:>9.2f}{r['peak_mb']:>9.0f}")
@@ -142,16 +163,20 @@ def main(with_ema: bool = False) -> None:
             mem_ratio = ours["peak_mb"] / max(vqp["peak_mb"], 1e-9)
             g1, g2 = thr_ratio >= 1.0, mm_ratio <= 1.5
             goals += [g1, g2]
-            print(f"K={k:<5} {mode:<4}  throughput ours/vector-quantize-pytorch = {thr_ratio:5.2f}x "
-                  f"(goal >= 1.0x: {'met' if g1 else 'MISSED'});  time ours/matmul = {mm_ratio:5.2f}x "
-                  f"(goal <= 1.5x: {'met' if g2 else 'MISSED'});  peak memory ours/theirs = {mem_ratio:4.2f}x")
+            print(
+                f"K={k:<5} {mode:<4}  throughput ours/vector-quantize-pytorch = {thr_ratio:5.2f}x "
+                f"(goal >= 1.0x: {'met' if g1 else 'MISSED'});  time ours/matmul = {mm_ratio:5.2f}x "
+                f"(goal <= 1.5x: {'met' if g2 else 'MISSED'});  peak memory ours/theirs = {mem_ratio:4.2f}x"
+            )
     for k in KS:  # the fused plain path (VectorQuantizer(fused=True)), same values and gradients as ours-grad
         fused, mm = results[("fused-grad", k)]["time"], results[("matmul", k)]["time"]
         ratio = fused / mm
         goals.append(ratio <= 1.5)
-        print(f"K={k:<5} grad  fused: time ours(fused)/matmul = {ratio:5.2f}x (goal <= 1.5x: "
-              f"{'met' if ratio <= 1.5 else 'MISSED'});  throughput fused/vector-quantize-pytorch = "
-              f"{results[('vqp-grad', k)]['time'] / fused:5.2f}x")
+        print(
+            f"K={k:<5} grad  fused: time ours(fused)/matmul = {ratio:5.2f}x (goal <= 1.5x: "
+            f"{'met' if ratio <= 1.5 else 'MISSED'});  throughput fused/vector-quantize-pytorch = "
+            f"{results[('vqp-grad', k)]['time'] / fused:5.2f}x"
+        )
     print(f"\nall goals met: {all(goals)}   (whole run {time.perf_counter() - t_start:.0f} s)")
 
 

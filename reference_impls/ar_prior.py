@@ -30,7 +30,8 @@ Equations implemented:
 Notation (code -> paper):
     tokens      x_1..x_N (codebook or palette indices)   vocab_size   V (codebook size K)
     alpha       alpha (PB-relax scale)                   temperature  tau
-    KVCache     cached keys/values of earlier positions (attention.KVCache, one per layer)  prefix       text or class condition
+    KVCache     cached keys/values of earlier positions (attention.KVCache, one per layer)
+    prefix      text or class condition
 
 Sampling draws one uniform number per row and inverts the cumulative distribution, so the
 cached and uncached paths consume the generator identically and give the same tokens whenever
@@ -135,12 +136,25 @@ class Block(TransformerBlock):
     """The shared transformer layer (attention.TransformerBlock) with CogView's two stabilisers as options:
     sandwich_ln=True adds Sandwich-LN; pb_relax_alpha=alpha uses PB-relaxed attention and LayerNorm."""
 
-    def __init__(self, dim: int, n_heads: int, *, sandwich_ln: bool = False, pb_relax_alpha: float | None = None,
-                 cross_attention: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        *,
+        sandwich_ln: bool = False,
+        pb_relax_alpha: float | None = None,
+        cross_attention: bool = False,
+    ):
         relax = pb_relax_alpha is not None
         attention = partial(pb_relaxed_attention, alpha=pb_relax_alpha) if relax else None
-        super().__init__(dim, n_heads, cross_attention=cross_attention, sandwich_ln=sandwich_ln, attention=attention,
-                         layer_norm=pb_relaxed_layer_norm if relax else None)
+        super().__init__(
+            dim,
+            n_heads,
+            cross_attention=cross_attention,
+            sandwich_ln=sandwich_ln,
+            attention=attention,
+            layer_norm=pb_relaxed_layer_norm if relax else None,
+        )
 
 
 class TokenPrior(nn.Module):
@@ -152,8 +166,18 @@ class TokenPrior(nn.Module):
     cache is one attention.KVCache per layer, appended to in place (a new list when None).
     """
 
-    def __init__(self, vocab_size: int, dim: int, n_layers: int, n_heads: int, max_len: int, *,
-                 sandwich_ln: bool = False, pb_relax_alpha: float | None = None, cross_attention: bool = False):
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int,
+        n_layers: int,
+        n_heads: int,
+        max_len: int,
+        *,
+        sandwich_ln: bool = False,
+        pb_relax_alpha: float | None = None,
+        cross_attention: bool = False,
+    ):
         super().__init__()
         self.vocab_size, self.max_len = vocab_size, max_len
         self.tok_emb = nn.Embedding(vocab_size, dim)
@@ -186,7 +210,7 @@ class TokenPrior(nn.Module):
         start, n = len(cache[0]), tokens.shape[1]
         x = self._embed(tokens, start)  # (B, n, D)
         mask = causal_mask(start + n, tokens.device)[start:]  # (n, start + n): new rows of the causal mask
-        for block, layer_cache in zip(self.blocks, cache):
+        for block, layer_cache in zip(self.blocks, cache, strict=True):
             x = block(x, mask=mask, cache=layer_cache, context=context)  # appends this layer's k, v
         return self.head(self.ln_f(x)), cache
 
@@ -228,7 +252,7 @@ def sample(
         last = logits[:, -1]  # (B, V)
         if vocab_range is not None:
             allowed = torch.zeros(last.shape[-1], dtype=torch.bool, device=last.device)
-            allowed[vocab_range[0]:vocab_range[1]] = True
+            allowed[vocab_range[0] : vocab_range[1]] = True
             last = last.masked_fill(~allowed, float("-inf"))
         nxt = sample_from_logits(filter_logits(last, temperature, top_k, top_p), generator)  # (B,)
         seq = torch.cat([seq, nxt[:, None]], dim=1)
@@ -261,7 +285,9 @@ def text_image_sequence(text_tokens: torch.Tensor, image_tokens: torch.Tensor, t
 # ----------------------------------------------------------------------------- k-means palettes
 
 
-def kmeans(x: torch.Tensor, k: int, n_iters: int = 20, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans(
+    x: torch.Tensor, k: int, n_iters: int = 20, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means on rows of x (N, D): returns (centroids (k, D), labels (N,)).
 
     Initialised from k distinct random rows; an emptied cluster keeps its previous centroid.

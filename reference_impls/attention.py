@@ -42,7 +42,7 @@ allowed key would produce NaN; callers must always leave at least one key allowe
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -190,15 +190,31 @@ class TransformerBlock(nn.Module):
                  classifier-free guidance training)
     """
 
-    def __init__(self, dim: int, n_heads: int, *, cross_attention: bool = False, sandwich_ln: bool = False,
-                 attention: AttentionFn | None = None, layer_norm: LayerNormFn | None = None):
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        *,
+        cross_attention: bool = False,
+        sandwich_ln: bool = False,
+        attention: AttentionFn | None = None,
+        layer_norm: LayerNormFn | None = None,
+    ):
         super().__init__()
         self.layer_norm = layer_norm or apply_layer_norm
         out_norm = (lambda: nn.LayerNorm(dim)) if sandwich_ln else nn.Identity
-        self.ln_attn_in, self.attn, self.ln_attn_out = nn.LayerNorm(dim), MultiHeadAttention(dim, n_heads, attention=attention), out_norm()
+        self.ln_attn_in, self.attn, self.ln_attn_out = (
+            nn.LayerNorm(dim),
+            MultiHeadAttention(dim, n_heads, attention=attention),
+            out_norm(),
+        )
         self.cross = None
         if cross_attention:
-            self.ln_cross_in, self.cross, self.ln_cross_out = nn.LayerNorm(dim), MultiHeadAttention(dim, n_heads, attention=attention), out_norm()
+            self.ln_cross_in, self.cross, self.ln_cross_out = (
+                nn.LayerNorm(dim),
+                MultiHeadAttention(dim, n_heads, attention=attention),
+                out_norm(),
+            )
         self.ln_ffn_in, self.ln_ffn_out = nn.LayerNorm(dim), out_norm()
         self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 

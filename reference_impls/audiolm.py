@@ -64,8 +64,9 @@ class StageSequence:
     target: torch.Tensor  # (B, L) bool: positions whose token this stage predicts (and is trained on)
 
 
-def stage_sequence(stage: int, semantic: torch.Tensor, acoustic: torch.Tensor, q_coarse: int,
-                   k_sem: int, k_ac: int) -> StageSequence:
+def stage_sequence(
+    stage: int, semantic: torch.Tensor, acoustic: torch.Tensor, q_coarse: int, k_sem: int, k_ac: int
+) -> StageSequence:
     """Build the sequence of stage 1, 2 or 3 from semantic (B, T_s) and acoustic (B, T_a, Q)."""
     coarse, fine = split_coarse_fine(acoustic, q_coarse)
     if stage == 1:

@@ -10,7 +10,8 @@ Paper and note:
 Equations implemented (L bits, encoder width D):
     project     v = W_in z                                 (D -> L)
     normalise   u = v / ||v||                              (u on the unit sphere S^{L-1})
-    quantise    uhat = sign(u) / sqrt(L)                   (sign(0) = -1; ||uhat|| = 1: a corner of the cube, on the sphere)
+    quantise    uhat = sign(u) / sqrt(L)                   (sign(0) = -1; ||uhat|| = 1: a corner of the cube,
+                                                            on the sphere)
                 forward uhat, backward straight-through to u
     index       idx = sum_i 2^i [u_i > 0]                  (implicit codebook of 2^L codes, no table)
     decode      W_out uhat                                 (L -> D)
@@ -107,12 +108,20 @@ class BSQ(nn.Module):
         scale = 1 / math.sqrt(self.bits)
         per_sample, codebook = zero, zero
         if self.training:
-            per_sample, codebook = entropy_terms(u, temperature=self.temperature, code_scale=scale, group_size=self.group_size)
+            per_sample, codebook = entropy_terms(
+                u, temperature=self.temperature, code_scale=scale, group_size=self.group_size
+            )
         commitment = F.mse_loss(u, uhat) if self.beta else zero
         loss = self.entropy_weight * (per_sample - self.gamma * codebook) + self.beta * commitment
         z_q = quantize_sphere(u)  # (N, L) straight-through
         out = _from_rows(self.project_out(z_q), grid)
         return BSQOutput(
-            out, indices.reshape(grid), uhat.reshape(*grid, -1), u.reshape(*grid, -1),
-            loss, per_sample, codebook, perplexity(indices, self.codebook_size),
+            out,
+            indices.reshape(grid),
+            uhat.reshape(*grid, -1),
+            u.reshape(*grid, -1),
+            loss,
+            per_sample,
+            codebook,
+            perplexity(indices, self.codebook_size),
         )

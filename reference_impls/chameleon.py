@@ -69,13 +69,17 @@ class MixedVocabulary:
     def image_ids(self, codes: torch.Tensor) -> torch.Tensor:
         """Image codes in [0, K) -> their ids in the shared vocabulary."""
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.image_codes):
-            raise ValueError(f"image codes must lie in [0, {self.image_codes}); got {int(codes.min())}..{int(codes.max())}")
+            raise ValueError(
+                f"image codes must lie in [0, {self.image_codes}); got {int(codes.min())}..{int(codes.max())}"
+            )
         return codes + self.image_offset
 
     def image_codes_of(self, ids: torch.Tensor) -> torch.Tensor:
         """Inverse of image_ids; refuses any id that is not an image id."""
         if not bool(self.is_image(ids).all()):
-            raise ValueError(f"ids outside the image range [{self.image_offset}, {self.boi}) cannot be decoded as image codes")
+            raise ValueError(
+                f"ids outside the image range [{self.image_offset}, {self.boi}) cannot be decoded as image codes"
+            )
         return ids - self.image_offset
 
 
@@ -84,7 +88,9 @@ def image_span(codes: torch.Tensor, vocab: MixedVocabulary) -> torch.Tensor:
     if codes.shape[1] != vocab.image_tokens:
         raise ValueError(f"an image has {vocab.image_tokens} tokens; got {codes.shape[1]}")
     b = codes.shape[0]
-    return torch.cat([codes.new_full((b, 1), vocab.boi), vocab.image_ids(codes), codes.new_full((b, 1), vocab.eoi)], dim=1)
+    return torch.cat(
+        [codes.new_full((b, 1), vocab.boi), vocab.image_ids(codes), codes.new_full((b, 1), vocab.eoi)], dim=1
+    )
 
 
 def interleave(segments: list[tuple[str, torch.Tensor]], vocab: MixedVocabulary) -> torch.Tensor:
@@ -126,7 +132,7 @@ def allowed_next(ids: torch.Tensor, vocab: MixedVocabulary) -> torch.Tensor:
         last_eoi = int(closed[-1]) if len(closed) else -1
         if last_boi > last_eoi:  # inside an image
             if len(row) - 1 - last_boi < vocab.image_tokens:
-                allowed[i, vocab.image_offset:vocab.boi] = True
+                allowed[i, vocab.image_offset : vocab.boi] = True
             else:
                 allowed[i, vocab.eoi] = True
         else:
@@ -136,8 +142,14 @@ def allowed_next(ids: torch.Tensor, vocab: MixedVocabulary) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate_mixed(model: Chameleon, prefix: torch.Tensor, n_new: int, *, temperature: float = 1.0,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def generate_mixed(
+    model: Chameleon,
+    prefix: torch.Tensor,
+    n_new: int,
+    *,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Extend (B, P) ids by n_new mixed-modal tokens, switching modality at <boi> and <eoi>: (B, P + n_new)."""
     seq = prefix
     logits, cache = model.prior.forward_incremental(prefix)

@@ -83,7 +83,9 @@ class ToyTextEncoder(nn.Module):
 class CLIP(nn.Module):
     """Two encoders into one embedding space plus the learned temperature of Figure 3."""
 
-    def __init__(self, image_in_dim: int, vocab_size: int, width: int = 32, embed_dim: int = 16, max_scale: float = 100.0):
+    def __init__(
+        self, image_in_dim: int, vocab_size: int, width: int = 32, embed_dim: int = 16, max_scale: float = 100.0
+    ):
         super().__init__()
         self.image_encoder = ToyImageEncoder(image_in_dim, width, embed_dim)
         self.text_encoder = ToyTextEncoder(vocab_size, width, embed_dim)

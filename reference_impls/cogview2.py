@@ -25,15 +25,16 @@ Notation (code -> paper):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from reference_impls.ar_prior import filter_logits, kmeans, sample_from_logits
 
 
-def cluster_codebook(codebook: torch.Tensor, n_clusters: int, n_iters: int = 20,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def cluster_codebook(
+    codebook: torch.Tensor, n_clusters: int, n_iters: int = 20, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """k-means over the embedding vectors (V, D) of the image tokens: cluster label per token, (V,)."""
     _, labels = kmeans(codebook, n_clusters, n_iters, generator)
     return labels

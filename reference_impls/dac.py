@@ -118,7 +118,9 @@ class DACQuantizer(nn.Module):
         rows = z_e.movedim(1, -1).reshape(-1, dim)  # (N, D), sample-major
         per_row = per_sample.repeat_interleave(rows.shape[0] // b)  # (N,) levels of each row's sample
         with torch.no_grad():
-            indices, _ = residual_quantize(rows, [lvl.table() for lvl in levels], lookups=[lvl.choose for lvl in levels])
+            indices, _ = residual_quantize(
+                rows, [lvl.table() for lvl in levels], lookups=[lvl.choose for lvl in levels]
+            )
         residual, z_q, partial, partials = rows, torch.zeros_like(rows), torch.zeros_like(rows), []
         commitment = codebook_loss = rows.new_zeros(())
         for d, lvl in enumerate(levels):

@@ -37,6 +37,7 @@ Notation (code -> paper):
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 
@@ -66,7 +67,7 @@ def make_timesteps(num_train_steps: int, num_steps: int, spacing: str = "leading
 
 def step_pairs(timesteps: list[int]) -> list[tuple[int, int]]:
     """(t, t_prev) for each sampling step: t_prev is the next list entry, -1 (clean) after the last."""
-    return list(zip(timesteps, list(timesteps[1:]) + [-1]))
+    return list(pairwise([*timesteps, -1]))
 
 
 def _alpha_bar(s: Schedule, t: int) -> float:

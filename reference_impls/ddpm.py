@@ -28,7 +28,7 @@ Notation (code -> paper):
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +93,9 @@ def p_mean(s: Schedule, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) ->
     return (xt - coef * eps) / _gather(s.alphas.sqrt(), t, xt)
 
 
-def eps_loss(s: Schedule, eps_model: EpsModel, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def eps_loss(
+    s: Schedule, eps_model: EpsModel, x0: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Eq. 14, L_simple: draw t uniformly and eps ~ N(0, I), regress the noise."""
     t = torch.randint(0, s.num_steps, (x0.shape[0],), generator=generator, device=x0.device)  # (B,)
     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)  # (B, ...)
@@ -109,7 +111,8 @@ def p_sample_loop(
     variance: str = "beta",
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Algorithm 2: ancestral sampling from x_T ~ N(0, I); variance 'beta' (sigma^2 = beta_t) or 'posterior' (beta~_t)."""
+    """Algorithm 2: ancestral sampling from x_T ~ N(0, I); variance 'beta' (sigma^2 = beta_t) or
+    'posterior' (beta~_t)."""
     sigmas2 = s.betas if variance == "beta" else s.posterior_variance  # (T,)
     x = torch.randn(shape, generator=generator, dtype=dtype)  # (B, ...)
     for i in reversed(range(s.num_steps)):

@@ -6,7 +6,7 @@ Reuses the DDPM schedule and loss (reference_impls/ddpm.py) and the DDIM sampler
 
 An image x_0 is encoded into two codes:
     z_sem = Enc_phi(x_0)                                   the semantic code (a vector)
-    x_T   = DDIM inversion of x_0 under eps_theta(., t, z_sem)   the stochastic code 
+    x_T   = DDIM inversion of x_0 under eps_theta(., t, z_sem)   the stochastic code
 and decoded by the deterministic (eta = 0) DDIM sampler conditioned on z_sem:
     x_{t-1} = sqrt(alpha_{t-1}) f_theta(x_t, t, z_sem) + sqrt(1 - alpha_{t-1}) eps_theta(x_t, t, z_sem)
 Training is DDPM's L_simple with the conditional noise model, so the encoder is trained only through
@@ -24,7 +24,7 @@ Notation (code -> paper):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

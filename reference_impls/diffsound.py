@@ -27,11 +27,12 @@ Notation (code -> paper):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 
+from reference_impls.attention import TransformerBlock
 from reference_impls.discrete_diffusion import (
     DiscreteSchedule,
     Samples,
@@ -40,7 +41,6 @@ from reference_impls.discrete_diffusion import (
     sample,
     vq_diffusion_cumulative,
 )
-from reference_impls.attention import TransformerBlock
 from reference_impls.vq import VectorQuantizer
 
 
@@ -52,8 +52,14 @@ def diffsound_schedule(num_steps: int, num_codes: int) -> DiscreteSchedule:
 class MelVQVAE(nn.Module):
     """A small mel-spectrogram VQ-VAE: num_down stride-2 conv layers, a codebook, mirrored decoder."""
 
-    def __init__(self, num_codes: int = 32, code_dim: int = 16, hidden: int = 32, num_down: int = 2,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        num_codes: int = 32,
+        code_dim: int = 16,
+        hidden: int = 32,
+        num_down: int = 2,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.num_down = num_down
         enc, c = [], 1
@@ -107,8 +113,16 @@ class TokenDenoiser(nn.Module):
     Self-attention over the mel tokens is unmasked (bidirectional); cross-attention reads the text.
     """
 
-    def __init__(self, num_codes: int, grid: tuple[int, int], num_steps: int, text_vocab: int,
-                 dim: int = 32, n_layers: int = 2, n_heads: int = 2):
+    def __init__(
+        self,
+        num_codes: int,
+        grid: tuple[int, int],
+        num_steps: int,
+        text_vocab: int,
+        dim: int = 32,
+        n_layers: int = 2,
+        n_heads: int = 2,
+    ):
         super().__init__()
         self.num_codes, self.grid = num_codes, grid
         self.tok = nn.Embedding(num_codes + 1, dim)  # K codes + [MASK]
@@ -132,8 +146,15 @@ class TokenDenoiser(nn.Module):
 TextX0Model = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (z_t, t, text) -> logits
 
 
-def loss(vqvae: MelVQVAE, denoiser: TextX0Model, schedule: DiscreteSchedule, mel: torch.Tensor, text: torch.Tensor,
-         lam: float = 5e-4, generator: torch.Generator | None = None) -> torch.Tensor:
+def loss(
+    vqvae: MelVQVAE,
+    denoiser: TextX0Model,
+    schedule: DiscreteSchedule,
+    mel: torch.Tensor,
+    text: torch.Tensor,
+    lam: float = 5e-4,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Second-stage loss: tokens of the frozen VQ-VAE, then discrete_diffusion.hybrid_loss conditioned on text."""
     with torch.no_grad():
         tokens = vqvae.encode(mel)  # (B, h, w)
@@ -142,8 +163,14 @@ def loss(vqvae: MelVQVAE, denoiser: TextX0Model, schedule: DiscreteSchedule, mel
 
 
 @torch.no_grad()
-def generate(vqvae: MelVQVAE, denoiser: TextX0Model, schedule: DiscreteSchedule, text: torch.Tensor,
-             grid: tuple[int, int], generator: torch.Generator | None = None) -> tuple[torch.Tensor, Samples]:
+def generate(
+    vqvae: MelVQVAE,
+    denoiser: TextX0Model,
+    schedule: DiscreteSchedule,
+    text: torch.Tensor,
+    grid: tuple[int, int],
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, Samples]:
     """Text (B, M) -> mel (B, 1, F, L) through discrete_diffusion.sample; also returns the Samples record."""
     out = sample(lambda zt, t: denoiser(zt, t, text), schedule, (text.shape[0], *grid), generator)
     return vqvae.decode(out.tokens), out

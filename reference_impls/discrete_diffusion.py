@@ -74,8 +74,8 @@ logits (B, *shape, K) over the K data classes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -129,8 +129,9 @@ class DiscreteSchedule:
         Uniform for the uniform family, all mass on [MASK] when the chain ends at the absorbing state.
         """
         t = self.num_steps
-        out = torch.full((self.num_states,), float(self.spread_bar[t] + self.keep_bar[t] / self.num_classes),
-                         dtype=torch.float64)
+        out = torch.full(
+            (self.num_states,), float(self.spread_bar[t] + self.keep_bar[t] / self.num_classes), dtype=torch.float64
+        )
         if self.mask_index is not None:
             out[self.mask_index] = self.to_mask_bar[t]
         return out
@@ -142,8 +143,9 @@ def _with_identity(keep: torch.Tensor, spread: torch.Tensor, to_mask: torch.Tens
     return torch.cat([one, keep]), torch.cat([zero, spread]), torch.cat([zero, to_mask])
 
 
-def dense_matrices(keep: torch.Tensor, spread: torch.Tensor, to_mask: torch.Tensor, k: int,
-                   mask_index: int | None) -> torch.Tensor:
+def dense_matrices(
+    keep: torch.Tensor, spread: torch.Tensor, to_mask: torch.Tensor, k: int, mask_index: int | None
+) -> torch.Tensor:
     """M(a, b, c) for rate vectors (T + 1,) -> (T + 1, S, S) float64. Only for tests and small notebooks."""
     s = k + (mask_index is not None)
     M = torch.zeros(keep.shape[0], s, s, dtype=torch.float64)
@@ -176,8 +178,9 @@ def uniform_schedule(betas: torch.Tensor, num_classes: int) -> DiscreteSchedule:
     k = num_classes
     alpha_bars = torch.cumprod(1 - betas, dim=0)  # (T,)
     zeros = torch.zeros_like(betas)
-    return DiscreteSchedule(*_with_identity(1 - betas, betas / k, zeros),
-                            *_with_identity(alpha_bars, (1 - alpha_bars) / k, zeros), k, None)
+    return DiscreteSchedule(
+        *_with_identity(1 - betas, betas / k, zeros), *_with_identity(alpha_bars, (1 - alpha_bars) / k, zeros), k, None
+    )
 
 
 def absorbing_schedule(betas: torch.Tensor, num_classes: int) -> DiscreteSchedule:
@@ -185,15 +188,20 @@ def absorbing_schedule(betas: torch.Tensor, num_classes: int) -> DiscreteSchedul
     betas = betas.to(torch.float64)
     alpha_bars = torch.cumprod(1 - betas, dim=0)  # (T,)
     zeros = torch.zeros_like(betas)
-    return DiscreteSchedule(*_with_identity(1 - betas, zeros, betas),
-                            *_with_identity(alpha_bars, zeros, 1 - alpha_bars), num_classes, num_classes)
+    return DiscreteSchedule(
+        *_with_identity(1 - betas, zeros, betas),
+        *_with_identity(alpha_bars, zeros, 1 - alpha_bars),
+        num_classes,
+        num_classes,
+    )
 
 
 def mask_and_replace_schedule(alpha_bars: torch.Tensor, gamma_bars: torch.Tensor, num_classes: int) -> DiscreteSchedule:
     """VQ-Diffusion's family from the cumulative rates alpha_bar_t, gamma_bar_t (T,) each.
 
     Per step: alpha_t = alpha_bar_t / alpha_bar_{t-1}, 1 - gamma_t = (1 - gamma_bar_t) / (1 - gamma_bar_{t-1}),
-    beta_t = (1 - alpha_t - gamma_t) / K. Qbar_t uses the closed form with beta_bar_t = (1 - alpha_bar_t - gamma_bar_t) / K.
+    beta_t = (1 - alpha_t - gamma_t) / K. Qbar_t uses the closed form with
+    beta_bar_t = (1 - alpha_bar_t - gamma_bar_t) / K.
     """
     k = num_classes
     ab = alpha_bars.to(torch.float64)
@@ -323,7 +331,9 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = 
     return sample_from_probs(probs, generator)
 
 
-def q_sample(s: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def q_sample(
+    s: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """x_t ~ q(x_t | x_0). x0 (B, *shape) int64, t (B,) -> (B, *shape) int64."""
     return sample_categorical(q_probs(s, x0, t), generator)
 
@@ -367,7 +377,9 @@ def p_reverse_probs(
 # ---------------------------------------------------------------------------------------------
 
 
-def model_x0_probs(s: DiscreteSchedule, x0_model: X0Model, xt: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def model_x0_probs(
+    s: DiscreteSchedule, x0_model: X0Model, xt: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Call the model once: (log p~(x_0 | x_t) over K (B, *shape, K), p~ padded to S states (B, *shape, S))."""
     logits = x0_model(xt, t)  # (B, *shape, K)
     log_p = F.log_softmax(logits.float(), dim=-1)
@@ -375,7 +387,12 @@ def model_x0_probs(s: DiscreteSchedule, x0_model: X0Model, xt: torch.Tensor, t: 
 
 
 def vlb_terms(
-    s: DiscreteSchedule, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, x0_probs: torch.Tensor, weighting: str = "mixture"
+    s: DiscreteSchedule,
+    x0: torch.Tensor,
+    xt: torch.Tensor,
+    t: torch.Tensor,
+    x0_probs: torch.Tensor,
+    weighting: str = "mixture",
 ) -> torch.Tensor:
     """Per-example L_{t-1}: KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) for t >= 2, -log p(x_0 | x_1) at t = 1.
 

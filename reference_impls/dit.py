@@ -55,7 +55,9 @@ def unpatchify(tokens: torch.Tensor, p: int, c: int, h: int, w: int) -> torch.Te
 def grid_positions(gh: int, gw: int, dim: int) -> torch.Tensor:
     """Fixed 2-D sinusoidal positions (gh * gw, dim): half the channels for the column, half for the row."""
     rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
-    return torch.cat([sinusoidal_embedding(cols.flatten(), dim // 2), sinusoidal_embedding(rows.flatten(), dim // 2)], dim=-1)
+    return torch.cat(
+        [sinusoidal_embedding(cols.flatten(), dim // 2), sinusoidal_embedding(rows.flatten(), dim // 2)], dim=-1
+    )
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -87,8 +89,18 @@ class DiTBlock(nn.Module):
 class DiT(nn.Module):
     """eps_theta(x_t, t, y): latent (B, C, H, W), steps (B,), labels (B,) -> predicted noise (B, C, H, W)."""
 
-    def __init__(self, *, input_size: int, patch: int, in_channels: int, dim: int, depth: int, n_heads: int,
-                 n_classes: int, freq_dim: int = 256):
+    def __init__(
+        self,
+        *,
+        input_size: int,
+        patch: int,
+        in_channels: int,
+        dim: int,
+        depth: int,
+        n_heads: int,
+        n_classes: int,
+        freq_dim: int = 256,
+    ):
         super().__init__()
         self.patch, self.channels, self.freq_dim, self.null_label = patch, in_channels, freq_dim, n_classes
         g = input_size // patch
@@ -115,16 +127,24 @@ class DiT(nn.Module):
         return unpatchify(out, self.patch, c, h, w)
 
 
-def dit_loss(model: DiT, schedule: ddpm.Schedule, x0: torch.Tensor, labels: torch.Tensor, *, p_uncond: float = 0.1,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def dit_loss(
+    model: DiT,
+    schedule: ddpm.Schedule,
+    x0: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    p_uncond: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """L_simple on latents x0 (B, C, H, W), the class replaced by the null class with probability p_uncond."""
     null = torch.tensor(model.null_label, device=labels.device)
     labels, _ = drop_condition(labels, null, p_uncond, generator)
     return ddpm.eps_loss(schedule, lambda x_t, t: model(x_t, t, labels), x0, generator=generator)
 
 
-def guided_eps(model: DiT, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, *, scale: float,
-               channels: int | None = None) -> torch.Tensor:
+def guided_eps(
+    model: DiT, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, *, scale: float, channels: int | None = None
+) -> torch.Tensor:
     """eps_u + scale (eps_c - eps_u) on the first `channels` channels (all if None); the rest stay conditional."""
     b = x_t.shape[0]
     eps = model(x_t.repeat(2, 1, 1, 1), t.repeat(2), torch.cat([labels, torch.full_like(labels, model.null_label)]))
@@ -134,8 +154,18 @@ def guided_eps(model: DiT, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Ten
 
 
 @torch.no_grad()
-def sample(model: DiT, schedule: ddpm.Schedule, labels: torch.Tensor, *, scale: float = 4.0, size: int,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    model: DiT,
+    schedule: ddpm.Schedule,
+    labels: torch.Tensor,
+    *,
+    scale: float = 4.0,
+    size: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """DDPM ancestral sampling of (B, C, size, size) latents with guided noise predictions."""
-    eps_model = lambda x_t, t: guided_eps(model, x_t, t, labels, scale=scale)  # noqa: E731
+
+    def eps_model(x_t, t):
+        return guided_eps(model, x_t, t, labels, scale=scale)
+
     return ddpm.p_sample_loop(schedule, eps_model, (labels.shape[0], model.channels, size, size), generator=generator)

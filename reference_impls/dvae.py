@@ -61,14 +61,18 @@ class DVAE(nn.Module):
         super().__init__()
         self.num_codes = num_codes
         self.encoder = nn.Sequential(
-            nn.Conv2d(in_ch, hidden, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(in_ch, hidden, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 4, 2, 1),
+            nn.ReLU(),
             nn.Conv2d(hidden, num_codes, 1),
         )
         self.codebook = nn.Parameter(torch.randn(num_codes, code_dim))  # (K, D)
         self.decoder = nn.Sequential(
-            nn.Conv2d(code_dim, hidden, 3, 1, 1), nn.ReLU(),
-            nn.ConvTranspose2d(hidden, hidden, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(code_dim, hidden, 3, 1, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(hidden, hidden, 4, 2, 1),
+            nn.ReLU(),
             nn.ConvTranspose2d(hidden, in_ch, 4, 2, 1),
         )
 

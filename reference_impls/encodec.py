@@ -54,18 +54,30 @@ def num_codebooks(bandwidth_kbps: float, frames_per_second: int, codebook_size: 
 class EnCodec(SoundStream):
     """SoundStream's codec with a fixed list of target bandwidths; `bandwidth` chooses the number of codebooks."""
 
-    def __init__(self, *, sample_rate: int, target_bandwidths: tuple[float, ...], strides: tuple[int, ...] = (2, 4),
-                 channels: int = 4, dim: int = 8, codebook_size: int = 16, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        *,
+        sample_rate: int,
+        target_bandwidths: tuple[float, ...],
+        strides: tuple[int, ...] = (2, 4),
+        channels: int = 4,
+        dim: int = 8,
+        codebook_size: int = 16,
+        generator: torch.Generator | None = None,
+    ):
         fps = frame_rate(sample_rate, strides)
         depth = num_codebooks(max(target_bandwidths), fps, codebook_size)
-        super().__init__(channels=channels, strides=strides, dim=dim, depth=depth, num_codes=codebook_size,
-                         generator=generator)
+        super().__init__(
+            channels=channels, strides=strides, dim=dim, depth=depth, num_codes=codebook_size, generator=generator
+        )
         self.sample_rate, self.target_bandwidths, self.frames_per_second = sample_rate, tuple(target_bandwidths), fps
 
     def codebooks_for(self, bandwidth: float) -> int:
         """n_q at one of the model's target bandwidths; any other bandwidth is refused."""
         if bandwidth not in self.target_bandwidths:
-            raise ValueError(f"bandwidth {bandwidth} kbps is not offered; expected one of {list(self.target_bandwidths)}")
+            raise ValueError(
+                f"bandwidth {bandwidth} kbps is not offered; expected one of {list(self.target_bandwidths)}"
+            )
         return num_codebooks(bandwidth, self.frames_per_second, self.quantizer.num_codes)
 
     def encode_at(self, x: torch.Tensor, *, bandwidth: float) -> torch.Tensor:

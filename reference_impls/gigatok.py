@@ -40,8 +40,10 @@ from reference_impls.titok import TiTok, patchify
 def semantic_regularization(features: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """L_reg = mean over batch and positions of -cos(features, teacher); both (B, N, D_t). The teacher is detached."""
     if features.shape != teacher.shape:
-        raise ValueError(f"features {tuple(features.shape)} and teacher features {tuple(teacher.shape)} differ; "
-                         "expected one teacher vector per decoder position")
+        raise ValueError(
+            f"features {tuple(features.shape)} and teacher features {tuple(teacher.shape)} differ; "
+            "expected one teacher vector per decoder position"
+        )
     cos = (F.normalize(features, dim=-1) * F.normalize(teacher.detach(), dim=-1)).sum(-1)  # (B, N)
     return -cos.mean()
 
@@ -51,8 +53,9 @@ class FeatureProjector(nn.Module):
 
     def __init__(self, dim: int, teacher_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, 4 * dim), nn.SiLU(),
-                                 nn.Linear(4 * dim, teacher_dim))
+        self.net = nn.Sequential(
+            nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, teacher_dim)
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)  # (B, N, D) -> (B, N, D_t)
@@ -66,8 +69,8 @@ class FrozenPatchEncoder(nn.Module):
         g = torch.Generator().manual_seed(seed)
         fan_in = channels * patch_size * patch_size
         self.patch_size = patch_size
-        self.register_buffer("w1", torch.randn(fan_in, dim, generator=g) / fan_in ** 0.5)
-        self.register_buffer("w2", torch.randn(dim, dim, generator=g) / dim ** 0.5)
+        self.register_buffer("w1", torch.randn(fan_in, dim, generator=g) / fan_in**0.5)
+        self.register_buffer("w2", torch.randn(dim, dim, generator=g) / dim**0.5)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ Notation (code -> paper):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -77,8 +77,17 @@ class TextConditionedDenoiser(nn.Module):
     timestep embedding (unCLIP's decoder uses them for the CLIP image embedding).
     """
 
-    def __init__(self, channels: int, size: int, vocab: int, text_len: int, dim: int = 32, n_heads: int = 4,
-                 n_layers: int = 2, pad_id: int = 0):
+    def __init__(
+        self,
+        channels: int,
+        size: int,
+        vocab: int,
+        text_len: int,
+        dim: int = 32,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        pad_id: int = 0,
+    ):
         super().__init__()
         self.dim, self.pad_id = dim, pad_id
         self.text = TextEncoder(vocab, text_len, dim, n_heads)
@@ -93,30 +102,43 @@ class TextConditionedDenoiser(nn.Module):
     def null_text(self, text: torch.Tensor) -> torch.Tensor:
         return torch.full_like(text, self.pad_id)  # the empty caption
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, extra_ctx: torch.Tensor | None = None,
-                extra_emb: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor,
+        extra_ctx: torch.Tensor | None = None,
+        extra_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         b, c, hgt, wid = x.shape
         tokens, final = self.text(text)  # (B, K, D), (B, D)
         emb = self.time_mlp(sinusoidal_embedding(t, self.dim)) + self.class_proj(final)  # (B, D)
         if extra_emb is not None:
             emb = emb + extra_emb
         h = self.inp(x.flatten(2).transpose(1, 2)) + self.pos + emb[:, None]  # (B, P, D), P = H * W
-        for proj, block in zip(self.ctx_proj, self.blocks):
+        for proj, block in zip(self.ctx_proj, self.blocks, strict=True):
             ctx = proj(tokens)  # (B, K, D)
             if extra_ctx is not None:
                 ctx = torch.cat([ctx, extra_ctx], dim=1)  # (B, K + E, D)
             h = block(h, ctx)
         return self.out(h).transpose(1, 2).reshape(b, c, hgt, wid)  # (B, C, H, W)
 
-    def loss(self, s: ddpm.Schedule, x0: torch.Tensor, text: torch.Tensor, p_uncond: float = 0.2,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        s: ddpm.Schedule,
+        x0: torch.Tensor,
+        text: torch.Tensor,
+        p_uncond: float = 0.2,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """DDPM's L_simple with the caption replaced by the empty caption with probability p_uncond."""
         text, _ = drop_condition(text, torch.full_like(text[0], self.pad_id), p_uncond, generator)
         return ddpm.eps_loss(s, lambda xt, t: self(xt, t, text), x0, generator)
 
 
-def classifier_free_eps(model: TextConditionedDenoiser, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
-                        scale: float) -> torch.Tensor:
+def classifier_free_eps(
+    model: TextConditionedDenoiser, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, scale: float
+) -> torch.Tensor:
     """eps(x_t | null) + s (eps(x_t | c) - eps(x_t | null)): (B, C, H, W)."""
     return guide_s(model(x, t, text), model(x, t, model.null_text(text)), scale)
 
@@ -124,9 +146,17 @@ def classifier_free_eps(model: TextConditionedDenoiser, x: torch.Tensor, t: torc
 ImageEncoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,)) -> (B, E)
 
 
-def clip_guided_mean(mean: torch.Tensor, variance: torch.Tensor, x: torch.Tensor, t: torch.Tensor,
-                     image_encoder: ImageEncoder, text_emb: torch.Tensor, scale: float) -> torch.Tensor:
-    """Sec. 2.4: mu + s Sigma grad_{x_t}(f(x_t, t) . g(c)). mean, x (B, ...); variance broadcastable; text_emb (B, E)."""
+def clip_guided_mean(
+    mean: torch.Tensor,
+    variance: torch.Tensor,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    image_encoder: ImageEncoder,
+    text_emb: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """Sec. 2.4: mu + s Sigma grad_{x_t}(f(x_t, t) . g(c)). mean, x (B, ...); variance broadcastable;
+    text_emb (B, E)."""
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         score = (image_encoder(x, t) * text_emb).sum()  # sum over the batch of f(x_t, t) . g(c)
@@ -135,9 +165,17 @@ def clip_guided_mean(mean: torch.Tensor, variance: torch.Tensor, x: torch.Tensor
 
 
 @torch.no_grad()
-def sample(s: ddpm.Schedule, model: TextConditionedDenoiser, text: torch.Tensor, shape: tuple[int, ...],
-           cfg_scale: float = 1.0, image_encoder: ImageEncoder | None = None, text_emb: torch.Tensor | None = None,
-           clip_scale: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    s: ddpm.Schedule,
+    model: TextConditionedDenoiser,
+    text: torch.Tensor,
+    shape: tuple[int, ...],
+    cfg_scale: float = 1.0,
+    image_encoder: ImageEncoder | None = None,
+    text_emb: torch.Tensor | None = None,
+    clip_scale: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Ancestral sampling (DDPM Algorithm 2, sigma^2 = beta~_t) with either or both guidances."""
     x = torch.randn(shape, generator=generator)  # (B, C, H, W)
     for i in reversed(range(s.num_steps)):

@@ -32,14 +32,19 @@ def gumbel_from_uniform(u: torch.Tensor, eps: float = 1e-20) -> torch.Tensor:
     return -torch.log(-torch.log(u.clamp(eps, 1.0 - 1e-7)))
 
 
-def sample_gumbel(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None = None,
-                  dtype: torch.dtype = torch.float32, eps: float = 1e-20) -> torch.Tensor:
+def sample_gumbel(
+    shape: torch.Size | tuple[int, ...],
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    eps: float = 1e-20,
+) -> torch.Tensor:
     """Standard Gumbel noise g = -log(-log u), u ~ U(0, 1): the survey's one Gumbel sampler."""
     return gumbel_from_uniform(torch.rand(shape, generator=generator, dtype=dtype), eps)
 
 
-def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
-                   generator: torch.Generator | None = None, dim: int = -1) -> torch.Tensor:
+def gumbel_softmax(
+    logits: torch.Tensor, tau: float, hard: bool = False, generator: torch.Generator | None = None, dim: int = -1
+) -> torch.Tensor:
     """A Gumbel-Softmax sample along `dim` of logits (..., K, ...), same shape as logits.
 
     hard=False: the relaxed sample y, on the simplex.

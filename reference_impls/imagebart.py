@@ -33,7 +33,13 @@ import torch.nn.functional as F
 from reference_impls import ar_prior
 from reference_impls.ar_prior import TokenPrior
 from reference_impls.attention import TransformerBlock
-from reference_impls.discrete_diffusion import DiscreteSchedule, q_sample, q_step_probs, sample_categorical, uniform_schedule
+from reference_impls.discrete_diffusion import (
+    DiscreteSchedule,
+    q_sample,
+    q_step_probs,
+    sample_categorical,
+    uniform_schedule,
+)
 
 
 class Stage(nn.Module):
@@ -43,8 +49,9 @@ class Stage(nn.Module):
     on target[:, :i] only (the decoder input is [BOS, target[:, :-1]]).
     """
 
-    def __init__(self, num_codes: int, seq_len: int, dim: int = 32, enc_layers: int = 1, dec_layers: int = 1,
-                 n_heads: int = 2):
+    def __init__(
+        self, num_codes: int, seq_len: int, dim: int = 32, enc_layers: int = 1, dec_layers: int = 1, n_heads: int = 2
+    ):
         super().__init__()
         self.num_codes, self.seq_len = num_codes, seq_len
         self.enc_tok = nn.Embedding(num_codes, dim)

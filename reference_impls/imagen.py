@@ -95,4 +95,3 @@ def sr_conditioning(
     z_aug = augment_low_res(z, aug_level, generator)
     up = F.interpolate(z_aug, size=(size, size), mode="bilinear", align_corners=False)  # (B, C, size, size)
     return up, aug_level
-

@@ -42,7 +42,6 @@ from reference_impls.guidance import guide_s
 from reference_impls.var import block_causal_mask, down, scale_ids, sequence_length
 from reference_impls.vq import straight_through
 
-
 # ----------------------------------------------------------------------------- bits and indices
 
 
@@ -78,8 +77,14 @@ def binary_quantize(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 # ----------------------------------------------------------------------------- the tokenizer's quantiser
 
 
-def encode(f: torch.Tensor, scales: tuple[int, ...], *, n_flip: int = 0, strength: float = 0.0,
-           generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+def encode(
+    f: torch.Tensor,
+    scales: tuple[int, ...],
+    *,
+    n_flip: int = 0,
+    strength: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """Bit labels per scale [(B, h_k, h_k, d)], teacher-forcing inputs (B, L - h_1^2, d) and f_hat.
 
     n_flip > 0 applies bitwise self-correction: at the first n_flip scales the bits entering the running
@@ -171,8 +176,15 @@ class InfinityPrior(nn.Module):
         return self.head(self.ln_f(x))  # (B, n, d, 2)
 
 
-def infinity_loss(prior: InfinityPrior, f: torch.Tensor, context: torch.Tensor, *, n_flip: int = 0,
-                  strength: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def infinity_loss(
+    prior: InfinityPrior,
+    f: torch.Tensor,
+    context: torch.Tensor,
+    *,
+    n_flip: int = 0,
+    strength: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Bitwise cross-entropy over all scales of f (B, d, H, W), with bitwise self-correction if n_flip > 0."""
     with torch.no_grad():
         labels, inputs, _ = encode(f, prior.scales, n_flip=n_flip, strength=strength, generator=generator)
@@ -182,8 +194,9 @@ def infinity_loss(prior: InfinityPrior, f: torch.Tensor, context: torch.Tensor, 
 
 
 @torch.no_grad()
-def sample(prior: InfinityPrior, context: torch.Tensor, *, cfg: float = 3.0,
-           generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+def sample(
+    prior: InfinityPrior, context: torch.Tensor, *, cfg: float = 3.0, generator: torch.Generator | None = None
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Scale by scale, every bit of every token drawn from its own two-way softmax; returns (bits, f_hat)."""
     b, scales, d = context.shape[0], prior.scales, prior.head.bits
     ctx = context.repeat(2, 1, 1)
@@ -191,7 +204,7 @@ def sample(prior: InfinityPrior, context: torch.Tensor, *, cfg: float = 3.0,
     inputs = context.new_zeros(2 * b, 0, d)
     f_hat, out, start = context.new_zeros(b, d, scales[-1], scales[-1]), [], 0
     for k, s in enumerate(scales):
-        logits = prior(ctx, inputs, keep)[:, start:start + s * s]  # (2B, s*s, d, 2)
+        logits = prior(ctx, inputs, keep)[:, start : start + s * s]  # (2B, s*s, d, 2)
         logits = guide_s(logits[:b], logits[b:], cfg)
         bits = sample_from_logits(logits.reshape(-1, 2), generator).view(b, s, s, d).bool()
         out.append(bits)

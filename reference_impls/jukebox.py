@@ -56,8 +56,15 @@ class RestartingQuantizer(VectorQuantizer):
     """EMA vector quantiser whose codes with EMA usage below `threshold` are restarted
     at random encoder outputs of the current batch (training mode only)."""
 
-    def __init__(self, num_codes: int, dim: int, decay: float = 0.99, threshold: float = 1.0,
-                 beta: float = 0.25, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        decay: float = 0.99,
+        threshold: float = 1.0,
+        beta: float = 0.25,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(num_codes, dim, beta=beta, ema=True, decay=decay, generator=generator)
         self.threshold, self.generator = threshold, generator
 
@@ -101,8 +108,16 @@ def _up(ch: int, ch_out: int, hop: int) -> nn.Sequential:
 class VQVAELevel(nn.Module):
     """One level: waveform (B, 1, T) -> codes (B, T / hop) -> waveform (B, 1, T)."""
 
-    def __init__(self, hop: int, width: int, dim: int, num_codes: int, decay: float, threshold: float,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        hop: int,
+        width: int,
+        dim: int,
+        num_codes: int,
+        decay: float,
+        threshold: float,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.hop = hop
         self.encoder = nn.Sequential(_down(1, width, hop), nn.Conv1d(width, dim, 3, padding=1))
@@ -117,9 +132,16 @@ class VQVAELevel(nn.Module):
 class JukeboxVQVAE(nn.Module):
     """Independent VQ-VAE levels, bottom to top, with hops e.g. (8, 32, 128)."""
 
-    def __init__(self, hops: tuple[int, ...] = (8, 32, 128), width: int = 8, dim: int = 8,
-                 num_codes: int = 32, decay: float = 0.99, threshold: float = 1.0,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        hops: tuple[int, ...] = (8, 32, 128),
+        width: int = 8,
+        dim: int = 8,
+        num_codes: int = 32,
+        decay: float = 0.99,
+        threshold: float = 1.0,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.hops = tuple(hops)
         self.levels = nn.ModuleList(VQVAELevel(h, width, dim, num_codes, decay, threshold, generator) for h in hops)

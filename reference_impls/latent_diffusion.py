@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from reference_impls import ddpm
 from reference_impls.attention import scaled_dot_product_attention, sinusoidal_embedding
 
-
 # ---------------------------------------------------------------------------------------------
 # First stage: the KL-regularised autoencoder
 # ---------------------------------------------------------------------------------------------
@@ -44,7 +43,9 @@ def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Ten
     return kl.flatten(1).sum(dim=1)
 
 
-def diagonal_gaussian_sample(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def diagonal_gaussian_sample(
+    mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Reparameterised draw z = mean + exp(logvar / 2) * n."""
     noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
     return mean + (0.5 * logvar).exp() * noise
@@ -203,7 +204,9 @@ class LatentDiffusion(nn.Module):
         return ddpm.eps_loss(self.schedule, lambda z_t, t: self.unet(z_t, t, context), z0, generator)
 
     @torch.no_grad()
-    def sample(self, latent_shape: tuple[int, ...], context: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, latent_shape: tuple[int, ...], context: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Ancestral sampling in latent space, then one decoder pass: (B, C, H, W)."""
         z0 = ddpm.p_sample_loop(self.schedule, lambda z_t, t: self.unet(z_t, t, context), latent_shape, generator)
         return self.autoencoder.decode(z0 / self.scale_factor)

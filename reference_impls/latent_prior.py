@@ -110,7 +110,9 @@ def embed(vae: TinyVAE, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_data(vae: TinyVAE, prior: LatentPrior | None, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_data(
+    vae: TinyVAE, prior: LatentPrior | None, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Generate x = D(z) with z from the diffusion prior, or from N(0, I) when prior is None."""
     z = prior.sample(n, generator) if prior is not None else torch.randn(n, vae.dec[0].in_features, generator=generator)
     return vae.decode(z)

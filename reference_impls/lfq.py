@@ -91,9 +91,13 @@ def entropy_terms(
     if d % g:
         raise ValueError(f"group_size {g} does not divide the {d} bits; expected a divisor of {d}")
     if g > MAX_EXACT_BITS:
-        raise ValueError(f"exact codebook entropy needs 2^{g} probabilities per row; use at most {MAX_EXACT_BITS} bits per group")
+        raise ValueError(
+            f"exact codebook entropy needs 2^{g} probabilities per row; use at most {MAX_EXACT_BITS} bits per group"
+        )
     a = 4 * code_scale * z / temperature  # (N, d) logit of c_i = +s
-    per_sample = (F.softplus(a) - a * torch.sigmoid(a)).sum(dim=1).mean()  # binary entropy H_b(sigmoid(a)) summed over channels
+    per_sample = (
+        (F.softplus(a) - a * torch.sigmoid(a)).sum(dim=1).mean()
+    )  # binary entropy H_b(sigmoid(a)) summed over channels
     codebook = sum(_codebook_entropy(part) for part in a.split(g, dim=1))
     return per_sample, codebook
 
@@ -143,9 +147,15 @@ class LFQ(nn.Module):
         codes = sign_codes(z)  # (N, d)
         indices = codes_to_indices(codes)  # (N,)
         zero = z.new_zeros(())
-        per_sample, codebook = entropy_terms(z, temperature=self.temperature, group_size=self.group_size) if self.training else (zero, zero)
+        per_sample, codebook = (
+            entropy_terms(z, temperature=self.temperature, group_size=self.group_size)
+            if self.training
+            else (zero, zero)
+        )
         commitment = F.mse_loss(z, codes) if self.beta else zero
         loss = self.entropy_weight * (per_sample - self.gamma * codebook) + self.beta * commitment
         z_q = z + (codes - z).detach()  # straight-through
         out = _from_rows(self.project_out(z_q), grid)
-        return LFQOutput(out, indices.reshape(grid), loss, per_sample, codebook, perplexity(indices, self.codebook_size))
+        return LFQOutput(
+            out, indices.reshape(grid), loss, per_sample, codebook, perplexity(indices, self.codebook_size)
+        )

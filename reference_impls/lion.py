@@ -109,7 +109,9 @@ class HierarchicalPointVAE(nn.Module):
     def loss(self, x: torch.Tensor, kl_weight: float = 1e-3, generator: torch.Generator | None = None) -> torch.Tensor:
         enc = self.encode(x, generator)
         recon = (self.decode(enc["h0"], enc["z0"]) - x).pow(2).sum(-1).mean(-1)  # (B,) point-to-point
-        kl = kl_to_standard_normal(enc["z_mean"], enc["z_logvar"]) + kl_to_standard_normal(enc["h_mean"], enc["h_logvar"])
+        kl = kl_to_standard_normal(enc["z_mean"], enc["z_logvar"]) + kl_to_standard_normal(
+            enc["h_mean"], enc["h_logvar"]
+        )
         return (recon + kl_weight * kl).mean()
 
 
@@ -119,8 +121,13 @@ class ShapePrior(nn.Module):
     def __init__(self, shape_dim: int, hidden: int = 64, num_steps: int = 1000):
         super().__init__()
         self.num_steps = num_steps
-        self.net = nn.Sequential(nn.Linear(shape_dim + 16, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-                                 nn.SiLU(), nn.Linear(hidden, shape_dim))
+        self.net = nn.Sequential(
+            nn.Linear(shape_dim + 16, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, shape_dim),
+        )
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([z_t, sinusoidal_embedding(t, 16)], dim=-1))  # (B, D_z)
@@ -142,7 +149,9 @@ class PointPrior(nn.Module):
 class LION(nn.Module):
     """The VAE plus the two latent DDMs; the VAE is trained first and then frozen."""
 
-    def __init__(self, vae: HierarchicalPointVAE, shape_prior: ShapePrior, point_prior: PointPrior, schedule: ddpm.Schedule):
+    def __init__(
+        self, vae: HierarchicalPointVAE, shape_prior: ShapePrior, point_prior: PointPrior, schedule: ddpm.Schedule
+    ):
         super().__init__()
         self.vae, self.shape_prior, self.point_prior, self.schedule = vae, shape_prior, point_prior, schedule
 
@@ -160,7 +169,9 @@ class LION(nn.Module):
         return ddpm.p_sample_loop(self.schedule, self.shape_prior, (batch, self.vae.shape_dim), generator)
 
     @torch.no_grad()
-    def sample_point_latent(self, z0: torch.Tensor, num_points: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_point_latent(
+        self, z0: torch.Tensor, num_points: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         shape = (z0.shape[0], num_points, self.vae.point_dim)
         return ddpm.p_sample_loop(self.schedule, lambda h_t, t: self.point_prior(h_t, t, z0), shape, generator)
 

@@ -40,7 +40,6 @@ from reference_impls.ar_prior import filter_logits, sample_from_logits
 from reference_impls.attention import TransformerBlock, causal_mask, scaled_dot_product_attention
 from reference_impls.guidance import drop_condition, guide_s
 
-
 # ----------------------------------------------------------------------------- 2-D rotary positions
 
 
@@ -59,8 +58,9 @@ def rope_2d_angles(grid_h: int, grid_w: int, head_dim: int, *, base: float = 100
     return angles.reshape(grid_h * grid_w, half)
 
 
-def rope_table(grid_h: int, grid_w: int, head_dim: int, *, n_prefix: int = 1, base: float = 10000.0,
-               prefix: str = "identity") -> torch.Tensor:
+def rope_table(
+    grid_h: int, grid_w: int, head_dim: int, *, n_prefix: int = 1, base: float = 10000.0, prefix: str = "identity"
+) -> torch.Tensor:
     """(n_prefix + H*W, head_dim // 2, 2) table of (cos, sin), prefix rows first.
 
     prefix="identity" leaves the condition tokens unrotated (cos 1, sin 0); prefix="zero" copies the
@@ -81,8 +81,7 @@ def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Rotate adjacent channel pairs (2p, 2p+1) of x (..., N, d_h) by the N rows of table (N, d_h/2, 2)."""
     pairs = x.reshape(*x.shape[:-1], -1, 2)  # (..., N, d_h/2, 2)
     cos, sin = table[..., 0], table[..., 1]  # (N, d_h/2)
-    out = torch.stack([pairs[..., 0] * cos - pairs[..., 1] * sin,
-                       pairs[..., 1] * cos + pairs[..., 0] * sin], dim=-1)
+    out = torch.stack([pairs[..., 0] * cos - pairs[..., 1] * sin, pairs[..., 1] * cos + pairs[..., 0] * sin], dim=-1)
     return out.flatten(-2)
 
 
@@ -96,11 +95,13 @@ class RotaryAttention:
     def __init__(self, table: torch.Tensor):
         self.table = table  # (L, d_h/2, 2)
 
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         n_q, n_k = q.shape[-2], k.shape[-2]
         table = self.table.to(q.device)
         k = apply_rope(k, table[:n_k])  # (B, h, N_k, d_h)
-        q = apply_rope(q, table[n_k - n_q:n_k])  # (B, h, N_q, d_h)
+        q = apply_rope(q, table[n_k - n_q : n_k])  # (B, h, N_q, d_h)
         return scaled_dot_product_attention(q, k, v, mask)
 
 
@@ -114,8 +115,18 @@ class LlamaGenPrior(nn.Module):
     logits[:, i] is p(y_i | c, y_<i). Label `n_classes` is the null class of guidance.
     """
 
-    def __init__(self, *, vocab_size: int, n_classes: int, dim: int, n_layers: int, n_heads: int,
-                 grid: tuple[int, int], rope_base: float = 10000.0, prefix_rotation: str = "identity"):
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        n_classes: int,
+        dim: int,
+        n_layers: int,
+        n_heads: int,
+        grid: tuple[int, int],
+        rope_base: float = 10000.0,
+        prefix_rotation: str = "identity",
+    ):
         super().__init__()
         self.vocab_size, self.n_classes, self.grid = vocab_size, n_classes, grid
         self.null_label = n_classes
@@ -123,8 +134,9 @@ class LlamaGenPrior(nn.Module):
         self.cls_emb = nn.Embedding(n_classes + 1, dim)  # the last row is the null class
         table = rope_table(*grid, dim // n_heads, n_prefix=1, base=rope_base, prefix=prefix_rotation)
         self.register_buffer("rope", table, persistent=False)  # (1 + H*W, d_h/2, 2)
-        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads, attention=RotaryAttention(table))
-                                    for _ in range(n_layers))
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, n_heads, attention=RotaryAttention(table)) for _ in range(n_layers)
+        )
         self.ln_f = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size, bias=False)
 
@@ -139,8 +151,14 @@ class LlamaGenPrior(nn.Module):
         return self.head(self.ln_f(x))  # (B, 1 + n_tok, V)
 
 
-def llamagen_loss(model: LlamaGenPrior, tokens: torch.Tensor, labels: torch.Tensor, *, p_uncond: float = 0.1,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def llamagen_loss(
+    model: LlamaGenPrior,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    p_uncond: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Next-token cross-entropy over all H*W tokens (B, N), the class dropped to null with probability p_uncond."""
     null = torch.tensor(model.null_label, device=labels.device)
     labels, _ = drop_condition(labels, null, p_uncond, generator)
@@ -156,8 +174,16 @@ def guided_logits(model: LlamaGenPrior, tokens: torch.Tensor, labels: torch.Tens
 
 
 @torch.no_grad()
-def sample(model: LlamaGenPrior, labels: torch.Tensor, *, scale: float = 4.0, temperature: float = 1.0,
-           top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    model: LlamaGenPrior,
+    labels: torch.Tensor,
+    *,
+    scale: float = 4.0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Draw the full (B, H*W) raster of tokens, one guided categorical draw per step (ar_prior's sampler)."""
     n = model.grid[0] * model.grid[1]
     tokens = torch.zeros(labels.shape[0], 0, dtype=torch.long, device=labels.device)

@@ -31,7 +31,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from reference_impls import ddpm
 from reference_impls.attention import sinusoidal_embedding
@@ -54,8 +53,13 @@ class EpsMLP(nn.Module):
     def __init__(self, dim: int, hidden: int = 64, num_steps: int = 1000):
         super().__init__()
         self.num_steps, self.temb_dim = num_steps, 16
-        self.net = nn.Sequential(nn.Linear(dim + self.temb_dim, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, dim))
+        self.net = nn.Sequential(
+            nn.Linear(dim + self.temb_dim, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, dim),
+        )
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         temb = sinusoidal_embedding(t, self.temb_dim)  # (B, 16)
@@ -98,7 +102,9 @@ def likelihood_weight(s: ddpm.Schedule, t: torch.Tensor) -> torch.Tensor:
     return w.float()[t]  # (B,)
 
 
-def lsgm_losses(vae: TinyVAE, prior: MixedScore, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def lsgm_losses(
+    vae: TinyVAE, prior: MixedScore, x: torch.Tensor, generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
     """One Monte Carlo estimate of the VAE objective (with the SGM cross-entropy) and the prior loss."""
     s = prior.schedule
     mean, logvar = vae.encode(x)
@@ -120,14 +126,20 @@ def lsgm_losses(vae: TinyVAE, prior: MixedScore, x: torch.Tensor, generator: tor
     }
 
 
-def joint_step(vae: TinyVAE, prior: MixedScore, vae_opt: torch.optim.Optimizer, prior_opt: torch.optim.Optimizer,
-               x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def joint_step(
+    vae: TinyVAE,
+    prior: MixedScore,
+    vae_opt: torch.optim.Optimizer,
+    prior_opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """Update the VAE with vae_loss and the score prior with prior_loss, from one shared forward pass."""
     losses = lsgm_losses(vae, prior, x, generator)
     vae_params, prior_params = list(vae.parameters()), list(prior.parameters())
     vae_grads = torch.autograd.grad(losses["vae_loss"], vae_params, retain_graph=True)
     prior_grads = torch.autograd.grad(losses["prior_loss"], prior_params)
-    for p, g in zip(vae_params + prior_params, list(vae_grads) + list(prior_grads)):
+    for p, g in zip(vae_params + prior_params, list(vae_grads) + list(prior_grads), strict=True):
         p.grad = g
     vae_opt.step()
     prior_opt.step()

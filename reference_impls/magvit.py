@@ -41,11 +41,19 @@ class VQ3D(nn.Module):
     3-D CNN VQGAN; only the 3-D, non-causal compression is kept here).
     """
 
-    def __init__(self, channels: int = 3, dim: int = 16, num_codes: int = 64, stride: tuple[int, int, int] = (2, 4, 4),
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        channels: int = 3,
+        dim: int = 16,
+        num_codes: int = 64,
+        stride: tuple[int, int, int] = (2, 4, 4),
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.enc = nn.Sequential(nn.Conv3d(channels, dim, stride, stride=stride), nn.GELU(), nn.Conv3d(dim, dim, 1))
-        self.dec = nn.Sequential(nn.Conv3d(dim, dim, 1), nn.GELU(), nn.ConvTranspose3d(dim, channels, stride, stride=stride))
+        self.dec = nn.Sequential(
+            nn.Conv3d(dim, dim, 1), nn.GELU(), nn.ConvTranspose3d(dim, channels, stride, stride=stride)
+        )
         self.quantizer = VectorQuantizer(num_codes, dim, generator=generator)
 
     def tokenize(self, video: torch.Tensor) -> torch.Tensor:
@@ -103,8 +111,12 @@ def commit_inputs(
 
 
 def commit_mask(
-    target: torch.Tensor, cond_tokens: torch.Tensor, region: torch.Tensor, mask_id: int,
-    generator: torch.Generator | None = None, ratio: torch.Tensor | None = None,
+    target: torch.Tensor,
+    cond_tokens: torch.Tensor,
+    region: torch.Tensor,
+    mask_id: int,
+    generator: torch.Generator | None = None,
+    ratio: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Training inputs and the three loss weights. ratio (B,) fixes r; default r ~ U[0, 1)."""
     b = target.shape[0]
@@ -124,8 +136,13 @@ def commit_mask(
 
 
 def commit_decode(
-    logits_fn, cond_tokens: torch.Tensor, region: torch.Tensor, mask_id: int, steps: int = 12,
-    generator: torch.Generator | None = None, **kwargs,
+    logits_fn,
+    cond_tokens: torch.Tensor,
+    region: torch.Tensor,
+    mask_id: int,
+    steps: int = 12,
+    generator: torch.Generator | None = None,
+    **kwargs,
 ) -> torch.Tensor:
     """COMMIT decoding: all positions unknown; unknown positions show z~ in R and [MASK] outside.
 

@@ -24,7 +24,7 @@ Notation (code -> paper):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -71,8 +71,19 @@ class ScenePrior(nn.Module):
     chosen so far; each part has its own embedding table plus a segment embedding.
     """
 
-    def __init__(self, text_vocab: int, scene_vocab: int, image_vocab: int, text_len: int, scene_len: int, image_len: int,
-                 dim: int = 32, n_heads: int = 4, n_layers: int = 2, pad_id: int = 0):
+    def __init__(
+        self,
+        text_vocab: int,
+        scene_vocab: int,
+        image_vocab: int,
+        text_len: int,
+        scene_len: int,
+        image_len: int,
+        dim: int = 32,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        pad_id: int = 0,
+    ):
         super().__init__()
         self.text_len, self.scene_len, self.pad_id = text_len, scene_len, pad_id
         self.text_embed = nn.Embedding(text_vocab, dim)
@@ -95,11 +106,17 @@ class ScenePrior(nn.Module):
 
     def hidden(self, seq: torch.Tensor) -> torch.Tensor:
         m, s = self.text_len, self.scene_len
-        h = torch.cat([
-            self.text_embed(seq[:, :m]) + self.segment.weight[0],
-            self.scene_embed(seq[:, m : m + s]) + self.segment.weight[1],
-            self.image_embed(seq[:, m + s :]) + self.segment.weight[2],
-        ], dim=1) + self.pos[: seq.shape[1]]  # (B, L, D)
+        h = (
+            torch.cat(
+                [
+                    self.text_embed(seq[:, :m]) + self.segment.weight[0],
+                    self.scene_embed(seq[:, m : m + s]) + self.segment.weight[1],
+                    self.image_embed(seq[:, m + s :]) + self.segment.weight[2],
+                ],
+                dim=1,
+            )
+            + self.pos[: seq.shape[1]]
+        )  # (B, L, D)
         mask = causal_mask(seq.shape[1], device=seq.device)
         for block in self.blocks:
             h = block(h, mask=mask)
@@ -113,8 +130,14 @@ class ScenePrior(nn.Module):
     def next_logits(self, seq: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(seq)[:, -1])  # (B, K)
 
-    def loss(self, text: torch.Tensor, scene: torch.Tensor, image: torch.Tensor, p_uncond: float = 0.0,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        text: torch.Tensor,
+        scene: torch.Tensor,
+        image: torch.Tensor,
+        p_uncond: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Cross-entropy on the image tokens (B, N), with the caption dropped with probability p_uncond."""
         if p_uncond > 0:
             text, _ = drop_condition(text, torch.full_like(text[0], self.pad_id), p_uncond, generator)
@@ -122,9 +145,23 @@ class ScenePrior(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), image.reshape(-1))
 
     @torch.no_grad()
-    def sample(self, text: torch.Tensor, scene: torch.Tensor, num_tokens: int, scale: float = 1.0,
-               temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        text: torch.Tensor,
+        scene: torch.Tensor,
+        num_tokens: int,
+        scale: float = 1.0,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Guided sampling of num_tokens image tokens (B, N) with a conditional and an unconditional stream."""
-        tokens, _, _ = guided_ar_sample(self.next_logits, self.stream(text, scene), self.null_stream(text, scene),
-                                        num_tokens, scale, temperature, generator)
+        tokens, _, _ = guided_ar_sample(
+            self.next_logits,
+            self.stream(text, scene),
+            self.null_stream(text, scene),
+            num_tokens,
+            scale,
+            temperature,
+            generator,
+        )
         return tokens

@@ -38,7 +38,6 @@ import torch.nn as nn
 from reference_impls import ddpm
 from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_embedding
 
-
 # ----------------------------------------------------------------------------- the denoising MLP
 
 
@@ -92,8 +91,15 @@ class DiffusionLoss(nn.Module):
         self.schedule = ddpm.Schedule(ddpm.cosine_betas(num_steps))
         self.net = DenoiserMLP(token_dim=token_dim, cond_dim=cond_dim, width=width, depth=depth)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor, *, mask: torch.Tensor | None = None, batch_mul: int = 1,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        z: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        batch_mul: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Mean over tokens (those with mask = 1) of ||eps - eps_theta(x_t | t, z)||^2 / C; x (N, C), z (N, Dz)."""
         x, z = x.repeat(batch_mul, 1), z.repeat(batch_mul, 1)  # m noise levels per token
         t = torch.randint(0, self.schedule.num_steps, (x.shape[0],), generator=generator, device=x.device)  # (mN,)
@@ -107,8 +113,13 @@ class DiffusionLoss(nn.Module):
     @torch.no_grad()
     def sample(self, z: torch.Tensor, *, token_dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """One token x ~ p(x | z) per row of z (N, Dz): (N, C), by DDPM ancestral sampling."""
-        return ddpm.p_sample_loop(self.schedule, lambda x_t, t: self.net(x_t, t, z), (z.shape[0], token_dim),
-                                  generator=generator, dtype=z.dtype)
+        return ddpm.p_sample_loop(
+            self.schedule,
+            lambda x_t, t: self.net(x_t, t, z),
+            (z.shape[0], token_dim),
+            generator=generator,
+            dtype=z.dtype,
+        )
 
 
 # ----------------------------------------------------------------------------- the causal prior
@@ -141,8 +152,15 @@ class ContinuousARPrior(nn.Module):
         return self.ln_f(x)  # (B, <= N, D)
 
 
-def mar_loss(prior: ContinuousARPrior, diffloss: DiffusionLoss, tokens: torch.Tensor, labels: torch.Tensor, *,
-             batch_mul: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+def mar_loss(
+    prior: ContinuousARPrior,
+    diffloss: DiffusionLoss,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_mul: int = 4,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Diffusion Loss of every token (B, N, C) given its z from the causal prior; gradients reach both."""
     z = prior(tokens[:, :-1], labels)  # (B, N, D): z_i from c and x_<i
     b, n, c = tokens.shape
@@ -150,8 +168,14 @@ def mar_loss(prior: ContinuousARPrior, diffloss: DiffusionLoss, tokens: torch.Te
 
 
 @torch.no_grad()
-def sample(prior: ContinuousARPrior, diffloss: DiffusionLoss, labels: torch.Tensor, *, token_dim: int,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    prior: ContinuousARPrior,
+    diffloss: DiffusionLoss,
+    labels: torch.Tensor,
+    *,
+    token_dim: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Generate (B, N, C) continuous tokens left to right, each drawn by the diffusion head from its z."""
     tokens = torch.zeros(labels.shape[0], 0, token_dim, device=labels.device)
     for _ in range(prior.n_tokens):

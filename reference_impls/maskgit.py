@@ -31,7 +31,7 @@ with guidance, video condition tokens) stays with the caller.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -79,7 +79,10 @@ def schedule_counts(n_unknown: int, steps: int, gamma: Callable = cosine_schedul
 
 
 def training_mask(
-    batch: int, n: int, generator: torch.Generator | None = None, gamma: Callable = cosine_schedule,
+    batch: int,
+    n: int,
+    generator: torch.Generator | None = None,
+    gamma: Callable = cosine_schedule,
     ratio: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, N) bool, True = masked. Per example r ~ U[0, 1) and ceil(gamma(r) N) random positions.
@@ -115,8 +118,9 @@ class MaskedTransformer(nn.Module):
     MaskGIT. forward(tokens (B, N), labels (B,) | None) -> logits (B, N, K).
     """
 
-    def __init__(self, num_codes: int, n_tokens: int, dim: int = 64, depth: int = 2, n_heads: int = 4,
-                 num_classes: int = 0):
+    def __init__(
+        self, num_codes: int, n_tokens: int, dim: int = 64, depth: int = 2, n_heads: int = 4, num_classes: int = 0
+    ):
         super().__init__()
         self.num_codes, self.mask_id = num_codes, num_codes
         self.tok = nn.Embedding(num_codes + 1, dim)
@@ -189,8 +193,13 @@ def decode(
 
 
 def generate(
-    model: MaskedTransformer, batch: int, n_tokens: int, steps: int = 8, labels: torch.Tensor | None = None,
-    generator: torch.Generator | None = None, **kwargs,
+    model: MaskedTransformer,
+    batch: int,
+    n_tokens: int,
+    steps: int = 8,
+    labels: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    **kwargs,
 ) -> torch.Tensor:
     """Class-conditional (or unconditional) generation from an all-[MASK] canvas: (B, N) tokens."""
     tokens = torch.full((batch, n_tokens), model.mask_id, dtype=torch.long)

@@ -77,7 +77,9 @@ class MuseTransformer(nn.Module):
         self.ln = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_codes)
 
-    def forward(self, tokens: torch.Tensor, text_emb: torch.Tensor | None, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, text_emb: torch.Tensor | None, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = self.tok(tokens) + self.pos  # (B, N, D)
         ctx = None if text_emb is None else self.text_proj(text_emb)  # (B, L, D)
         for blk in self.blocks:
@@ -105,7 +107,10 @@ def guidance_schedule(step: int, steps: int, max_scale: float) -> float:
 
 
 def training_loss(
-    model: MuseTransformer, tokens: torch.Tensor, text_emb: torch.Tensor, p_uncond: float = 0.1,
+    model: MuseTransformer,
+    tokens: torch.Tensor,
+    text_emb: torch.Tensor,
+    p_uncond: float = 0.1,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Variable-rate masking (cosine), text dropped for a fraction p_uncond of the batch."""
@@ -117,8 +122,13 @@ def training_loss(
 
 
 def generate(
-    model: MuseTransformer, text_emb: torch.Tensor, steps: int = 12, max_scale: float = 0.0,
-    negative_emb: torch.Tensor | None = None, generator: torch.Generator | None = None, **kwargs,
+    model: MuseTransformer,
+    text_emb: torch.Tensor,
+    steps: int = 12,
+    max_scale: float = 0.0,
+    negative_emb: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    **kwargs,
 ) -> torch.Tensor:
     """Text-to-token generation with MaskGIT decoding and the rising guidance schedule: (B, N)."""
     b, n = text_emb.shape[0], model.pos.shape[0]
@@ -139,8 +149,18 @@ class MuseSuperRes(nn.Module):
     with the projected text embeddings, are the context every high-res block cross-attends to.
     """
 
-    def __init__(self, num_codes_lo: int, n_lo: int, num_codes_hi: int, n_hi: int, text_dim: int,
-                 dim: int = 64, enc_depth: int = 1, depth: int = 2, n_heads: int = 4):
+    def __init__(
+        self,
+        num_codes_lo: int,
+        n_lo: int,
+        num_codes_hi: int,
+        n_hi: int,
+        text_dim: int,
+        dim: int = 64,
+        enc_depth: int = 1,
+        depth: int = 2,
+        n_heads: int = 4,
+    ):
         super().__init__()
         self.mask_id = num_codes_hi
         self.lo_tok = nn.Embedding(num_codes_lo, dim)
@@ -170,8 +190,13 @@ class MuseSuperRes(nn.Module):
 
 
 def super_resolve(
-    model: MuseSuperRes, low: torch.Tensor, text_emb: torch.Tensor, steps: int = 8, max_scale: float = 0.0,
-    generator: torch.Generator | None = None, **kwargs,
+    model: MuseSuperRes,
+    low: torch.Tensor,
+    text_emb: torch.Tensor,
+    steps: int = 8,
+    max_scale: float = 0.0,
+    generator: torch.Generator | None = None,
+    **kwargs,
 ) -> torch.Tensor:
     """Generate high-res tokens (B, N_hi) for given low-res tokens; guidance drops the text only."""
     b, n = low.shape[0], model.hi_pos.shape[0]

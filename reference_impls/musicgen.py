@@ -65,8 +65,9 @@ def delay_pattern(frames: int, delays: list[int]) -> Pattern:
     """Codebook q shifted right by d_q steps; delays must start at 0 and not decrease."""
     if delays[0] != 0 or sorted(delays) != list(delays):
         raise ValueError(f"delays {delays} must start at 0 and not decrease; expected e.g. [0, 1, 2, 3]")
-    steps = tuple(tuple((s - d, q) for q, d in enumerate(delays) if 0 <= s - d < frames)
-                  for s in range(frames + max(delays)))
+    steps = tuple(
+        tuple((s - d, q) for q, d in enumerate(delays) if 0 <= s - d < frames) for s in range(frames + max(delays))
+    )
     return Pattern(steps, frames, len(delays))
 
 
@@ -118,7 +119,9 @@ class InterleavedLM(nn.Module):
     Each codebook has its own embedding table of V + 2 rows (V codes, special, start).
     """
 
-    def __init__(self, *, codebooks: int, vocab: int, dim: int = 32, depth: int = 2, n_heads: int = 4, max_steps: int = 256):
+    def __init__(
+        self, *, codebooks: int, vocab: int, dim: int = 32, depth: int = 2, n_heads: int = 4, max_steps: int = 256
+    ):
         super().__init__()
         self.codebooks, self.vocab = codebooks, vocab
         self.special, self.start = vocab, vocab + 1

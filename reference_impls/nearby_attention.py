@@ -9,8 +9,9 @@ Papers and notes:
 
 Equation implemented (3DNA neighbourhood; the coordinate mapping between grids of different
 sizes is this module's choice of the floor of the scaled position): a query at (t, i, j) on a
-(T_q, H_q, W_q) grid is mapped onto the (T_k, H_k, W_k) key grid as (t', i', j') = (floor(t T_k / T_q), floor(i H_k / H_q),
-floor(j W_k / W_q)), and may attend exactly the keys (a, b, c) with
+(T_q, H_q, W_q) grid is mapped onto the (T_k, H_k, W_k) key grid as
+(t', i', j') = (floor(t T_k / T_q), floor(i H_k / H_q), floor(j W_k / W_q)), and may attend exactly the keys
+(a, b, c) with
     |a - t'| <= e_t,   |b - i'| <= e_h,   |c - j'| <= e_w
 For causal self-attention (the decoder) the key must also not come after the query in the
 (t, i, j) raster order. Attention is then softmax over those keys only.
@@ -35,7 +36,9 @@ from reference_impls.attention import MultiHeadAttention
 def grid_coords(shape: tuple[int, int, int]) -> torch.Tensor:
     """(T*H*W, 3) integer (t, i, j) coordinates in raster order."""
     t, h, w = shape
-    return torch.stack(torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 3)
+    return torch.stack(torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(
+        -1, 3
+    )
 
 
 def nearby_mask(

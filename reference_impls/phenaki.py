@@ -69,9 +69,18 @@ class SpaceTimeStack(nn.Module):
 class CausalVideoTokenizer(nn.Module):
     """C-ViViT in miniature: video (B, C, 1 + k t_p, H, W) <-> tokens (B, 1 + k, H/p_h, W/p_w)."""
 
-    def __init__(self, channels: int = 3, size: tuple[int, int] = (16, 16), patch: tuple[int, int] = (4, 4),
-                 tp: int = 2, dim: int = 32, num_codes: int = 64, depth: int = 1, n_heads: int = 4,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        channels: int = 3,
+        size: tuple[int, int] = (16, 16),
+        patch: tuple[int, int] = (4, 4),
+        tp: int = 2,
+        dim: int = 32,
+        num_codes: int = 64,
+        depth: int = 1,
+        n_heads: int = 4,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.c, self.tp, (self.ph, self.pw) = channels, tp, patch
         self.h, self.w = size[0] // patch[0], size[1] // patch[1]
@@ -99,7 +108,9 @@ class CausalVideoTokenizer(nn.Module):
         b, k = r.shape[0], r.shape[1]
         c, h, w, ph, pw, tp = self.c, self.h, self.w, self.ph, self.pw, self.tp
         first = f0.reshape(b, 1, h, w, c, ph, pw).permute(0, 4, 1, 2, 5, 3, 6).reshape(b, c, 1, h * ph, w * pw)
-        rest = r.reshape(b, k, h, w, c, tp, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(b, c, k * tp, h * ph, w * pw)
+        rest = (
+            r.reshape(b, k, h, w, c, tp, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(b, c, k * tp, h * ph, w * pw)
+        )
         return torch.cat([first, rest], dim=2)  # (B, C, 1 + k tp, H, W)
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
@@ -131,8 +142,14 @@ class CausalVideoTokenizer(nn.Module):
 
 
 def generate_video_tokens(
-    model: MuseTransformer, text_emb: torch.Tensor, grid: tuple[int, int, int], steps: int = 12,
-    prefix: torch.Tensor | None = None, scale: float = 0.0, generator: torch.Generator | None = None, **kwargs,
+    model: MuseTransformer,
+    text_emb: torch.Tensor,
+    grid: tuple[int, int, int],
+    steps: int = 12,
+    prefix: torch.Tensor | None = None,
+    scale: float = 0.0,
+    generator: torch.Generator | None = None,
+    **kwargs,
 ) -> torch.Tensor:
     """MaskGIT decoding of a (T', h, w) token grid from text; prefix (B, T_p, h, w) tokens stay fixed
     (Phenaki continues a video from the re-encoded tokens of its last frames). Returns (B, T', h, w)."""

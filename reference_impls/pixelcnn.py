@@ -50,8 +50,8 @@ class MaskedConv2d(nn.Conv2d):
     def __init__(self, mask_type: str, c_in: int, c_out: int, k: int):
         super().__init__(c_in, c_out, k, padding=k // 2)
         mask = torch.ones(k, k)
-        mask[k // 2, k // 2 + (mask_type == "B"):] = 0  # right of the centre (and the centre for A)
-        mask[k // 2 + 1:] = 0  # rows below the centre
+        mask[k // 2, k // 2 + (mask_type == "B") :] = 0  # right of the centre (and the centre for A)
+        mask[k // 2 + 1 :] = 0  # rows below the centre
         self.register_buffer("mask", mask[None, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,7 +97,9 @@ class GatedPixelCNN(nn.Module):
     logits at pixel (i, j) depend only on pixels strictly before (i, j) in raster order.
     """
 
-    def __init__(self, channels: int = 16, n_layers: int = 4, k: int = 3, n_classes: int = 4, cond_dim: int | None = None):
+    def __init__(
+        self, channels: int = 16, n_layers: int = 4, k: int = 3, n_classes: int = 4, cond_dim: int | None = None
+    ):
         super().__init__()
         self.layers = nn.ModuleList(
             GatedLayer(channels, k, first=(i == 0), cond_dim=cond_dim, in_channels=1 if i == 0 else None)
@@ -118,7 +120,9 @@ class OriginalPixelCNN(nn.Module):
 
     def __init__(self, channels: int = 16, n_layers: int = 4, k: int = 3, n_classes: int = 4):
         super().__init__()
-        convs = [MaskedConv2d("A", 1, channels, k)] + [MaskedConv2d("B", channels, channels, k) for _ in range(n_layers - 1)]
+        convs = [MaskedConv2d("A", 1, channels, k)] + [
+            MaskedConv2d("B", channels, channels, k) for _ in range(n_layers - 1)
+        ]
         self.convs = nn.ModuleList(convs)
         self.out = nn.Conv2d(channels, n_classes, 1)
 

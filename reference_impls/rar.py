@@ -64,8 +64,17 @@ class RARPrior(nn.Module):
     """Causal prior over N tokens in any order: forward(tokens (B, N) raster, labels (B,), orders (B, N))
     -> logits (B, N, V) where logits[:, j] predicts tokens[:, orders[:, j]]. Label n_classes is the null class."""
 
-    def __init__(self, *, vocab_size: int, n_classes: int, n_tokens: int, dim: int, n_layers: int, n_heads: int,
-                 target_aware: bool = True):
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        n_classes: int,
+        n_tokens: int,
+        dim: int,
+        n_layers: int,
+        n_heads: int,
+        target_aware: bool = True,
+    ):
         super().__init__()
         self.n_tokens, self.null_label, self.target_aware = n_tokens, n_classes, target_aware
         self.tok_emb = nn.Embedding(vocab_size, dim)
@@ -91,8 +100,15 @@ class RARPrior(nn.Module):
         return self.head(self.ln_f(x))  # (B, steps, V)
 
 
-def rar_loss(model: RARPrior, tokens: torch.Tensor, labels: torch.Tensor, *, ratio: float, p_uncond: float = 0.1,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def rar_loss(
+    model: RARPrior,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ratio: float,
+    p_uncond: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Cross-entropy of the permuted sequence, the order drawn with probability `ratio` of being random."""
     orders = sample_orders(tokens.shape[0], tokens.shape[1], ratio, generator)
     labels, _ = drop_condition(labels, torch.tensor(model.null_label, device=labels.device), p_uncond, generator)
@@ -106,8 +122,15 @@ def guidance_schedule(step: int, n: int, *, scale: float, power: float) -> float
 
 
 @torch.no_grad()
-def sample(model: RARPrior, labels: torch.Tensor, *, scale: float = 16.0, power: float = 2.75,
-           temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    model: RARPrior,
+    labels: torch.Tensor,
+    *,
+    scale: float = 16.0,
+    power: float = 2.75,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Raster-order sampling with the cosine-ramped guidance: (B, N) tokens."""
     b, n = labels.shape[0], model.n_tokens
     raster = torch.arange(n, device=labels.device).expand(2 * b, n)

@@ -55,7 +55,10 @@ class RVQOutput:
 
 
 def residual_quantize(
-    z: torch.Tensor, codebooks: list[torch.Tensor], *, lookups: list[Callable[[torch.Tensor], torch.Tensor]] | None = None
+    z: torch.Tensor,
+    codebooks: list[torch.Tensor],
+    *,
+    lookups: list[Callable[[torch.Tensor], torch.Tensor]] | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Greedy residual quantisation of rows z (N, C) with one (K, C) codebook per level.
 

@@ -81,4 +81,6 @@ class RotationTrickVQ(nn.Module):
         z_q = F.embedding(indices, self.codebook)  # (N, D)
         codebook_loss, commitment, loss = vq_losses(rows, z_q, self.beta)
         out = _from_rows(rotate_to(rows, z_q), grid)  # (B, D, *S)
-        return QuantizerOutput(out, indices.reshape(grid), loss, codebook_loss, commitment, perplexity(indices, self.num_codes))
+        return QuantizerOutput(
+            out, indices.reshape(grid), loss, codebook_loss, commitment, perplexity(indices, self.num_codes)
+        )

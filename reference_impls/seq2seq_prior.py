@@ -82,7 +82,13 @@ class Seq2SeqPrior(nn.Module):
         """Teacher-forced logits: text (B, M), image_tokens (B, N) -> (B, N, K); row i predicts y_i."""
         return self.decode(image_tokens[:, :-1], self.encode(text))
 
-    def loss(self, text: torch.Tensor, image_tokens: torch.Tensor, p_uncond: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        text: torch.Tensor,
+        image_tokens: torch.Tensor,
+        p_uncond: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Negative log-likelihood, with the caption dropped to the null text with probability p_uncond."""
         if p_uncond > 0:
             text, _ = drop_condition(text, torch.full_like(text[0], self.pad_id), p_uncond, generator)

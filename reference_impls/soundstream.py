@@ -124,7 +124,9 @@ class SoundStream(nn.Module):
         super().__init__()
         self.strides = tuple(strides)
         self.encoder = Encoder(channels, self.strides, dim)
-        self.quantizer = ResidualVQ(num_codes, dim, depth, shared_codebook=False, quantizer_dropout=True, generator=generator)
+        self.quantizer = ResidualVQ(
+            num_codes, dim, depth, shared_codebook=False, quantizer_dropout=True, generator=generator
+        )
         self.decoder = Decoder(channels, self.strides, dim)
 
     def encode(self, x: torch.Tensor, n_q: int | None = None) -> torch.Tensor:

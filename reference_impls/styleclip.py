@@ -24,7 +24,7 @@ Notation (code -> paper):
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -38,8 +38,13 @@ class ToyGenerator(nn.Module):
     def __init__(self, n_latents: int, w_dim: int, channels: int, size: int, width: int = 64):
         super().__init__()
         self.shape = (channels, size, size)
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(n_latents * w_dim, width), nn.Tanh(),
-                                 nn.Linear(width, channels * size * size), nn.Tanh())
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(n_latents * w_dim, width),
+            nn.Tanh(),
+            nn.Linear(width, channels * size * size),
+            nn.Tanh(),
+        )
         self.requires_grad_(False)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
@@ -51,8 +56,14 @@ def clip_distance(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tens
     return 1.0 - cosine_similarity(image_emb, text_emb)
 
 
-def objective(w: torch.Tensor, source: torch.Tensor, generator: nn.Module, image_encoder: Callable[[torch.Tensor], torch.Tensor],
-              text_emb: torch.Tensor, lam_l2: float) -> torch.Tensor:
+def objective(
+    w: torch.Tensor,
+    source: torch.Tensor,
+    generator: nn.Module,
+    image_encoder: Callable[[torch.Tensor], torch.Tensor],
+    text_emb: torch.Tensor,
+    lam_l2: float,
+) -> torch.Tensor:
     """D_CLIP(G(w), t) + lambda_L2 ||w - w_s||^2, summed over the batch: a scalar."""
     d = clip_distance(image_encoder(generator(w)), text_emb)  # (B,)
     return d.sum() + lam_l2 * (w - source).pow(2).sum()
@@ -65,8 +76,15 @@ def lr_schedule(frac: float, base_lr: float, rampdown: float = 0.25, rampup: flo
     return base_lr * ramp * min(1.0, frac / rampup)
 
 
-def optimise_latent(source: torch.Tensor, generator: nn.Module, image_encoder: Callable[[torch.Tensor], torch.Tensor],
-                    text_emb: torch.Tensor, lam_l2: float, steps: int = 100, lr: float = 0.1) -> tuple[torch.Tensor, list[float]]:
+def optimise_latent(
+    source: torch.Tensor,
+    generator: nn.Module,
+    image_encoder: Callable[[torch.Tensor], torch.Tensor],
+    text_emb: torch.Tensor,
+    lam_l2: float,
+    steps: int = 100,
+    lr: float = 0.1,
+) -> tuple[torch.Tensor, list[float]]:
     """Adam on w from w = w_s; returns the edited latent (B, L, W) and the objective at every step."""
     w = source.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr)

@@ -52,7 +52,9 @@ class SegmentVAE(nn.Module):
         """z (..., D) -> logits (..., steps, vocab); each latent is decoded on its own."""
         return self.decoder(z).unflatten(-1, (self.steps, self.vocab))
 
-    def loss(self, tokens: torch.Tensor, kl_weight: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(
+        self, tokens: torch.Tensor, kl_weight: float = 0.1, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         mean, logvar = self.encode(tokens)
         logits = self.decode(diagonal_gaussian_sample(mean, logvar, generator))
         nll = F.cross_entropy(logits.flatten(0, -2), tokens.flatten(), reduction="mean") * self.steps
@@ -63,8 +65,15 @@ class SegmentVAE(nn.Module):
 class TransformerDenoiser(nn.Module):
     """eps_theta(Z_t, t) for Z_t (B, S, D); use_positions=False removes the sequence order."""
 
-    def __init__(self, latent_dim: int, dim: int = 32, n_heads: int = 4, depth: int = 2,
-                 num_steps: int = 1000, use_positions: bool = True):
+    def __init__(
+        self,
+        latent_dim: int,
+        dim: int = 32,
+        n_heads: int = 4,
+        depth: int = 2,
+        num_steps: int = 1000,
+        use_positions: bool = True,
+    ):
         super().__init__()
         self.dim, self.num_steps, self.use_positions = dim, num_steps, use_positions
         self.inp = nn.Linear(latent_dim, dim)

@@ -69,13 +69,22 @@ def unpatchify(patches: torch.Tensor, grid: tuple[int, int], patch: int, channel
 class TiTokEncoder(nn.Module):
     """Enc(P (+) L): patches and K latent tokens through one ViT; returns the K latents projected to c dims."""
 
-    def __init__(self, *, patch_size: int, dim: int, depth: int, n_heads: int, num_latent_tokens: int,
-                 token_dim: int, channels: int = 3):
+    def __init__(
+        self,
+        *,
+        patch_size: int,
+        dim: int,
+        depth: int,
+        n_heads: int,
+        num_latent_tokens: int,
+        token_dim: int,
+        channels: int = 3,
+    ):
         super().__init__()
         self.patch_size, self.dim = patch_size, dim
         self.patch_embed = nn.Linear(channels * patch_size * patch_size, dim)
-        self.latent_tokens = nn.Parameter(dim ** -0.5 * torch.randn(num_latent_tokens, dim))  # L
-        self.latent_pos = nn.Parameter(dim ** -0.5 * torch.randn(num_latent_tokens, dim))
+        self.latent_tokens = nn.Parameter(dim**-0.5 * torch.randn(num_latent_tokens, dim))  # L
+        self.latent_pos = nn.Parameter(dim**-0.5 * torch.randn(num_latent_tokens, dim))
         self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(depth))
         self.ln_post = nn.LayerNorm(dim)
         self.to_token = nn.Linear(dim, token_dim)  # per latent token: (B, K, D) -> (B, K, c)
@@ -89,7 +98,7 @@ class TiTokEncoder(nn.Module):
         x = torch.cat([p, latents], dim=1)  # P (+) L: (B, N + K, D)
         for block in self.blocks:
             x = block(x)  # no mask: every patch and latent sees all others
-        return x[:, p.shape[1]:]  # keep only the latent slots: (B, K, D)
+        return x[:, p.shape[1] :]  # keep only the latent slots: (B, K, D)
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, K, D) -> (B, K, c): token k is a function of latent slot k alone."""
@@ -102,19 +111,29 @@ class TiTokEncoder(nn.Module):
 class TiTokDecoder(nn.Module):
     """Dec(Quant(Z_1D) (+) M): one mask token per output patch reads the K codes; its outputs become pixels."""
 
-    def __init__(self, *, patch_size: int, dim: int, depth: int, n_heads: int, num_latent_tokens: int,
-                 token_dim: int, channels: int = 3):
+    def __init__(
+        self,
+        *,
+        patch_size: int,
+        dim: int,
+        depth: int,
+        n_heads: int,
+        num_latent_tokens: int,
+        token_dim: int,
+        channels: int = 3,
+    ):
         super().__init__()
         self.patch_size, self.dim, self.channels = patch_size, dim, channels
         self.embed = nn.Linear(token_dim, dim)
-        self.latent_pos = nn.Parameter(dim ** -0.5 * torch.randn(num_latent_tokens, dim))
-        self.mask_token = nn.Parameter(dim ** -0.5 * torch.randn(dim))  # M's shared row
+        self.latent_pos = nn.Parameter(dim**-0.5 * torch.randn(num_latent_tokens, dim))
+        self.mask_token = nn.Parameter(dim**-0.5 * torch.randn(dim))  # M's shared row
         self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(depth))
         self.ln_post = nn.LayerNorm(dim)
         self.to_pixels = nn.Linear(dim, channels * patch_size * patch_size)
 
-    def forward(self, z_q: torch.Tensor, grid: tuple[int, int],
-                hidden_at: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, z_q: torch.Tensor, grid: tuple[int, int], hidden_at: int | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """z_q (B, K, c) quantised tokens and the output patch grid (h, w) -> images (B, C, h*f, w*f).
 
         hidden_at=l also returns the mask-token states after block l, (B, h*w, D) (GigaTok reads them).
@@ -140,12 +159,30 @@ class TiTokOutput:
 class TiTok(nn.Module):
     """Encoder, l2-normalised VQ of each of the K latent tokens, decoder."""
 
-    def __init__(self, *, num_latent_tokens: int = 8, codebook_size: int = 64, token_dim: int = 4,
-                 patch_size: int = 4, dim: int = 32, depth: int = 1, n_heads: int = 4, channels: int = 3,
-                 beta: float = 0.25, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        *,
+        num_latent_tokens: int = 8,
+        codebook_size: int = 64,
+        token_dim: int = 4,
+        patch_size: int = 4,
+        dim: int = 32,
+        depth: int = 1,
+        n_heads: int = 4,
+        channels: int = 3,
+        beta: float = 0.25,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
-        opts = {"patch_size": patch_size, "dim": dim, "depth": depth, "n_heads": n_heads,
-                "num_latent_tokens": num_latent_tokens, "token_dim": token_dim, "channels": channels}
+        opts = {
+            "patch_size": patch_size,
+            "dim": dim,
+            "depth": depth,
+            "n_heads": n_heads,
+            "num_latent_tokens": num_latent_tokens,
+            "token_dim": token_dim,
+            "channels": channels,
+        }
         self.patch_size, self.num_latent_tokens = patch_size, num_latent_tokens
         self.encoder = TiTokEncoder(**opts)
         self.quantizer = VectorQuantizer(codebook_size, token_dim, beta=beta, l2_normalize=True, generator=generator)

@@ -51,20 +51,31 @@ class DiffusionPrior(nn.Module):
 
     def forward(self, noisy_emb: torch.Tensor, t: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         b = noisy_emb.shape[0]
-        seq = torch.stack([
-            self.text_in(text_emb),  # (B, D)
-            self.time_in(sinusoidal_embedding(t, self.dim)),
-            self.noisy_in(noisy_emb),
-            self.query.expand(b, -1),
-        ], dim=1) + self.pos  # (B, 4, D)
+        seq = (
+            torch.stack(
+                [
+                    self.text_in(text_emb),  # (B, D)
+                    self.time_in(sinusoidal_embedding(t, self.dim)),
+                    self.noisy_in(noisy_emb),
+                    self.query.expand(b, -1),
+                ],
+                dim=1,
+            )
+            + self.pos
+        )  # (B, 4, D)
         mask = causal_mask(4, device=seq.device)
         for block in self.blocks:
             seq = block(seq, mask=mask)
         return self.out(self.ln(seq[:, -1]))  # (B, E), the query's output
 
 
-def prior_loss(s: ddpm.Schedule, prior: nn.Module, text_emb: torch.Tensor, image_emb: torch.Tensor,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def prior_loss(
+    s: ddpm.Schedule,
+    prior: nn.Module,
+    text_emb: torch.Tensor,
+    image_emb: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """L_prior: mean squared error between f_theta(z_i^(t), t, z_t) and the clean z_i (B, E)."""
     t = torch.randint(0, s.num_steps, (image_emb.shape[0],), generator=generator)  # (B,)
     noise = torch.randn(image_emb.shape, generator=generator)  # (B, E)
@@ -73,8 +84,9 @@ def prior_loss(s: ddpm.Schedule, prior: nn.Module, text_emb: torch.Tensor, image
 
 
 @torch.no_grad()
-def prior_sample(s: ddpm.Schedule, prior: nn.Module, text_emb: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def prior_sample(
+    s: ddpm.Schedule, prior: nn.Module, text_emb: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Ancestral sampling with an x_0-predicting prior: returns z_i (B, E)."""
     z = torch.randn(text_emb.shape, generator=generator)  # (B, E)
     for i in reversed(range(s.num_steps)):
@@ -87,8 +99,9 @@ def prior_sample(s: ddpm.Schedule, prior: nn.Module, text_emb: torch.Tensor,
 class UnCLIPDecoder(nn.Module):
     """eps_theta(x_t, t, y, z_i): GLIDE's denoiser plus the image embedding in two places."""
 
-    def __init__(self, channels: int, size: int, vocab: int, text_len: int, emb_dim: int, dim: int = 32,
-                 n_extra_tokens: int = 4):
+    def __init__(
+        self, channels: int, size: int, vocab: int, text_len: int, emb_dim: int, dim: int = 32, n_extra_tokens: int = 4
+    ):
         super().__init__()
         self.dim, self.n_extra = dim, n_extra_tokens
         self.glide = TextConditionedDenoiser(channels, size, vocab, text_len, dim)
@@ -99,8 +112,16 @@ class UnCLIPDecoder(nn.Module):
         extra = self.emb_to_tokens(image_emb).view(-1, self.n_extra, self.dim)  # (B, 4, D)
         return self.glide(x, t, caption, extra_ctx=extra, extra_emb=self.emb_to_time(image_emb))
 
-    def loss(self, s: ddpm.Schedule, x0: torch.Tensor, caption: torch.Tensor, image_emb: torch.Tensor,
-             p_drop_emb: float = 0.1, p_drop_text: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        s: ddpm.Schedule,
+        x0: torch.Tensor,
+        caption: torch.Tensor,
+        image_emb: torch.Tensor,
+        p_drop_emb: float = 0.1,
+        p_drop_text: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """L_simple with the embedding zeroed and the caption emptied at random (for classifier-free guidance)."""
         image_emb, _ = drop_condition(image_emb, torch.zeros_like(image_emb[0]), p_drop_emb, generator)
         caption, _ = drop_condition(caption, self.glide.null_text(caption)[0], p_drop_text, generator)
@@ -108,11 +129,19 @@ class UnCLIPDecoder(nn.Module):
 
 
 @torch.no_grad()
-def generate(prior_schedule: ddpm.Schedule, prior: nn.Module, decoder: UnCLIPDecoder, decoder_schedule: ddpm.Schedule,
-             text_emb: torch.Tensor, caption: torch.Tensor, shape: tuple[int, ...],
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def generate(
+    prior_schedule: ddpm.Schedule,
+    prior: nn.Module,
+    decoder: UnCLIPDecoder,
+    decoder_schedule: ddpm.Schedule,
+    text_emb: torch.Tensor,
+    caption: torch.Tensor,
+    shape: tuple[int, ...],
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Text -> image embedding (prior) -> image (decoder). Returns (images (B, C, H, W), image_emb (B, E))."""
     image_emb = prior_sample(prior_schedule, prior, text_emb, generator)
-    images = ddpm.p_sample_loop(decoder_schedule, lambda x, t: decoder(x, t, caption, image_emb), shape, generator,
-                                variance="posterior")
+    images = ddpm.p_sample_loop(
+        decoder_schedule, lambda x, t: decoder(x, t, caption, image_emb), shape, generator, variance="posterior"
+    )
     return images, image_emb

@@ -38,15 +38,28 @@ from reference_impls.attention import TransformerBlock, sinusoidal_positions
 class ValleAR(nn.Module):
     """Causal LM over [phonemes ; prompt level-1 codes ; target level-1 codes ; eos] (ar_prior.TokenPrior)."""
 
-    def __init__(self, *, num_phonemes: int, codebook_size: int, dim: int = 32, depth: int = 2, n_heads: int = 4,
-                 max_len: int = 128):
+    def __init__(
+        self,
+        *,
+        num_phonemes: int,
+        codebook_size: int,
+        dim: int = 32,
+        depth: int = 2,
+        n_heads: int = 4,
+        max_len: int = 128,
+    ):
         super().__init__()
         self.num_phonemes, self.codebook_size = num_phonemes, codebook_size
         self.eos = num_phonemes + codebook_size
         self.prior = TokenPrior(num_phonemes + codebook_size + 1, dim, depth, n_heads, max_len)
 
-    def sequence(self, phonemes: torch.Tensor, prompt_first: torch.Tensor, target_first: torch.Tensor | None = None,
-                 eos: bool = True) -> torch.Tensor:
+    def sequence(
+        self,
+        phonemes: torch.Tensor,
+        prompt_first: torch.Tensor,
+        target_first: torch.Tensor | None = None,
+        eos: bool = True,
+    ) -> torch.Tensor:
         """(B, L) phonemes, (B, T') prompt level-1 codes, (B, T) target level-1 codes -> (B, L + T' + T [+1]) ids."""
         parts = [phonemes, prompt_first + self.num_phonemes]
         if target_first is not None:
@@ -64,26 +77,48 @@ class ValleAR(nn.Module):
     def loss(self, phonemes: torch.Tensor, prompt_first: torch.Tensor, target_first: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy on the target's level-1 codes and <eos> only."""
         seq = self.sequence(phonemes, prompt_first, target_first)
-        targets = seq[:, phonemes.shape[1] + prompt_first.shape[1]:]  # (B, T + 1)
+        targets = seq[:, phonemes.shape[1] + prompt_first.shape[1] :]  # (B, T + 1)
         logits = self.logits(phonemes, prompt_first, target_first)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
     @torch.no_grad()
-    def generate(self, phonemes: torch.Tensor, prompt_first: torch.Tensor, max_frames: int,
-                 generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+    def generate(
+        self,
+        phonemes: torch.Tensor,
+        prompt_first: torch.Tensor,
+        max_frames: int,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
         """Sample level-1 codes frame by frame until <eos> (or max_frames): (B, T) codes; after <eos>, <eos> again."""
         prefix = self.sequence(phonemes, prompt_first, eos=False)
-        out = sample(self.prior, prefix, max_frames, temperature=temperature, generator=generator,
-                     vocab_range=(self.num_phonemes, self.eos + 1))[:, prefix.shape[1]:]  # codes and <eos> only
+        out = sample(
+            self.prior,
+            prefix,
+            max_frames,
+            temperature=temperature,
+            generator=generator,
+            vocab_range=(self.num_phonemes, self.eos + 1),
+        )[:, prefix.shape[1] :]  # codes and <eos> only
         ended = (out == self.eos).long().cummax(dim=1).values.bool()  # (B, T): at or after the first <eos>
         return (out - self.num_phonemes).masked_fill(ended, self.codebook_size)  # K marks "after the end"
 
 
 class ValleNAR(nn.Module):
-    """Bidirectional transformer that predicts level j of every target frame from levels < j, the prompt and phonemes."""
+    """Bidirectional transformer that predicts level j of every target frame from levels < j, the prompt
+    and phonemes."""
 
-    def __init__(self, *, num_phonemes: int, codebook_size: int, levels: int, dim: int = 32, depth: int = 2,
-                 n_heads: int = 4, max_len: int = 128):
+    def __init__(
+        self,
+        *,
+        num_phonemes: int,
+        codebook_size: int,
+        levels: int,
+        dim: int = 32,
+        depth: int = 2,
+        n_heads: int = 4,
+        max_len: int = 128,
+    ):
         super().__init__()
         self.levels, self.codebook_size = levels, codebook_size
         self.phone_emb = nn.Embedding(num_phonemes, dim)
@@ -106,7 +141,7 @@ class ValleNAR(nn.Module):
         x = x + self.pos[: x.shape[1]] + self.stage_emb.weight[level]  # (B, L + T' + T, D)
         for block in self.blocks:
             x = block(x)  # no mask: every frame sees every other
-        return self.heads[level](self.ln(x[:, -target.shape[1]:]))  # (B, T, K)
+        return self.heads[level](self.ln(x[:, -target.shape[1] :]))  # (B, T, K)
 
     def loss(self, phonemes: torch.Tensor, prompt: torch.Tensor, target: torch.Tensor, level: int) -> torch.Tensor:
         logits = self(phonemes, prompt, target, level)
@@ -114,12 +149,22 @@ class ValleNAR(nn.Module):
 
 
 @torch.no_grad()
-def generate(ar: ValleAR, nar: ValleNAR, phonemes: torch.Tensor, prompt: torch.Tensor, frames: int,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def generate(
+    ar: ValleAR,
+    nar: ValleNAR,
+    phonemes: torch.Tensor,
+    prompt: torch.Tensor,
+    frames: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """AR for level 1 (exactly `frames` frames here, <eos> masked out), then Q - 1 greedy NAR passes: (B, frames, Q)."""
     prefix = ar.sequence(phonemes, prompt[..., 0], eos=False)
-    first = sample(ar.prior, prefix, frames, generator=generator,
-                   vocab_range=(ar.num_phonemes, ar.eos))[:, prefix.shape[1]:] - ar.num_phonemes  # (B, T)
+    first = (
+        sample(ar.prior, prefix, frames, generator=generator, vocab_range=(ar.num_phonemes, ar.eos))[
+            :, prefix.shape[1] :
+        ]
+        - ar.num_phonemes
+    )  # (B, T)
     codes = first.new_zeros(first.shape[0], frames, nar.levels)
     codes[..., 0] = first
     for level in range(1, nar.levels):

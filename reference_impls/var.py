@@ -34,7 +34,7 @@ Notation (code -> paper / official code):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -105,8 +105,17 @@ class PhiBank(nn.Module):
 class MultiScaleVQ(nn.Module):
     """Multi-scale residual quantiser of (B, C, H, W) maps with H = W = scales[-1] and one shared codebook."""
 
-    def __init__(self, *, num_codes: int, dim: int, scales: tuple[int, ...], beta: float = 0.25,
-                 n_phi: int = 4, rho: float = 0.5, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        *,
+        num_codes: int,
+        dim: int,
+        scales: tuple[int, ...],
+        beta: float = 0.25,
+        n_phi: int = 4,
+        rho: float = 0.5,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.scales, self.beta = tuple(scales), beta
         self.codebook = nn.Parameter(torch.randn(num_codes, dim, generator=generator))  # (V, C)
@@ -169,8 +178,17 @@ class VARPrior(nn.Module):
     Class label n_classes is the null class of guidance.
     """
 
-    def __init__(self, *, vocab_size: int, code_dim: int, n_classes: int, dim: int, n_layers: int, n_heads: int,
-                 scales: tuple[int, ...]):
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        code_dim: int,
+        n_classes: int,
+        dim: int,
+        n_layers: int,
+        n_heads: int,
+        scales: tuple[int, ...],
+    ):
         super().__init__()
         self.scales, self.null_label = tuple(scales), n_classes
         first, length = scales[0] ** 2, sequence_length(scales)
@@ -199,8 +217,15 @@ class VARPrior(nn.Module):
         return self.head(self.ln_f(x))  # (B, l, V)
 
 
-def var_loss(prior: VARPrior, vq: MultiScaleVQ, f: torch.Tensor, labels: torch.Tensor, *, p_uncond: float = 0.1,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def var_loss(
+    prior: VARPrior,
+    vq: MultiScaleVQ,
+    f: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    p_uncond: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Cross-entropy of all L tokens of the pyramid of f (B, C, H, W), each scale predicted from the coarser ones."""
     with torch.no_grad():
         indices, _, _ = vq.encode(f)
@@ -217,15 +242,22 @@ def guidance_ramp(cfg: float, k: int, n_scales: int) -> float:
 
 
 @torch.no_grad()
-def sample(prior: VARPrior, vq: MultiScaleVQ, labels: torch.Tensor, *, cfg: float = 1.5, top_k: int | None = None,
-           generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+def sample(
+    prior: VARPrior,
+    vq: MultiScaleVQ,
+    labels: torch.Tensor,
+    *,
+    cfg: float = 1.5,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Generate the K token maps coarse to fine, all tokens of a scale drawn at once; returns (indices, f_hat)."""
     b, scales = labels.shape[0], prior.scales
     both = torch.cat([labels, torch.full_like(labels, prior.null_label)])  # conditional and null branches
     inputs = torch.zeros(2 * b, 0, vq.codebook.shape[1], device=labels.device)
     f_hat, indices, start = 0, [], 0
     for k, s in enumerate(scales):
-        logits = prior(both, inputs)[:, start:start + s * s]  # (2B, s*s, V), this scale's rows
+        logits = prior(both, inputs)[:, start : start + s * s]  # (2B, s*s, V), this scale's rows
         logits = guide_w(logits[:b], logits[b:], guidance_ramp(cfg, k, len(scales)))
         if top_k is not None:
             logits = top_k_filter(logits, top_k)

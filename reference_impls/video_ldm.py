@@ -117,7 +117,7 @@ class VideoDenoiser(nn.Module):
         frames = z_t.flatten(0, 1)  # (B T, C, h, w): the spatial layers see a batch of images
         temb = im.embed_time(t.repeat_interleave(n_frames))  # (B T, 4 ch)
         h = im.inp(frames)
-        for block, temporal, blend in zip(im.blocks, self.temporal, self.blends):
+        for block, temporal, blend in zip(im.blocks, self.temporal, self.blends, strict=True):
             h = block(h, temb)  # spatial layer, (B T, ch, h, w)
             video = h.unflatten(0, (b, n_frames)).transpose(1, 2)  # (B, ch, T, h, w)
             mixed = blend(video, temporal(video))

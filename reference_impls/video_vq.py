@@ -35,16 +35,16 @@ from reference_impls.vq import QuantizerOutput, VectorQuantizer
 
 def token_grid_shape(video_shape: tuple[int, int, int], strides: tuple[int, int, int]) -> tuple[int, int, int]:
     """(T, H, W) of the clip -> (T / s_t, H / s_h, W / s_w) of the token grid."""
-    for n, s in zip(video_shape, strides):
+    for n, s in zip(video_shape, strides, strict=True):
         if n % s:
             raise ValueError(f"size {n} is not divisible by stride {s}")
-    return tuple(n // s for n, s in zip(video_shape, strides))
+    return tuple(n // s for n, s in zip(video_shape, strides, strict=True))
 
 
 def _steps(strides: tuple[int, int, int]) -> list[tuple[int, int, int]]:
     """Per-layer strides: layer i halves axis a while 2^i < stride_a, else keeps it."""
     logs = [int(math.log2(s)) for s in strides]
-    if any(2**n != s for n, s in zip(logs, strides)):
+    if any(2**n != s for n, s in zip(logs, strides, strict=True)):
         raise ValueError("strides must be powers of two")
     return [tuple(2 if i < n else 1 for n in logs) for i in range(max(logs))]
 

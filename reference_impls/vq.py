@@ -133,7 +133,9 @@ class FusedVQ(torch.autograd.Function):
         per = max(1, chunk // flat.shape[2])  # images per block, so a block has about `chunk` rows
         best, idx = [], []
         for blk in flat.split(per):  # (n, D, M)
-            scores = torch.baddbmm(e_sq, blk.transpose(1, 2), codes.t().expand(blk.shape[0], -1, -1), alpha=-2.0)  # (n, M, K)
+            scores = torch.baddbmm(
+                e_sq, blk.transpose(1, 2), codes.t().expand(blk.shape[0], -1, -1), alpha=-2.0
+            )  # (n, M, K)
             i = scores.argmin(dim=2)  # (n, M): ||e||^2 - 2 z e^T is smallest at the nearest code
             best.append(scores.gather(2, i[..., None]))  # the minimum itself
             idx.append(i)
@@ -155,7 +157,7 @@ class FusedVQ(torch.autograd.Function):
         # codebook: 2 sum_{i: k_i = k} (e_k - z_i) / (N D) = 2 (n_k e_k - sum_{i: k_i = k} z_i) / (N D)
         k_codes = codes.shape[0]
         z_sum = torch.zeros(flat.shape[1], k_codes, dtype=flat.dtype, device=flat.device)  # (D, K)
-        for image, k in zip(flat, idx):  # (D, M), (M,): add each position's z_i to column k_i
+        for image, k in zip(flat, idx, strict=True):  # (D, M), (M,): add each position's z_i to column k_i
             z_sum.index_add_(1, k, image)
         n_k = torch.bincount(idx.reshape(-1), minlength=k_codes).to(flat.dtype)  # (K,)
         g_e = (codes * n_k[:, None] - z_sum.t()) * (float(g_codebook) * scale)  # (K, D)
@@ -258,7 +260,9 @@ class VectorQuantizer(nn.Module):
         if self.ema:
             if self.training:
                 with torch.no_grad():
-                    ema_update(self.codebook, self.cluster_size, self.embed_sum, z.detach(), indices, self.decay, self.eps)
+                    ema_update(
+                        self.codebook, self.cluster_size, self.embed_sum, z.detach(), indices, self.decay, self.eps
+                    )
                 z_q = F.embedding(indices, self.codes())  # the updated codes
             z_q = z_q.detach()
             commitment = F.mse_loss(z, z_q)

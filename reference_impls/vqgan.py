@@ -63,8 +63,13 @@ def generator_gan_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     return -logits_fake.mean()
 
 
-def adaptive_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor,
-                    delta: float = 1e-4, max_weight: float = 1e4) -> torch.Tensor:
+def adaptive_weight(
+    rec_loss: torch.Tensor,
+    gan_loss: torch.Tensor,
+    last_layer: torch.Tensor,
+    delta: float = 1e-4,
+    max_weight: float = 1e4,
+) -> torch.Tensor:
     """Eq. 7: ||d rec / d G_L|| / (||d gan / d G_L|| + delta), clamped to [0, max_weight], detached."""
     g_rec = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
     g_gan = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)[0]
@@ -99,9 +104,15 @@ class RandomFeaturePerceptual(nn.Module):
         return total
 
 
-def vqgan_generator_loss(x: torch.Tensor, x_hat: torch.Tensor, vq_loss: torch.Tensor, disc: nn.Module,
-                         last_layer: torch.Tensor, perceptual: nn.Module | None = None,
-                         disc_factor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def vqgan_generator_loss(
+    x: torch.Tensor,
+    x_hat: torch.Tensor,
+    vq_loss: torch.Tensor,
+    disc: nn.Module,
+    last_layer: torch.Tensor,
+    perceptual: nn.Module | None = None,
+    disc_factor: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 6 for the autoencoder step: L_rec + L_VQ + lambda * L_GAN; returns (loss, lambda).
 
     disc_factor = 0 switches the GAN term off (the released code starts it after some steps).

@@ -46,7 +46,9 @@ def toy_images(n: int, size: int = 16, generator: torch.Generator | None = None)
 
 
 @torch.no_grad()
-def init_codebook_from_data(quantizer: VectorQuantizer, z_e: torch.Tensor, generator: torch.Generator | None = None) -> None:
+def init_codebook_from_data(
+    quantizer: VectorQuantizer, z_e: torch.Tensor, generator: torch.Generator | None = None
+) -> None:
     """Set the K codes to K encoder outputs drawn from z_e (B, D, *S), so no code starts far from the data.
 
     Not in the VQ-VAE paper: a common data-dependent start (k-means-style seeding) that keeps a tiny
@@ -73,14 +75,24 @@ def _up(c_in: int, c_out: int, last: bool = False) -> nn.Module:
 class VQVAE(nn.Module):
     """One-level VQ-VAE: (B, C, H, W) -> codes on an (H/f, W/f) grid, f = 2**downsample -> reconstruction."""
 
-    def __init__(self, in_ch: int = 1, hidden: int = 32, num_codes: int = 32, code_dim: int = 16,
-                 beta: float = 0.25, ema: bool = False, downsample: int = 2,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        in_ch: int = 1,
+        hidden: int = 32,
+        num_codes: int = 32,
+        code_dim: int = 16,
+        beta: float = 0.25,
+        ema: bool = False,
+        downsample: int = 2,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         downs = [_down(in_ch if i == 0 else hidden, hidden) for i in range(downsample)]
         self.encoder = nn.Sequential(*downs, nn.Conv2d(hidden, code_dim, 1))
         self.quantizer = VectorQuantizer(num_codes, code_dim, beta=beta, ema=ema, generator=generator)
-        ups = [_up(hidden, in_ch if i == downsample - 1 else hidden, last=i == downsample - 1) for i in range(downsample)]
+        ups = [
+            _up(hidden, in_ch if i == downsample - 1 else hidden, last=i == downsample - 1) for i in range(downsample)
+        ]
         self.decoder = nn.Sequential(nn.Conv2d(code_dim, hidden, 3, 1, 1), nn.ReLU(), *ups)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
@@ -113,8 +125,15 @@ class VQVAE2Output:
 class VQVAE2(nn.Module):
     """Two-level VQ-VAE-2 with EMA codebooks: a top map at 1/8 and a bottom map at 1/4 of the image side."""
 
-    def __init__(self, in_ch: int = 1, hidden: int = 32, num_codes: int = 32, code_dim: int = 16,
-                 beta: float = 0.25, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        in_ch: int = 1,
+        hidden: int = 32,
+        num_codes: int = 32,
+        code_dim: int = 16,
+        beta: float = 0.25,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.enc_bottom = nn.Sequential(_down(in_ch, hidden), _down(hidden, hidden))  # x -> h_bottom, 1/4
         self.enc_top = nn.Sequential(_down(hidden, hidden), nn.Conv2d(hidden, code_dim, 1))  # h_bottom -> h_top, 1/8
@@ -124,8 +143,10 @@ class VQVAE2(nn.Module):
         self.quant_bottom = VectorQuantizer(num_codes, code_dim, beta=beta, ema=True, generator=generator)
         self.up_top = nn.ConvTranspose2d(code_dim, code_dim, 4, 2, 1)  # q_top -> 1/4, for the decoder
         self.decoder = nn.Sequential(
-            nn.Conv2d(2 * code_dim, hidden, 3, 1, 1), nn.ReLU(),
-            nn.ConvTranspose2d(hidden, hidden, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(2 * code_dim, hidden, 3, 1, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(hidden, hidden, 4, 2, 1),
+            nn.ReLU(),
             nn.ConvTranspose2d(hidden, in_ch, 4, 2, 1),
         )
 
@@ -157,8 +178,14 @@ class VQVAE2(nn.Module):
         return F.mse_loss(out.x_hat, x) + out.top.loss + out.bottom.loss
 
 
-def fit(model: nn.Module, data: torch.Tensor, steps: int, lr: float = 3e-3, batch: int = 32,
-        generator: torch.Generator | None = None) -> list[float]:
+def fit(
+    model: nn.Module,
+    data: torch.Tensor,
+    steps: int,
+    lr: float = 3e-3,
+    batch: int = 32,
+    generator: torch.Generator | None = None,
+) -> list[float]:
     """Adam on model.loss over random minibatches of data; returns the loss per step."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()

@@ -1,4 +1,5 @@
 import functools
+from itertools import pairwise
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from reference_impls.ar_prior import (
     top_k_filter,
     top_p_filter,
 )
-from reference_impls.attention import causal_mask, scaled_dot_product_attention
+from reference_impls.attention import KVCache, causal_mask, scaled_dot_product_attention
 
 
 def tiny_prior(**kw):
@@ -58,6 +59,13 @@ def test_incremental_forward_with_cache_equals_full_forward():
         chunks.append(logits)
     torch.testing.assert_close(torch.cat(chunks, dim=1), full, rtol=1e-5, atol=1e-5)
     assert [len(layer) for layer in cache] == [12, 12]  # one KVCache per layer, appended in place
+
+
+def test_incremental_forward_rejects_a_cache_of_another_depth():
+    model = tiny_prior().eval()  # 2 layers
+    for depth in (1, 3):  # a cache made for another model: one layer short, one layer too many
+        with pytest.raises(ValueError):
+            model.forward_incremental(torch.zeros(1, 3, dtype=torch.long), [KVCache() for _ in range(depth)])
 
 
 def test_top_k_never_draws_outside_the_k_most_likely():
@@ -104,7 +112,7 @@ def test_temperature_divides_the_logits_exactly_and_entropy_falls_with_it():
         probs = filter_logits(logits, temperature=tau).softmax(-1)
         torch.testing.assert_close(probs, (logits / tau).softmax(-1), rtol=1e-12, atol=0)  # p_i ~ exp(l_i / tau)
         entropies.append(float(-(probs * probs.log()).sum()))
-    assert all(a > b for a, b in zip(entropies, entropies[1:]))  # strictly sharper as tau falls
+    assert all(a > b for a, b in pairwise(entropies))  # strictly sharper as tau falls
 
 
 def _constant_logit_prior(logits: torch.Tensor) -> TokenPrior:
@@ -124,8 +132,14 @@ def test_sampler_draws_from_the_tempered_filtered_distribution():
     model = _constant_logit_prior(logits)
     n = 4000
     for tau, top_k in ((0.5, None), (2.0, None), (1.0, 3)):
-        out = sample(model, torch.zeros(n, 1, dtype=torch.long), 1, temperature=tau, top_k=top_k,
-                     generator=torch.Generator().manual_seed(0))[:, 1]
+        out = sample(
+            model,
+            torch.zeros(n, 1, dtype=torch.long),
+            1,
+            temperature=tau,
+            top_k=top_k,
+            generator=torch.Generator().manual_seed(0),
+        )[:, 1]
         want = filter_logits(logits, tau, top_k).softmax(-1)
         freq = torch.bincount(out, minlength=11).double() / n
         torch.testing.assert_close(freq, want, atol=0.03, rtol=0)
@@ -183,7 +197,10 @@ def test_pb_relaxed_attention_equals_plain_attention_in_float64():
     q, k, v = (torch.randn(2, 3, 7, 8, generator=g, dtype=torch.float64) * 20 for _ in range(3))
     mask = causal_mask(7)
     torch.testing.assert_close(
-        pb_relaxed_attention(q, k, v, mask, alpha=32.0), scaled_dot_product_attention(q, k, v, mask), rtol=1e-10, atol=1e-10
+        pb_relaxed_attention(q, k, v, mask, alpha=32.0),
+        scaled_dot_product_attention(q, k, v, mask),
+        rtol=1e-10,
+        atol=1e-10,
     )
 
 
@@ -281,9 +298,14 @@ def test_cached_and_uncached_sampling_agree_with_cross_attention_to_a_context():
     model = TokenPrior(vocab_size=11, dim=16, n_layers=2, n_heads=2, max_len=32, cross_attention=True).double().eval()
     ctx = torch.randn(2, 5, 16, dtype=torch.float64)
     prefix = torch.tensor([[1], [2]])
-    runs = [sample(model, prefix, 8, generator=torch.Generator().manual_seed(3), use_cache=c, context=ctx) for c in (True, False)]
+    runs = [
+        sample(model, prefix, 8, generator=torch.Generator().manual_seed(3), use_cache=c, context=ctx)
+        for c in (True, False)
+    ]
     assert torch.equal(runs[0], runs[1])
-    other = sample(model, prefix, 8, generator=torch.Generator().manual_seed(3), context=torch.randn(2, 5, 16, dtype=torch.float64))
+    other = sample(
+        model, prefix, 8, generator=torch.Generator().manual_seed(3), context=torch.randn(2, 5, 16, dtype=torch.float64)
+    )
     assert not torch.equal(runs[0], other)  # the context steers the tokens
 
 
@@ -297,8 +319,10 @@ def test_tokens_to_pixels_inverts_pixels_to_tokens_on_palette_colours():
 
 def test_cogview_options_put_sandwich_ln_and_pb_relaxation_into_every_block():
     plain = tiny_prior()
-    assert all(isinstance(b.ln_attn_out, nn.Identity) and b.attn.attention is scaled_dot_product_attention
-               and b.cross is None for b in plain.blocks)
+    assert all(
+        isinstance(b.ln_attn_out, nn.Identity) and b.attn.attention is scaled_dot_product_attention and b.cross is None
+        for b in plain.blocks
+    )
     cog = tiny_prior(sandwich_ln=True, pb_relax_alpha=8.0, cross_attention=True)
     for b in cog.blocks:
         assert isinstance(b.ln_attn_out, nn.LayerNorm) and isinstance(b.ln_ffn_out, nn.LayerNorm)

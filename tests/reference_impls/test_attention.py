@@ -24,7 +24,7 @@ def naive_attention(q, k, v, mask):
         scores = torch.stack([q[i] @ k[j] / math.sqrt(q.shape[1]) for j in allowed])
         weights = torch.exp(scores - scores.max())
         weights = weights / weights.sum()
-        for w, j in zip(weights, allowed):
+        for w, j in zip(weights, allowed, strict=True):
             out[i] += w * v[j]
     return out
 

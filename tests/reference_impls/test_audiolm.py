@@ -48,7 +48,10 @@ def test_each_stage_reads_only_earlier_stages():
     fine2[..., QC:] = (fine2[..., QC:] + 1) % K_AC
     coarse2 = acoustic.clone()
     coarse2[..., :QC] = (coarse2[..., :QC] + 1) % K_AC
-    s = lambda k, sem, ac: stage_sequence(k, sem, ac, QC, K_SEM, K_AC).tokens
+
+    def s(k, sem, ac):
+        return stage_sequence(k, sem, ac, QC, K_SEM, K_AC).tokens
+
     # stage 1 reads no acoustic token; stage 2 no fine token; stage 3 no semantic token
     assert torch.equal(s(1, semantic, acoustic), s(1, semantic, coarse2))
     assert torch.equal(s(2, semantic, acoustic), s(2, semantic, fine2))

@@ -36,7 +36,7 @@ def test_text_and_image_tokens_share_one_embedding_table_with_disjoint_id_ranges
     codes = torch.arange(VOCAB.image_codes)
     assert torch.equal(VOCAB.image_codes_of(VOCAB.image_ids(codes)), codes)
     # the input row of image code k is row V_text + k of the same table that holds the text rows
-    assert torch.equal(tables[0](VOCAB.image_ids(codes)), tables[0].weight[VOCAB.text_size:VOCAB.boi])
+    assert torch.equal(tables[0](VOCAB.image_ids(codes)), tables[0].weight[VOCAB.text_size : VOCAB.boi])
     # one head: every position scores text and image ids in the same softmax
     assert model.prior.head.out_features == VOCAB.size
 
@@ -98,8 +98,10 @@ def test_allowed_next_follows_the_open_image():
 def test_one_loss_over_the_mixed_sequence_trains_image_tokens_from_text_context():
     model = _model().train()
     g = _g(4)
-    ids = interleave([("text", torch.randint(0, 20, (2, 3), generator=g)),
-                      ("image", torch.randint(0, 12, (2, 4), generator=g))], VOCAB)
+    ids = interleave(
+        [("text", torch.randint(0, 20, (2, 3), generator=g)), ("image", torch.randint(0, 12, (2, 4), generator=g))],
+        VOCAB,
+    )
     logits = model(ids[:, :-1])
     image_targets = VOCAB.is_image(ids[:, 1:])
     loss = F.cross_entropy(logits[image_targets], ids[:, 1:][image_targets])  # image tokens only
@@ -110,15 +112,16 @@ def test_one_loss_over_the_mixed_sequence_trains_image_tokens_from_text_context(
 
 def test_released_sorted_pair_lookup_is_exact_only_for_a_monotone_layout():
     """vocab.py decodes image ids by pairing sorted BPE ids with sorted codes (searchsorted)."""
+
     def sorted_pair_lookup(mapping, ids):
         bpe, img = torch.tensor(sorted(mapping)), torch.tensor(sorted(mapping.values()))
         return img[torch.searchsorted(bpe, ids)]
 
     codes = torch.arange(VOCAB.image_codes)
     ids = VOCAB.image_ids(codes)
-    ours = {int(i): int(c) for i, c in zip(ids, codes)}
+    ours = {int(i): int(c) for i, c in zip(ids, codes, strict=True)}
     assert torch.equal(sorted_pair_lookup(ours, ids), VOCAB.image_codes_of(ids))
-    shuffled = dict(zip(ours, torch.randperm(VOCAB.image_codes, generator=_g(5)).tolist()))
+    shuffled = dict(zip(ours, torch.randperm(VOCAB.image_codes, generator=_g(5)).tolist(), strict=True))
     exact = torch.tensor([shuffled[int(i)] for i in ids])
     assert not torch.equal(sorted_pair_lookup(shuffled, ids), exact)
 

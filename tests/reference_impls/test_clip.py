@@ -10,11 +10,15 @@ def test_loss_equals_cross_entropy_both_ways_on_hand_example():
     text = torch.tensor([[5.0, 0.0], [0.6, 0.8]])  # normalised to e1, (0.6, 0.8)
     scale = 2.0
     # logits = scale * [[1, 0.6], [0, 0.8]]
-    l = [[2.0, 1.2], [0.0, 1.6]]
-    row = -(l[0][0] - math.log(math.exp(l[0][0]) + math.exp(l[0][1]))) - (l[1][1] - math.log(math.exp(l[1][0]) + math.exp(l[1][1])))
-    col = -(l[0][0] - math.log(math.exp(l[0][0]) + math.exp(l[1][0]))) - (l[1][1] - math.log(math.exp(l[0][1]) + math.exp(l[1][1])))
+    logits = [[2.0, 1.2], [0.0, 1.6]]
+    row = -(logits[0][0] - math.log(math.exp(logits[0][0]) + math.exp(logits[0][1]))) - (
+        logits[1][1] - math.log(math.exp(logits[1][0]) + math.exp(logits[1][1]))
+    )
+    col = -(logits[0][0] - math.log(math.exp(logits[0][0]) + math.exp(logits[1][0]))) - (
+        logits[1][1] - math.log(math.exp(logits[0][1]) + math.exp(logits[1][1]))
+    )
     expected = 0.5 * (row / 2 + col / 2)
-    assert torch.allclose(clip_logits(image, text, scale), torch.tensor(l), atol=1e-6)
+    assert torch.allclose(clip_logits(image, text, scale), torch.tensor(logits), atol=1e-6)
     assert abs(clip_loss(image, text, scale).item() - expected) < 1e-6
 
 

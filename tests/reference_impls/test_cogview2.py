@@ -55,10 +55,16 @@ def test_cluster_sampling_with_all_clusters_matches_the_token_distribution():
 def test_lopar_number_of_steps_does_not_grow_with_image_size():
     block = (3, 3)
     g = torch.Generator().manual_seed(0)
-    draw = lambda logits: sample_from_logits(logits, g)  # noqa: E731
+
+    def draw(logits):
+        return sample_from_logits(logits, g)
+
     calls = []
     for side in (6, 12, 24):
-        predict = lambda t: torch.zeros(*t.shape, 5)  # noqa: E731
+
+        def predict(t):
+            return torch.zeros(*t.shape, 5)
+
         _, n = lopar_refine(predict, torch.zeros(1, side, side, dtype=torch.long), block, draw, warmup=2)
         calls.append(n)
     assert calls == [2 + 3 + 3 - 1] * 3
@@ -75,7 +81,9 @@ def test_lopar_fixes_every_position_exactly_once_on_window_anti_diagonals():
         history.append(tokens.clone())
         return torch.zeros(*tokens.shape, 2)
 
-    draw = lambda logits: torch.ones(logits.shape[0], dtype=torch.long)  # noqa: E731
+    def draw(logits):
+        return torch.ones(logits.shape[0], dtype=torch.long)
+
     out, _ = lopar_refine(predict, torch.zeros(1, 6, 8, dtype=torch.long), (3, 4), draw)
     assert (out == 1).all()
     for step, seen in enumerate(history):

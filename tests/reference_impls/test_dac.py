@@ -40,7 +40,9 @@ def test_each_level_quantises_what_the_previous_levels_left_over():
     # the output is the raw code projected out (the official code decodes unnormalised rows)
     lvl = dac.levels[0]
     first = out.indices.reshape(-1, 4)[:, 0]
-    assert torch.allclose(out.partial_sums[0].movedim(1, -1).reshape(-1, 16), lvl.out_proj(lvl.codebook[first]), atol=1e-5)
+    assert torch.allclose(
+        out.partial_sums[0].movedim(1, -1).reshape(-1, 16), lvl.out_proj(lvl.codebook[first]), atol=1e-5
+    )
 
 
 def test_dropout_uses_only_the_first_n_codebooks():

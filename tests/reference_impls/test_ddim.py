@@ -62,7 +62,7 @@ def test_each_step_lands_on_the_marginal_of_the_next_listed_timestep(sched, spac
         ts = make_timesteps(1000, n, spacing)
         seen_t, seen_eps = [], []
 
-        def recording(x, t):
+        def recording(x, t, seen_t=seen_t, seen_eps=seen_eps):
             eps = oracle(x, t)
             seen_t.append(int(t[0]))
             seen_eps.append(eps)

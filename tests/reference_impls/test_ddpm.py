@@ -28,7 +28,9 @@ def sched():
 def test_linear_schedule_matches_the_paper_constants(sched):
     assert sched.num_steps == 1000
     assert math.isclose(float(sched.betas[0]), 1e-4) and math.isclose(float(sched.betas[-1]), 0.02)
-    assert torch.allclose(sched.betas[1:] - sched.betas[:-1], torch.full((999,), (0.02 - 1e-4) / 999, dtype=torch.float64))
+    assert torch.allclose(
+        sched.betas[1:] - sched.betas[:-1], torch.full((999,), (0.02 - 1e-4) / 999, dtype=torch.float64)
+    )
 
 
 @pytest.mark.parametrize("betas", [linear_betas(1000), cosine_betas(1000)])
@@ -60,15 +62,21 @@ def test_posterior_matches_brute_force_gaussian_bayes(sched, t):
     a_prev, alpha, beta = float(sched.alpha_bars[t - 1]), float(sched.alphas[t]), float(sched.betas[t])
     mean_guess = math.sqrt(a_prev) * x0
     half = 12 * math.sqrt(min(1 - a_prev, beta / alpha)) + 1e-3
-    grid = torch.linspace(-3.0, 3.0, 400_001, dtype=torch.float64) if half > 3 else torch.linspace(
-        mean_guess - 3.0, mean_guess + 3.0, 400_001, dtype=torch.float64
+    grid = (
+        torch.linspace(-3.0, 3.0, 400_001, dtype=torch.float64)
+        if half > 3
+        else torch.linspace(mean_guess - 3.0, mean_guess + 3.0, 400_001, dtype=torch.float64)
     )
-    log_w = -((xt - math.sqrt(alpha) * grid) ** 2) / (2 * beta) - (grid - math.sqrt(a_prev) * x0) ** 2 / (2 * (1 - a_prev))
+    log_w = -((xt - math.sqrt(alpha) * grid) ** 2) / (2 * beta) - (grid - math.sqrt(a_prev) * x0) ** 2 / (
+        2 * (1 - a_prev)
+    )
     w = torch.exp(log_w - log_w.max())
     w = w / w.sum()
     bf_mean = float((w * grid).sum())
     bf_var = float((w * (grid - bf_mean) ** 2).sum())
-    mean, var = q_posterior(sched, torch.tensor([[x0]], dtype=torch.float64), torch.tensor([[xt]], dtype=torch.float64), torch.tensor([t]))
+    mean, var = q_posterior(
+        sched, torch.tensor([[x0]], dtype=torch.float64), torch.tensor([[xt]], dtype=torch.float64), torch.tensor([t])
+    )
     assert math.isclose(float(mean), bf_mean, rel_tol=1e-5, abs_tol=1e-7)
     assert math.isclose(float(var), bf_var, rel_tol=1e-3)
 
@@ -154,7 +162,10 @@ def test_cosine_schedule_alpha_bar_is_the_closed_form_with_offset_s(s):
     # Nichol & Dhariwal, Eq. 17: alpha_bar_t = f(t) / f(0), f(t) = cos^2((t / T + s) / (1 + s) pi / 2).
     # The offset s keeps beta_1 away from 0; with s = 0 the first beta would be ~2.5e-6 instead.
     T = 1000
-    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+
+    def f(t):
+        return math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+
     alpha_bars = Schedule(cosine_betas(T, s=s)).alpha_bars
     unclipped = [t for t in range(T) if 1 - f(t + 1) / f(t) < 0.999]  # only the last steps hit the 0.999 cap
     assert len(unclipped) >= T - 2

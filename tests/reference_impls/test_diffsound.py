@@ -50,7 +50,9 @@ def test_loss_trains_denoiser_and_text_encoder_but_not_the_frozen_vqvae():
     vq = diffsound.MelVQVAE(num_codes=K, generator=torch.Generator().manual_seed(0))
     net = diffsound.TokenDenoiser(K, vq.token_grid(16, 32), T, TEXT_VOCAB)
     text = torch.randint(0, TEXT_VOCAB, (2, 5))
-    loss = diffsound.loss(vq, net, diffsound.diffsound_schedule(T, K), _mel(), text, generator=torch.Generator().manual_seed(0))
+    loss = diffsound.loss(
+        vq, net, diffsound.diffsound_schedule(T, K), _mel(), text, generator=torch.Generator().manual_seed(0)
+    )
     loss.backward()
     assert net.text_encoder.tok.weight.grad.abs().sum() > 0
     assert net.head.weight.grad.abs().sum() > 0
@@ -68,6 +70,8 @@ def test_generation_with_a_perfect_token_predictor_decodes_the_target_mel():
         assert torch.equal(txt, text)  # the caption is passed to every step
         return F.one_hot(target, K).float() * 40.0
 
-    mel, out = diffsound.generate(vq, oracle, diffsound.diffsound_schedule(T, K), text, grid, torch.Generator().manual_seed(0))
+    mel, out = diffsound.generate(
+        vq, oracle, diffsound.diffsound_schedule(T, K), text, grid, torch.Generator().manual_seed(0)
+    )
     assert torch.equal(out.tokens, target) and out.forward_passes == T
     assert torch.allclose(mel, vq.decode(target))

@@ -173,7 +173,10 @@ def test_hybrid_loss_is_the_vlb_term_plus_lambda_times_x0_cross_entropy_and_trai
     torch.manual_seed(6)
     x0 = torch.randint(0, K, (8, 6))
     model = torch.nn.Embedding(K + 1, K)  # per-token x_0 logits from x_t
-    fn = lambda xt, t: model(xt)  # noqa: E731
+
+    def fn(xt, t):
+        return model(xt)
+
     loss, vb, ce = dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(0))
     # the same t ~ U{1..T} and x_t ~ q(x_t | x_0) by hand, from the same generator
     g = torch.Generator().manual_seed(0)
@@ -193,8 +196,13 @@ def test_hybrid_loss_is_the_vlb_term_plus_lambda_times_x0_cross_entropy_and_trai
         step_loss.backward()
         opt.step()
         first = first if first is not None else float(step_loss)
-    after = sum(float(dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(1000 + i))[0])
-                for i in range(20)) / 20
+    after = (
+        sum(
+            float(dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(1000 + i))[0])
+            for i in range(20)
+        )
+        / 20
+    )
     assert after < 0.7 * first
 
 

@@ -53,7 +53,7 @@ def test_patch_token_holds_its_own_pixels_row_col_channel():
     x = latents(1)
     tokens = patchify(x, 2)  # patches in raster order over the 4 x 4 patch grid
     r, c = 2, 1
-    patch = x[0, :, 2 * r:2 * r + 2, 2 * c:2 * c + 2].permute(1, 2, 0)  # (p, p, C)
+    patch = x[0, :, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2].permute(1, 2, 0)  # (p, p, C)
     torch.testing.assert_close(tokens[0, r * 4 + c], patch.reshape(-1))
 
 

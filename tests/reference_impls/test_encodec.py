@@ -9,8 +9,13 @@ from reference_impls.encodec import EnCodec, bandwidth_per_codebook, frame_rate,
 def _model(seed=0):
     torch.manual_seed(seed)
     # 800 Hz with hop 8: 100 frames/s; K = 16: 4 bits per frame per codebook -> 0.4 kbps per codebook
-    return EnCodec(sample_rate=800, target_bandwidths=(0.4, 0.8, 1.6), strides=(2, 4), codebook_size=16,
-                   generator=torch.Generator().manual_seed(seed)).eval()
+    return EnCodec(
+        sample_rate=800,
+        target_bandwidths=(0.4, 0.8, 1.6),
+        strides=(2, 4),
+        codebook_size=16,
+        generator=torch.Generator().manual_seed(seed),
+    ).eval()
 
 
 def _wave(seconds=2, seed=1):

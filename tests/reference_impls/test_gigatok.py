@@ -16,9 +16,18 @@ PATCH, DT = 4, 12
 
 def _system(layer=1, seed=0):
     torch.manual_seed(seed)
-    tok = TiTok(num_latent_tokens=4, codebook_size=16, token_dim=4, patch_size=PATCH, dim=16, depth=3,
-                generator=torch.Generator().manual_seed(seed))
-    return SemanticallyRegularizedTokenizer(tok, FrozenPatchEncoder(PATCH, DT, seed=seed + 1), teacher_dim=DT, layer=layer)
+    tok = TiTok(
+        num_latent_tokens=4,
+        codebook_size=16,
+        token_dim=4,
+        patch_size=PATCH,
+        dim=16,
+        depth=3,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return SemanticallyRegularizedTokenizer(
+        tok, FrozenPatchEncoder(PATCH, DT, seed=seed + 1), teacher_dim=DT, layer=layer
+    )
 
 
 def _images(seed=2):
@@ -70,7 +79,10 @@ def test_regulariser_trains_the_decoder_up_to_its_layer_and_nothing_after_it():
     model = _system(layer=2)
     model(_images()).reg_loss.backward()
     blocks = model.tokenizer.decoder.blocks
-    grad = lambda m: sum(p.grad.abs().sum().item() for p in m.parameters() if p.grad is not None)
+
+    def grad(m):
+        return sum(p.grad.abs().sum().item() for p in m.parameters() if p.grad is not None)
+
     assert grad(blocks[0]) > 0 and grad(blocks[1]) > 0  # layers 1..l
     assert grad(blocks[2]) == 0 and grad(model.tokenizer.decoder.to_pixels) == 0  # after layer l
     assert grad(model.tokenizer.encoder) > 0  # through the straight-through codes into the encoder

@@ -65,7 +65,11 @@ def test_clip_guidance_step_raises_the_clip_similarity():
     var = torch.tensor(0.05)
     t = torch.tensor([1, 1])
     guided = clip_guided_mean(mean, var, x, t, encoder, text_emb, scale=2.0)
-    sim = lambda z: (encoder(z, t) * text_emb).sum(-1)  # noqa: E731, f . g per example
+
+    # f . g per example
+    def sim(z):
+        return (encoder(z, t) * text_emb).sum(-1)
+
     assert (sim(guided) > sim(mean)).all()
 
 
@@ -86,11 +90,25 @@ def test_sampler_at_neutral_scales_equals_plain_conditional_sampling():
     model, _, _, text = setup()
     s = ddpm.Schedule(ddpm.linear_betas(10, 1e-3, 0.2))
     encoder, text_emb = toy_clip()
-    out = sample(s, model, text, (2, C, H, H), cfg_scale=1.0, image_encoder=encoder, text_emb=text_emb,
-                 clip_scale=0.0, generator=torch.Generator().manual_seed(0))
+    out = sample(
+        s,
+        model,
+        text,
+        (2, C, H, H),
+        cfg_scale=1.0,
+        image_encoder=encoder,
+        text_emb=text_emb,
+        clip_scale=0.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
-        ref = ddpm.p_sample_loop(s, lambda x, t: model(x, t, text), (2, C, H, H),
-                                 generator=torch.Generator().manual_seed(0), variance="posterior")
+        ref = ddpm.p_sample_loop(
+            s,
+            lambda x, t: model(x, t, text),
+            (2, C, H, H),
+            generator=torch.Generator().manual_seed(0),
+            variance="posterior",
+        )
     assert torch.allclose(out, ref, atol=1e-5)
     guided = sample(s, model, text, (2, C, H, H), cfg_scale=3.0, generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(guided, ref, atol=1e-3)

@@ -2,6 +2,7 @@
 the annealing schedule (Jang et al. 2017)."""
 
 import math
+from itertools import pairwise
 
 import pytest
 import torch
@@ -24,7 +25,7 @@ def test_samples_approach_one_hot_as_temperature_falls():
     for tau in [5.0, 1.0, 0.3, 0.05, 0.01]:
         y = gumbel_softmax(logits, tau, generator=torch.Generator().manual_seed(1))  # same noise each time
         mean_max.append(y.max(-1).values.mean().item())
-    assert all(a < b for a, b in zip(mean_max, mean_max[1:]))
+    assert all(a < b for a, b in pairwise(mean_max))
     assert mean_max[0] < 0.4 and mean_max[-1] > 0.99
 
 
@@ -67,7 +68,7 @@ def test_annealing_schedule_is_exponential_floored_and_stepwise():
     assert anneal_temperature(1499, rate=1e-4, every=500) == anneal_temperature(1000, rate=1e-4, every=500)
     assert anneal_temperature(10**6, rate=1e-4) == 0.5  # floor tau_min
     taus = [anneal_temperature(t, rate=1e-4, every=500) for t in range(0, 20000, 250)]
-    assert all(a >= b for a, b in zip(taus, taus[1:]))
+    assert all(a >= b for a, b in pairwise(taus))
 
 
 def test_gumbel_noise_stays_finite_at_both_ends_of_the_uniform_and_is_the_inverse_cdf_inside():
@@ -77,7 +78,9 @@ def test_gumbel_noise_stays_finite_at_both_ends_of_the_uniform_and_is_the_invers
     assert g[0] == g[1] == -math.log(-math.log(1e-20))  # clamped at eps
     assert g[4] == g[5] == -math.log(-math.log(1.0 - 1e-7))  # clamped just below 1
     torch.testing.assert_close(g[2:4], -(-u[2:4].log()).log())  # F^{-1}(u) of the standard Gumbel
-    assert math.isclose(float(gumbel_from_uniform(torch.tensor(1e-10), eps=1e-5)), -math.log(-math.log(1e-5)), rel_tol=1e-6)
+    assert math.isclose(
+        float(gumbel_from_uniform(torch.tensor(1e-10), eps=1e-5)), -math.log(-math.log(1e-5)), rel_tol=1e-6
+    )
 
 
 def test_noise_has_the_logits_dtype_and_the_sample_is_softmax_of_logits_plus_that_noise():

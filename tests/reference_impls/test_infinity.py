@@ -26,7 +26,8 @@ D = 5  # bits per token: vocabulary 2^5 = 32
 
 def features(b=2, seed=0):
     return torch.sign(torch.randn(b, D, 4, 4, generator=torch.Generator().manual_seed(seed))) * torch.rand(
-        b, D, 4, 4, generator=torch.Generator().manual_seed(seed + 100))
+        b, D, 4, 4, generator=torch.Generator().manual_seed(seed + 100)
+    )
 
 
 def tiny_prior():
@@ -51,7 +52,8 @@ def test_head_has_2d_outputs_and_no_softmax_over_2_to_the_d():
     head = BitwiseHead(2048, 32)  # the README's example: d = 32, h = 2048
     n_params = sum(p.numel() for p in head.parameters())
     assert n_params == 2 * 32 * (2048 + 1)  # 131,136: the README's 0.13M
-    assert 2048 * 2**32 == pytest.approx(8.8e12, rel=0.01)  # a 2^32-way classifier's weights: the README's 8.8T
+    conventional_head = 2048 * 2**32  # a 2^32-way classifier's weights
+    assert conventional_head == pytest.approx(8.8e12, rel=0.01)  # the README's 8.8T
     out = head(torch.zeros(1, 7, 2048))
     assert out.shape == (1, 7, 32, 2)
 
@@ -104,7 +106,7 @@ def test_no_flip_strength_leaves_the_encoding_unchanged():
     f = features(seed=4)
     a, ia, fa = encode(f, SCALES)
     b, ib, fb = encode(f, SCALES, n_flip=3, strength=0.0, generator=torch.Generator().manual_seed(0))
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     torch.testing.assert_close(ia, ib)
 
 

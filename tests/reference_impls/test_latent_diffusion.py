@@ -87,8 +87,12 @@ def test_seeded_latent_training_lowers_loss_and_leaves_first_stage_frozen():
         ae.encoder[-1].weight[2:].zero_()
         ae.encoder[-1].bias[2:].fill_(-12.0)
         s = estimate_scale_factor(ae.encode(x)[0])
-    model = LatentDiffusion(ae, TinyUNet(latent_channels=2, ch=8, context_dim=4, num_steps=50),
-                            ddpm.Schedule(ddpm.linear_betas(50, 1e-4, 0.2)), scale_factor=s)
+    model = LatentDiffusion(
+        ae,
+        TinyUNet(latent_channels=2, ch=8, context_dim=4, num_steps=50),
+        ddpm.Schedule(ddpm.linear_betas(50, 1e-4, 0.2)),
+        scale_factor=s,
+    )
     ae_before = [p.clone() for p in ae.parameters()]
 
     def eval_loss() -> float:
@@ -105,7 +109,7 @@ def test_seeded_latent_training_lowers_loss_and_leaves_first_stage_frozen():
         opt.step()
     after = eval_loss()
     assert after < 0.7 * before
-    assert all(torch.equal(a, b) for a, b in zip(ae_before, ae.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(ae_before, ae.parameters(), strict=True))
     assert all(p.grad is None for p in ae.parameters())
     # sampling decodes a latent of shape (B, c, H/f, W/f) back to image size
     img = model.sample((2, 2, 4, 4), ctx[:2], torch.Generator().manual_seed(0))

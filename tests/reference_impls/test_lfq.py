@@ -59,7 +59,10 @@ def test_entropy_terms_match_a_brute_force_softmax_over_all_codes():
     tau, s = 0.7, 0.5
     codes = s * indices_to_codes(torch.arange(32), 5).double()  # (32, 5)
     p = torch.softmax(-((z[:, None, :] - codes[None]) ** 2).sum(-1) / tau, dim=1)  # (7, 32)
-    h = lambda q: -(q * q.log()).sum(-1)
+
+    def h(q):
+        return -(q * q.log()).sum(-1)
+
     per_sample, codebook = entropy_terms(z, temperature=tau, code_scale=s)
     assert per_sample.item() == pytest.approx(h(p).mean().item(), rel=1e-10)
     assert codebook.item() == pytest.approx(h(p.mean(0)).item(), rel=1e-10)

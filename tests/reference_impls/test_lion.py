@@ -8,8 +8,12 @@ from reference_impls.lion import LION, HierarchicalPointVAE, PointPrior, ShapePr
 def _lion(T: int = 10) -> LION:
     torch.manual_seed(0)
     vae = HierarchicalPointVAE(shape_dim=8, point_extra=1, hidden=16)
-    return LION(vae, ShapePrior(8, hidden=32, num_steps=T), PointPrior(4, 8, hidden=16, num_steps=T),
-                ddpm.Schedule(ddpm.linear_betas(T, 1e-4, 0.3)))
+    return LION(
+        vae,
+        ShapePrior(8, hidden=32, num_steps=T),
+        PointPrior(4, 8, hidden=16, num_steps=T),
+        ddpm.Schedule(ddpm.linear_betas(T, 1e-4, 0.3)),
+    )
 
 
 def test_sampling_draws_the_shape_latent_first_and_conditions_the_points_on_it():

@@ -25,16 +25,22 @@ def tiny(**kw):
 
 def score(q, k, table, i, j):
     """<rot(q, i), rot(k, j)> for raster positions i, j of the table."""
-    return (apply_rope(q[None], table[i:i + 1]) * apply_rope(k[None], table[j:j + 1])).sum()
+    return (apply_rope(q[None], table[i : i + 1]) * apply_rope(k[None], table[j : j + 1])).sum()
 
 
 def test_2d_rope_scores_depend_only_on_the_row_and_column_offsets():
     g = torch.Generator().manual_seed(0)
-    q, k = torch.randn(HEAD_DIM, generator=g, dtype=torch.float64), torch.randn(HEAD_DIM, generator=g, dtype=torch.float64)
+    q, k = (
+        torch.randn(HEAD_DIM, generator=g, dtype=torch.float64),
+        torch.randn(HEAD_DIM, generator=g, dtype=torch.float64),
+    )
     h = w = 8
     angles = rope_2d_angles(h, w, HEAD_DIM)
     table = torch.stack([angles.cos(), angles.sin()], dim=-1)  # float64, no prefix
-    pos = lambda r, c: r * w + c
+
+    def pos(r, c):
+        return r * w + c
+
     base = score(q, k, table, pos(1, 2), pos(3, 1))
     for dr, dc in [(1, 0), (0, 3), (2, 4), (4, 2)]:  # shift both positions together
         shifted = score(q, k, table, pos(1 + dr, 2 + dc), pos(3 + dr, 1 + dc))

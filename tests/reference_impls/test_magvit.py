@@ -61,8 +61,9 @@ def test_condition_region_never_shows_mask_at_any_ratio_and_visible_tokens_are_t
 
 def test_three_objectives_partition_the_positions():
     target, cond = tokens(4), tokens(5)
-    out = commit_mask(target, cond, condition_region("frame_interpolation", GRID), MASK,
-                      generator=torch.Generator().manual_seed(1))
+    out = commit_mask(
+        target, cond, condition_region("frame_interpolation", GRID), MASK, generator=torch.Generator().manual_seed(1)
+    )
     total = out["refine"].int() + out["predict"].int() + out["reconstruct"].int()
     assert torch.all(total == 1)
 
@@ -71,8 +72,11 @@ def test_masked_count_follows_the_cosine_schedule():
     target, cond = tokens(6), tokens(7)
     out = commit_mask(target, cond, condition_region("outpainting", GRID), MASK, ratio=torch.tensor([0.0, 0.5, 0.9]))
     n = target[0].numel()
-    assert out["masked"].flatten(1).sum(1).tolist() == [n, math.ceil(math.cos(math.pi / 4) * n),
-                                                        math.ceil(math.cos(0.45 * math.pi) * n)]
+    assert out["masked"].flatten(1).sum(1).tolist() == [
+        n,
+        math.ceil(math.cos(math.pi / 4) * n),
+        math.ceil(math.cos(0.45 * math.pi) * n),
+    ]
 
 
 def test_commit_decoding_first_pass_sees_condition_tokens_and_ends_complete():

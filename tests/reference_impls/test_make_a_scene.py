@@ -3,7 +3,6 @@ import torch
 from reference_impls.ar_prior import sample_from_logits
 from reference_impls.make_a_scene import ScenePrior, guided_ar_sample
 
-
 TV, SV, IV, M, S, N = 7, 5, 6, 3, 4, 5
 
 
@@ -14,8 +13,11 @@ def make_model(seed: int = 0) -> ScenePrior:
 
 def inputs(seed: int = 1):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randint(1, TV, (2, M), generator=g), torch.randint(0, SV, (2, S), generator=g),
-            torch.randint(0, IV, (2, N), generator=g))
+    return (
+        torch.randint(1, TV, (2, M), generator=g),
+        torch.randint(0, SV, (2, S), generator=g),
+        torch.randint(0, IV, (2, N), generator=g),
+    )
 
 
 class StubModel:
@@ -52,8 +54,14 @@ def test_guidance_changes_the_choice_where_conditional_and_guided_argmax_differ(
 
 def test_both_streams_receive_the_same_sampled_tokens_and_keep_their_context():
     model, (text, scene, _) = make_model(), inputs()
-    tokens, c_seq, u_seq = guided_ar_sample(model.next_logits, model.stream(text, scene), model.null_stream(text, scene),
-                                            N, scale=2.0, generator=torch.Generator().manual_seed(0))
+    tokens, c_seq, u_seq = guided_ar_sample(
+        model.next_logits,
+        model.stream(text, scene),
+        model.null_stream(text, scene),
+        N,
+        scale=2.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.equal(c_seq[:, M + S :], tokens) and torch.equal(u_seq[:, M + S :], tokens)
     assert torch.equal(c_seq[:, :M], text) and (u_seq[:, :M] == model.pad_id).all()
     assert torch.equal(u_seq[:, M : M + S], scene)
@@ -82,7 +90,9 @@ def test_image_logits_depend_on_the_scene_tokens_and_are_causal_in_the_image():
     model, (text, scene, image) = make_model(), inputs()
     base = model.image_logits(model.stream(text, scene, image[:, :-1]))  # (B, N, K)
     other_scene = (scene + 1) % SV
-    assert not torch.allclose(model.image_logits(model.stream(text, other_scene, image[:, :-1]))[:, 0], base[:, 0], atol=1e-4)
+    assert not torch.allclose(
+        model.image_logits(model.stream(text, other_scene, image[:, :-1]))[:, 0], base[:, 0], atol=1e-4
+    )
     later = image.clone()
     later[:, 2] = (later[:, 2] + 1) % IV
     out = model.image_logits(model.stream(text, scene, later[:, :-1]))

@@ -88,7 +88,10 @@ def test_masked_loss_averages_only_the_masked_tokens():
     _, diffloss = models()
     x, z = torch.randn(5, C), torch.randn(5, DIM)
     mask = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
-    g = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+
+    def g():
+        return torch.Generator().manual_seed(7)
+
     full = diffloss(x, z, generator=g())
     masked = diffloss(x, z, mask=mask, generator=g())
     gen = g()

@@ -1,4 +1,5 @@
 import math
+from itertools import pairwise
 
 import torch
 
@@ -70,7 +71,7 @@ def test_a_token_once_fixed_never_changes_and_unknown_set_only_shrinks():
     unknown = torch.ones(2, N, dtype=torch.bool)
     out = decode(fn, tokens, unknown, K, steps=10, generator=torch.Generator().manual_seed(2))
     snapshots.append(out)
-    for before, after in zip(snapshots[:-1], snapshots[1:]):
+    for before, after in pairwise(snapshots):
         fixed = before != K
         assert torch.equal(after[fixed], before[fixed])  # fixed stays fixed, value unchanged
         assert (after == K).sum() <= (before == K).sum()
@@ -91,7 +92,7 @@ def test_given_tokens_are_kept_when_decoding_from_a_partial_canvas():
     g = torch.Generator().manual_seed(3)
     given = torch.randint(0, K, (2, N), generator=g)
     unknown = torch.zeros(2, N, dtype=torch.bool)
-    unknown[:, N // 2:] = True  # inpaint the second half
+    unknown[:, N // 2 :] = True  # inpaint the second half
     out = decode(lambda x, t: model(x), given, unknown, K, steps=4, generator=g)
     assert torch.equal(out[:, : N // 2], given[:, : N // 2])
 
@@ -109,8 +110,17 @@ def test_most_confident_tokens_are_kept_without_choice_noise():
     def fn(x, t):
         return base * scale
 
-    decode(fn, torch.full((1, n), K), torch.ones(1, n, dtype=torch.bool), K, steps,
-           torch.Generator().manual_seed(0), temperature=1e-4, choice_temperature=0.0, history=history)
+    decode(
+        fn,
+        torch.full((1, n), K),
+        torch.ones(1, n, dtype=torch.bool),
+        K,
+        steps,
+        torch.Generator().manual_seed(0),
+        temperature=1e-4,
+        choice_temperature=0.0,
+        history=history,
+    )
     n1 = schedule_counts(n, steps)[0]
     assert torch.equal(history[0][0], torch.arange(n) < n1)
 
@@ -133,7 +143,6 @@ def test_loss_is_zero_gradient_on_unmasked_positions():
     assert torch.all(logits.grad[mask].abs().sum(-1) > 0)
 
 
-
 def _agreement_with_confidence_order(choice_temperature: float, steps: int = 6, n: int = 12, batch: int = 400):
     """Per decoding step, the fraction of newly fixed tokens that are among the most confident unknown ones.
 
@@ -146,9 +155,17 @@ def _agreement_with_confidence_order(choice_temperature: float, steps: int = 6, 
     logits = ((1 - c.exp()) / (k - 1)).log()[:, None].repeat(1, k)  # (N, K)
     logits[:, 0] = c
     history = []
-    decode(lambda x, t: logits.expand(batch, n, k), torch.full((batch, n), k),
-           torch.ones(batch, n, dtype=torch.bool), k, steps, torch.Generator().manual_seed(0),
-           temperature=1e-4, choice_temperature=choice_temperature, history=history)
+    decode(
+        lambda x, t: logits.expand(batch, n, k),
+        torch.full((batch, n), k),
+        torch.ones(batch, n, dtype=torch.bool),
+        k,
+        steps,
+        torch.Generator().manual_seed(0),
+        temperature=1e-4,
+        choice_temperature=choice_temperature,
+        history=history,
+    )
     before, agreement = torch.ones(batch, n, dtype=torch.bool), []
     for after in history[:-1]:
         fixed = before & ~after  # (B, N) fixed at this step
@@ -177,7 +194,10 @@ def test_cosine_schedule_on_tensors_is_cos_pi_r_over_2():
 def test_masked_count_reads_the_end_of_the_schedule_as_zero_and_uses_the_given_gamma():
     assert masked_count(1.0, 10, gamma=lambda r: 0.5) == 0  # r = 1: nothing masked, whatever gamma(1)
     assert masked_count(0.5, 10, gamma=lambda r: 0.5) == 5
-    linear = lambda r: 1 - r  # noqa: E731
+
+    def linear(r):
+        return 1 - r
+
     assert schedule_counts(10, 5, gamma=linear) == [8, 6, 4, 2, 0]
     mask = training_mask(3, 100, torch.Generator().manual_seed(0), gamma=linear, ratio=torch.tensor([0.25, 0.5, 0.75]))
     assert mask.sum(dim=1).tolist() == [75, 50, 25]
@@ -221,10 +241,18 @@ def test_class_conditional_generation_is_decoding_with_the_label_prefix_and_foll
     history = []
     got = generate(model, 2, N, steps=4, labels=labels, generator=torch.Generator().manual_seed(5), history=history)
     assert len(history) == 4  # keyword options reach decode
-    want = decode(lambda x, t: model(x, labels), torch.full((2, N), K), torch.ones(2, N, dtype=torch.bool), K, 4,
-                  torch.Generator().manual_seed(5))
+    want = decode(
+        lambda x, t: model(x, labels),
+        torch.full((2, N), K),
+        torch.ones(2, N, dtype=torch.bool),
+        K,
+        4,
+        torch.Generator().manual_seed(5),
+    )
     assert torch.equal(got, want)
-    assert not torch.equal(got, generate(model, 2, N, steps=4, labels=labels, generator=torch.Generator().manual_seed(6)))
+    assert not torch.equal(
+        got, generate(model, 2, N, steps=4, labels=labels, generator=torch.Generator().manual_seed(6))
+    )
 
 
 def test_default_model_and_generation_follow_the_paper_sizes_of_the_module():
@@ -232,6 +260,9 @@ def test_default_model_and_generation_follow_the_paper_sizes_of_the_module():
     counting = CountingModel(MaskedTransformer(K, N).eval())  # default width 64, 4 heads
     generate(counting.model, 1, N, generator=torch.Generator().manual_seed(0))  # default T = 8 iterations
     forward = counting.model.forward
-    counting.model.forward = lambda x, labels=None: (setattr(counting, "calls", counting.calls + 1), forward(x, labels))[1]
+    counting.model.forward = lambda x, labels=None: (
+        setattr(counting, "calls", counting.calls + 1),
+        forward(x, labels),
+    )[1]
     generate(counting.model, 1, N, generator=torch.Generator().manual_seed(0))
     assert counting.calls == 8

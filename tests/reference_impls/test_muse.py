@@ -83,8 +83,9 @@ def test_generation_is_maskgit_decoding_of_the_guided_logits_with_the_rising_sca
 
     forward = model.forward
     model.forward = lambda tokens, emb: (calls.append(emb), forward(tokens, emb))[1]
-    got = generate(model, text, steps=steps, max_scale=max_scale, negative_emb=neg,
-                   generator=torch.Generator().manual_seed(0))
+    got = generate(
+        model, text, steps=steps, max_scale=max_scale, negative_emb=neg, generator=torch.Generator().manual_seed(0)
+    )
     # two passes per step: the text, then the negative prompt as the "unconditional" side
     assert len(calls) == 2 * steps and all(c is text for c in calls[0::2]) and all(c is neg for c in calls[1::2])
     del model.forward
@@ -143,6 +144,7 @@ def test_super_resolve_guides_by_dropping_only_the_text_and_keeps_the_low_res_to
     start = torch.full((2, 64), 20)
     want = decode(by_hand, start, torch.ones(2, 64, dtype=torch.bool), 20, steps, torch.Generator().manual_seed(0))
     assert torch.equal(got, want)
-    other = super_resolve(sr, (low + 1) % 12, text, steps=steps, max_scale=max_scale,
-                          generator=torch.Generator().manual_seed(0))
+    other = super_resolve(
+        sr, (low + 1) % 12, text, steps=steps, max_scale=max_scale, generator=torch.Generator().manual_seed(0)
+    )
     assert not torch.equal(got, other)  # the low-res tokens steer the result

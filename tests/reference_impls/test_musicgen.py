@@ -37,7 +37,12 @@ def test_delay_pattern_reverses_exactly_and_places_code_q_d_q_steps_late():
 
 def test_every_pattern_round_trips():
     codes = _codes()
-    for p in (parallel_pattern(T, K), flattened_pattern(T, K), coarse_first_pattern(T, K), delay_pattern(T, [0, 1, 2, 3])):
+    for p in (
+        parallel_pattern(T, K),
+        flattened_pattern(T, K),
+        coarse_first_pattern(T, K),
+        delay_pattern(T, [0, 1, 2, 3]),
+    ):
         assert torch.equal(revert_sequence(build_sequence(codes, p, SP), p), codes)
         assert int(valid_mask(p).sum()) == K * T  # each code placed exactly once
 

@@ -8,8 +8,15 @@ TP = 2
 
 def tokenizer(seed=0):
     torch.manual_seed(seed)
-    return CausalVideoTokenizer(channels=3, size=(8, 8), patch=(4, 4), tp=TP, dim=16, num_codes=32,
-                                generator=torch.Generator().manual_seed(seed)).eval()
+    return CausalVideoTokenizer(
+        channels=3,
+        size=(8, 8),
+        patch=(4, 4),
+        tp=TP,
+        dim=16,
+        num_codes=32,
+        generator=torch.Generator().manual_seed(seed),
+    ).eval()
 
 
 def video(frames, seed=0):
@@ -20,7 +27,7 @@ def test_tokens_of_a_slot_do_not_change_when_later_frames_change():
     tok = tokenizer()
     x = video(1 + 3 * TP)
     y = x.clone()
-    y[:, :, 1 + 2 * TP:] = torch.randn(2, 3, TP, 8, 8)  # change only the last tube (slot 3)
+    y[:, :, 1 + 2 * TP :] = torch.randn(2, 3, TP, 8, 8)  # change only the last tube (slot 3)
     zx, zy = tok.encode(x), tok.encode(y)
     assert torch.equal(zx[:, :3], zy[:, :3])  # slots 0..2 bit-identical
     assert not torch.allclose(zx[:, 3], zy[:, 3])  # the changed slot does move
@@ -64,7 +71,7 @@ def test_decoder_is_causal_in_time_too():
     other[:, 2] = (other[:, 2] + 1) % 32
     a, b = tok.detokenize(idx), tok.detokenize(other)
     assert torch.equal(a[:, :, : 1 + TP], b[:, :, : 1 + TP])  # frames of slots 0, 1 unchanged
-    assert not torch.allclose(a[:, :, 1 + TP:], b[:, :, 1 + TP:])
+    assert not torch.allclose(a[:, :, 1 + TP :], b[:, :, 1 + TP :])
 
 
 def test_masked_generation_keeps_the_prefix_slots_and_fills_the_rest():

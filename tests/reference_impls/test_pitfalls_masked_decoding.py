@@ -34,7 +34,7 @@ def test_paper_rounding_is_ceil_and_ends_with_nothing_masked():
 
 def test_released_rounding_is_floor_and_differs_wherever_gamma_n_is_not_an_integer():
     ours, released = schedule_counts(256, 8), released_counts(256, 8)
-    differing = [i for i, (a, b) in enumerate(zip(ours, released)) if a != b]
+    differing = [i for i, (a, b) in enumerate(zip(ours, released, strict=True)) if a != b]
     # where gamma(t/8) * 256 is not an integer, ceil = floor + 1
     assert differing, (ours, released)
     for i in differing[:-1]:

@@ -49,4 +49,4 @@ def test_the_two_forms_agree_only_at_beta_one():
     for beta, same in ((1.0, True), (0.25, False)):
         a = _grads(ours, beta)
         b = _grads(taming_legacy_loss, beta)
-        assert all(torch.allclose(x, y) for x, y in zip(a, b)) is same
+        assert all(torch.allclose(x, y) for x, y in zip(a, b, strict=True)) is same

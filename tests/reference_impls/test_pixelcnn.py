@@ -55,8 +55,12 @@ def test_masked_conv_kernel_masks_match_types_a_and_b():
 
 def test_gate_is_tanh_of_first_half_times_sigmoid_of_second_half():
     a = torch.tensor([0.3, -1.2, 2.0, 0.5]).view(1, 4, 1, 1)
-    expected = torch.tensor([torch.tanh(torch.tensor(0.3)) * torch.sigmoid(torch.tensor(2.0)),
-                             torch.tanh(torch.tensor(-1.2)) * torch.sigmoid(torch.tensor(0.5))])
+    expected = torch.tensor(
+        [
+            torch.tanh(torch.tensor(0.3)) * torch.sigmoid(torch.tensor(2.0)),
+            torch.tanh(torch.tensor(-1.2)) * torch.sigmoid(torch.tensor(0.5)),
+        ]
+    )
     torch.testing.assert_close(gate(a).flatten(), expected)
 
 
@@ -70,8 +74,11 @@ def test_conditioning_vector_is_added_inside_both_gates():
     v_pre = layer.v_conv(torch.nn.functional.pad(v, (1, 1, 1, 0))) + cv
     torch.testing.assert_close(v_out, gate(v_pre))
     v_pre_nocond = v_pre - cv
-    h_pre = layer.h_conv(torch.nn.functional.pad(h, (1, 0, 0, 0))) + layer.v_to_h(
-        torch.nn.functional.pad(v_pre_nocond, (0, 0, 1, 0))[:, :, :-1]) + ch
+    h_pre = (
+        layer.h_conv(torch.nn.functional.pad(h, (1, 0, 0, 0)))
+        + layer.v_to_h(torch.nn.functional.pad(v_pre_nocond, (0, 0, 1, 0))[:, :, :-1])
+        + ch
+    )
     torch.testing.assert_close(h_out, layer.h_out(gate(h_pre)) + h)
 
 

@@ -70,7 +70,10 @@ def test_target_aware_positions_tell_the_model_which_position_comes_next():
     a = torch.tensor([[3, 1, 4, 0, 5, 2, 6, 7, 8]])
     b = torch.tensor([[3, 1, 4, 8, 5, 2, 6, 7, 0]])  # same first three steps, different fourth target
     aware, blind = tiny(), tiny(target_aware=False)
-    diff = lambda m: (m(x, c, a)[0, 3] - m(x, c, b)[0, 3]).abs().max()  # noqa: E731
+
+    def diff(m):
+        return (m(x, c, a)[0, 3] - m(x, c, b)[0, 3]).abs().max()
+
     assert diff(aware) > 1e-4
     assert diff(blind) == 0  # without them the prediction at step 3 cannot know where it goes
 

@@ -47,7 +47,10 @@ def test_gradient_keeps_its_angle_to_the_code_where_straight_through_does_not():
     e.requires_grad_(True)
     g = torch.randn(32, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     (rotate_to(e, q) * g).sum().backward()
-    cos = lambda a, b: F.cosine_similarity(a, b, dim=1)
+
+    def cos(a, b):
+        return F.cosine_similarity(a, b, dim=1)
+
     assert torch.allclose(cos(e.grad, e.detach()), cos(g, q), atol=1e-10)
     # straight-through hands g to e unchanged: its angle to e differs from its angle to q
     assert (cos(g, e.detach()) - cos(g, q)).abs().max() > 0.5
@@ -86,9 +89,13 @@ def test_gradient_keeps_its_radial_part_unlike_normalising_e_with_gradient():
 
     e2 = e.detach().clone().requires_grad_(True)
     u = e2 / e2.norm(dim=1, keepdim=True)
-    variant = torch.stack([rotation_matrix(e[n].detach(), q[n]) @ u[n] for n in range(32)]) * q.norm(dim=1, keepdim=True)
+    variant = torch.stack([rotation_matrix(e[n].detach(), q[n]) @ u[n] for n in range(32)]) * q.norm(
+        dim=1, keepdim=True
+    )
     (variant * g).sum().backward()
-    assert torch.allclose((e2.grad * F.normalize(e.detach(), dim=1)).sum(1), torch.zeros(32, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(
+        (e2.grad * F.normalize(e.detach(), dim=1)).sum(1), torch.zeros(32, dtype=torch.float64), atol=1e-10
+    )
 
 
 def test_antipodal_input_still_returns_the_code():

@@ -3,7 +3,6 @@ import torch
 from reference_impls.attention import causal_mask
 from reference_impls.seq2seq_prior import Seq2SeqPrior
 
-
 TEXT_VOCAB, IMAGE_VOCAB, M, N = 11, 9, 5, 6
 
 
@@ -33,7 +32,9 @@ def test_decoder_is_causal_changing_token_j_only_affects_later_predictions():
 def test_decoder_gradient_never_flows_from_future_image_tokens():
     model, (text, image) = make_model(), batch()
     memory = model.encode(text)
-    emb = model.image_embed(torch.cat([torch.full((2, 1), model.bos_id), image[:, :-1]], 1)).detach().requires_grad_(True)
+    emb = (
+        model.image_embed(torch.cat([torch.full((2, 1), model.bos_id), image[:, :-1]], 1)).detach().requires_grad_(True)
+    )
     h = emb + model.image_pos[:N]
     for block in model.decoder:
         h = block(h, mask=causal_mask(N), context=memory)

@@ -44,7 +44,10 @@ def test_very_large_lambda_keeps_the_latent_at_the_source():
 
 def test_larger_lambda_gives_a_smaller_edit():
     gen, enc, text_emb, source = setup()
-    dists = [(optimise_latent(source, gen, enc, text_emb, lam, steps=60)[0] - source).norm().item() for lam in (0.0, 0.05, 1.0)]
+    dists = [
+        (optimise_latent(source, gen, enc, text_emb, lam, steps=60)[0] - source).norm().item()
+        for lam in (0.0, 0.05, 1.0)
+    ]
     assert dists[0] > dists[1] > dists[2]
 
 
@@ -52,7 +55,7 @@ def test_only_the_latent_moves_the_generator_stays_frozen():
     gen, enc, text_emb, source = setup()
     before = [p.clone() for p in gen.parameters()]
     optimise_latent(source, gen, enc, text_emb, lam_l2=0.0, steps=10)
-    assert all(torch.equal(a, b) for a, b in zip(before, gen.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, gen.parameters(), strict=True))
 
 
 def test_learning_rate_warms_up_then_ramps_down_to_zero():

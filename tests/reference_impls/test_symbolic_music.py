@@ -31,8 +31,9 @@ def test_denoiser_is_not_causal_first_latent_sees_the_last():
 def test_decoded_samples_have_the_vae_output_shape_and_segments_decode_independently():
     torch.manual_seed(0)
     vae = SegmentVAE(steps=8, vocab=6, latent_dim=8)
-    model = LatentSequenceDiffusion(vae, TransformerDenoiser(8, dim=16, num_steps=10),
-                                    ddpm.Schedule(ddpm.linear_betas(10, 1e-4, 0.3)))
+    model = LatentSequenceDiffusion(
+        vae, TransformerDenoiser(8, dim=16, num_steps=10), ddpm.Schedule(ddpm.linear_betas(10, 1e-4, 0.3))
+    )
     logits = model.sample(2, 5, torch.Generator().manual_seed(0))
     assert logits.shape == (2, 5, 8, 6) == vae.decode(torch.zeros(2, 5, 8)).shape
     z = torch.randn(1, 5, 8)
@@ -46,8 +47,9 @@ def test_seeded_training_on_encoded_sequences_lowers_the_loss():
     torch.manual_seed(0)
     vae = SegmentVAE(steps=8, vocab=6, latent_dim=8)
     tokens = torch.randint(0, 6, (4, 8))[torch.randint(0, 4, (16, 6))]  # (B=16, S=6, steps=8) from 4 motifs
-    model = LatentSequenceDiffusion(vae, TransformerDenoiser(8, dim=32, num_steps=50),
-                                    ddpm.Schedule(ddpm.linear_betas(50, 1e-4, 0.2)))
+    model = LatentSequenceDiffusion(
+        vae, TransformerDenoiser(8, dim=32, num_steps=50), ddpm.Schedule(ddpm.linear_betas(50, 1e-4, 0.2))
+    )
     model.fit_normalisation(tokens)
 
     def evaluate() -> float:

@@ -8,8 +8,15 @@ K = 6
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    return TiTok(num_latent_tokens=K, codebook_size=32, token_dim=4, patch_size=4, dim=32, depth=2,
-                 generator=torch.Generator().manual_seed(seed)).eval()
+    return TiTok(
+        num_latent_tokens=K,
+        codebook_size=32,
+        token_dim=4,
+        patch_size=4,
+        dim=32,
+        depth=2,
+        generator=torch.Generator().manual_seed(seed),
+    ).eval()
 
 
 def _images(b, h, w, seed=1):
@@ -71,7 +78,10 @@ def test_token_k_is_projected_from_latent_slot_k_only():
     assert changed[2] > 0 and torch.all(changed[torch.arange(K) != 2] == 0)
     # the legacy layout: reshape without transposing, then a per-position 1x1 conv (a Linear on D)
     d = hidden.shape[-1]
-    legacy = lambda h: model.encoder.to_token(h.reshape(1, d, K).transpose(1, 2))
+
+    def legacy(h):
+        return model.encoder.to_token(h.reshape(1, d, K).transpose(1, 2))
+
     legacy_changed = (legacy(bumped) - legacy(hidden)).abs().sum(-1)[0]
     assert (legacy_changed > 0).sum() > 1  # one slot's change leaks into several tokens
 

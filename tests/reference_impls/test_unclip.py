@@ -17,12 +17,20 @@ def embeddings(seed: int = 0):
 
 def test_prior_target_is_the_clean_image_embedding_not_the_noise():
     s, (text_emb, image_emb) = schedule(), embeddings()
-    oracle = lambda noisy, t, z_t: image_emb  # noqa: E731, predicts z_i exactly
+
+    # predicts z_i exactly
+    def oracle(noisy, t, z_t):
+        return image_emb
+
     assert prior_loss(s, oracle, text_emb, image_emb, torch.Generator().manual_seed(0)).item() == 0.0
     g = torch.Generator().manual_seed(0)
-    t = torch.randint(0, s.num_steps, (4,), generator=g)
+    torch.randint(0, s.num_steps, (4,), generator=g)  # prior_loss draws t first, then the noise
     noise = torch.randn(image_emb.shape, generator=g)
-    eps_oracle = lambda noisy, t, z_t: noise  # noqa: E731, a DDPM-style eps predictor is wrong here
+
+    # a DDPM-style eps predictor is wrong here
+    def eps_oracle(noisy, t, z_t):
+        return noise
+
     assert prior_loss(s, eps_oracle, text_emb, image_emb, torch.Generator().manual_seed(0)).item() > 0.5
 
 
@@ -39,7 +47,10 @@ def test_prior_learns_to_map_text_embeddings_to_image_embeddings():
     image_emb = text_emb.flip(-1) * 0.8  # a fixed map the prior must learn
     prior = DiffusionPrior(E, dim=32)
     opt = torch.optim.Adam(prior.parameters(), lr=1e-2)
-    eval_loss = lambda: prior_loss(s, prior, text_emb, image_emb, torch.Generator().manual_seed(9)).item()  # noqa: E731
+
+    def eval_loss():
+        return prior_loss(s, prior, text_emb, image_emb, torch.Generator().manual_seed(9)).item()
+
     start = eval_loss()
     for i in range(40):
         opt.zero_grad()
@@ -62,8 +73,12 @@ def make_decoder(seed: int = 0) -> UnCLIPDecoder:
 
 def decoder_inputs(seed: int = 3):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(2, C, H, H, generator=g), torch.tensor([2, 8]), torch.randint(1, V, (2, K), generator=g),
-            torch.randn(2, E, generator=g))
+    return (
+        torch.randn(2, C, H, H, generator=g),
+        torch.tensor([2, 8]),
+        torch.randint(1, V, (2, K), generator=g),
+        torch.randn(2, E, generator=g),
+    )
 
 
 def test_decoder_output_depends_on_the_image_embedding_through_both_routes():
@@ -97,8 +112,9 @@ def test_generate_decodes_the_embedding_the_prior_sampled():
     s = schedule(8)
     target = torch.randn(2, E, generator=torch.Generator().manual_seed(4))
     text_emb = torch.zeros(2, E)
-    images, z = generate(s, lambda noisy, t, zt: target, dec, s, text_emb, cap, (2, C, H, H),
-                         generator=torch.Generator().manual_seed(0))
+    images, z = generate(
+        s, lambda noisy, t, zt: target, dec, s, text_emb, cap, (2, C, H, H), generator=torch.Generator().manual_seed(0)
+    )
     assert torch.allclose(z, target, atol=1e-5)
     g = torch.Generator().manual_seed(0)
     prior_sample(s, lambda noisy, t, zt: target, text_emb, g)  # consume the prior's draws

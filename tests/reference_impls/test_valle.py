@@ -9,8 +9,11 @@ L, TP, T = 5, 3, 6  # phoneme, prompt and target lengths
 
 def _data(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randint(0, P, (2, L), generator=g), torch.randint(0, K, (2, TP, Q), generator=g),
-            torch.randint(0, K, (2, T, Q), generator=g))
+    return (
+        torch.randint(0, P, (2, L), generator=g),
+        torch.randint(0, K, (2, TP, Q), generator=g),
+        torch.randint(0, K, (2, T, Q), generator=g),
+    )
 
 
 def _ar(seed=0):

@@ -97,7 +97,7 @@ def test_teacher_forcing_input_of_scale_k_is_the_downsampled_partial_sum():
         s = SCALES[k]
         partial = sum(parts[:k])
         expected = F.interpolate(partial, size=(s, s), mode="area") if s != 4 else partial
-        torch.testing.assert_close(inputs[:, start:start + s * s], expected.flatten(2).transpose(1, 2))
+        torch.testing.assert_close(inputs[:, start : start + s * s], expected.flatten(2).transpose(1, 2))
         start += s * s
     assert inputs.shape[1] == sequence_length(SCALES) - 1
 

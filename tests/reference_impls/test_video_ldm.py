@@ -52,4 +52,4 @@ def test_spatial_weights_get_no_gradient_and_do_not_move_in_training():
         assert all(p.grad is None for p in image.parameters())
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in video.temporal_parameters())
         opt.step()
-    assert all(torch.equal(a, b) for a, b in zip(frozen, image.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(frozen, image.parameters(), strict=True))

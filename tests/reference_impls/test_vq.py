@@ -108,7 +108,9 @@ def test_ema_codes_move_without_gradient():
 
 def test_factorised_l2_lookup_equals_cosine_argmax():
     torch.manual_seed(0)
-    vq = VectorQuantizer(num_codes=64, dim=32, code_dim=8, l2_normalize=True, generator=torch.Generator().manual_seed(0))
+    vq = VectorQuantizer(
+        num_codes=64, dim=32, code_dim=8, l2_normalize=True, generator=torch.Generator().manual_seed(0)
+    )
     z_e = torch.randn(2, 32, 4, 4)  # (B, D, h, w)
     out = vq(z_e)
     rows = vq.in_proj(z_e.movedim(1, -1).reshape(-1, 32))  # (N, d), before normalisation
@@ -125,8 +127,13 @@ def _toy_perplexity(factorised: bool, seed: int = 0, steps: int = 60) -> float:
     x = centres[torch.randint(0, 32, (512,), generator=g)] + 0.3 * torch.randn(512, 16, generator=g)  # (N, 16)
     torch.manual_seed(seed)
     enc, dec = nn.Linear(16, 32), nn.Linear(32, 16)
-    vq = VectorQuantizer(64, 32, code_dim=8 if factorised else None, l2_normalize=factorised,
-                         generator=torch.Generator().manual_seed(seed))
+    vq = VectorQuantizer(
+        64,
+        32,
+        code_dim=8 if factorised else None,
+        l2_normalize=factorised,
+        generator=torch.Generator().manual_seed(seed),
+    )
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters(), *vq.parameters()], lr=3e-3)
     for _ in range(steps):
         out = vq(enc(x)[:, :, None])  # rows as (N, D, 1) maps

@@ -22,12 +22,12 @@ def test_adaptive_weight_equals_ratio_of_gradient_norms_by_hand():
     y = W @ v
     rec = 0.5 * ((y - t) ** 2).sum()
     gan = -(c * y).sum()
-    r = (W.detach() @ v - t)  # (5, -4)
+    r = W.detach() @ v - t  # (5, -4)
     norm_rec = torch.outer(r, v).norm()  # ||r|| ||v|| = sqrt(41) sqrt(10)
     norm_gan = torch.outer(c, v).norm()  # ||c|| ||v|| = sqrt(4.25) sqrt(10)
     lam = adaptive_weight(rec, gan, W, delta=1e-4)
     assert lam.item() == pytest.approx((norm_rec / (norm_gan + 1e-4)).item(), rel=1e-6)
-    assert lam.item() == pytest.approx((41 ** 0.5) / (4.25 ** 0.5), rel=1e-4)
+    assert lam.item() == pytest.approx((41**0.5) / (4.25**0.5), rel=1e-4)
     assert not lam.requires_grad
 
 

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from reference_impls.vqvae import VQVAE, VQVAE2, fit, toy_images
 
+
 def test_toy_vqvae_cuts_reconstruction_error_by_80_percent():
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -42,8 +43,9 @@ def test_vqvae2_maps_have_top_coarser_than_bottom():
     model, x = _vqvae2_and_batch()
     out = model(x)
     assert out.top.indices.shape == (4, 2, 2) and out.bottom.indices.shape == (4, 4, 4)
-    torch.testing.assert_close(model.decode(model.quant_top.lookup(out.top.indices),
-                                            model.quant_bottom.lookup(out.bottom.indices)), out.x_hat)
+    torch.testing.assert_close(
+        model.decode(model.quant_top.lookup(out.top.indices), model.quant_bottom.lookup(out.bottom.indices)), out.x_hat
+    )
 
 
 def test_vqvae2_bottom_level_is_conditioned_on_top_codes():
