@@ -44,7 +44,7 @@ from reference_impls.lfq import (
     indices_to_codes,
     sign_codes,
 )
-from reference_impls.vq import _from_rows, _to_rows, perplexity
+from reference_impls.vq import from_rows, perplexity, to_rows
 
 
 def spherical_sign(u: torch.Tensor) -> torch.Tensor:
@@ -97,10 +97,10 @@ class BSQ(nn.Module):
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, *S) -> the map the decoder receives (B, D, *S)."""
         codes = indices_to_codes(indices.reshape(-1), self.bits) / math.sqrt(self.bits)
-        return _from_rows(self.project_out(codes), tuple(indices.shape))
+        return from_rows(self.project_out(codes), tuple(indices.shape))
 
     def forward(self, z_e: torch.Tensor) -> BSQOutput:
-        rows, grid = _to_rows(z_e)  # (N, D)
+        rows, grid = to_rows(z_e)  # (N, D)
         u = F.normalize(self.project_in(rows), dim=1)  # (N, L) on the unit sphere
         uhat = spherical_sign(u)  # (N, L), norm 1
         indices = codes_to_indices(uhat)  # (N,)
@@ -114,7 +114,7 @@ class BSQ(nn.Module):
         commitment = F.mse_loss(u, uhat) if self.beta else zero
         loss = self.entropy_weight * (per_sample - self.gamma * codebook) + self.beta * commitment
         z_q = quantize_sphere(u)  # (N, L) straight-through
-        out = _from_rows(self.project_out(z_q), grid)
+        out = from_rows(self.project_out(z_q), grid)
         return BSQOutput(
             out,
             indices.reshape(grid),

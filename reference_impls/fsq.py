@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from reference_impls.vq import _from_rows, _to_rows, perplexity
+from reference_impls.vq import from_rows, perplexity, to_rows
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -104,11 +104,11 @@ class FSQ(nn.Module):
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, *S) -> the map the decoder receives (B, D, *S)."""
         rows = self.project_out(self.indices_to_codes(indices.reshape(-1)))
-        return _from_rows(rows, tuple(indices.shape))
+        return from_rows(rows, tuple(indices.shape))
 
     def forward(self, z_e: torch.Tensor) -> FSQOutput:
-        rows, grid = _to_rows(z_e)  # (N, D)
+        rows, grid = to_rows(z_e)  # (N, D)
         zhat = self.quantize(self.project_in(rows))  # (N, d)
         indices = self.codes_to_indices(zhat.detach())  # (N,)
-        out = _from_rows(self.project_out(zhat), grid)  # (B, D, *S)
+        out = from_rows(self.project_out(zhat), grid)  # (B, D, *S)
         return FSQOutput(out, indices.reshape(grid), zhat.reshape(*grid, -1), perplexity(indices, self.codebook_size))

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference_impls.vq import _from_rows, _to_rows, perplexity
+from reference_impls.vq import from_rows, perplexity, to_rows
 
 MAX_EXACT_BITS = 16
 
@@ -139,10 +139,10 @@ class LFQ(nn.Module):
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, *S) -> the map the decoder receives (B, D, *S)."""
         rows = self.project_out(indices_to_codes(indices.reshape(-1), self.bits))
-        return _from_rows(rows, tuple(indices.shape))
+        return from_rows(rows, tuple(indices.shape))
 
     def forward(self, z_e: torch.Tensor) -> LFQOutput:
-        rows, grid = _to_rows(z_e)  # (N, D)
+        rows, grid = to_rows(z_e)  # (N, D)
         z = self.project_in(rows)  # (N, d)
         codes = sign_codes(z)  # (N, d)
         indices = codes_to_indices(codes)  # (N,)
@@ -155,7 +155,7 @@ class LFQ(nn.Module):
         commitment = F.mse_loss(z, codes) if self.beta else zero
         loss = self.entropy_weight * (per_sample - self.gamma * codebook) + self.beta * commitment
         z_q = z + (codes - z).detach()  # straight-through
-        out = _from_rows(self.project_out(z_q), grid)
+        out = from_rows(self.project_out(z_q), grid)
         return LFQOutput(
             out, indices.reshape(grid), loss, per_sample, codebook, perplexity(indices, self.codebook_size)
         )

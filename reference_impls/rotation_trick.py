@@ -34,10 +34,10 @@ from torch import nn
 
 from reference_impls.vq import (
     QuantizerOutput,
-    _from_rows,
-    _to_rows,
+    from_rows,
     nearest_code,
     perplexity,
+    to_rows,
     vq_losses,
 )
 
@@ -73,14 +73,14 @@ class RotationTrickVQ(nn.Module):
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, *S) -> quantised map (B, D, *S)."""
-        return _from_rows(F.embedding(indices.reshape(-1), self.codebook), tuple(indices.shape))
+        return from_rows(F.embedding(indices.reshape(-1), self.codebook), tuple(indices.shape))
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
-        rows, grid = _to_rows(z_e)  # (N, D)
+        rows, grid = to_rows(z_e)  # (N, D)
         indices = nearest_code(rows, self.codebook)  # (N,)
         z_q = F.embedding(indices, self.codebook)  # (N, D)
         codebook_loss, commitment, loss = vq_losses(rows, z_q, self.beta)
-        out = _from_rows(rotate_to(rows, z_q), grid)  # (B, D, *S)
+        out = from_rows(rotate_to(rows, z_q), grid)  # (B, D, *S)
         return QuantizerOutput(
             out, indices.reshape(grid), loss, codebook_loss, commitment, perplexity(indices, self.num_codes)
         )

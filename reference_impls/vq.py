@@ -174,7 +174,7 @@ class QuantizerOutput:
     perplexity: torch.Tensor
 
 
-def _to_rows(z: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+def to_rows(z: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
     """(B, D, *S) channel-first -> (B * prod(S), D) rows, and the (B, *S) shape."""
     b, d = z.shape[:2]
     spatial = tuple(z.shape[2:])
@@ -182,7 +182,7 @@ def _to_rows(z: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
     return rows, (b, *spatial)
 
 
-def _from_rows(rows: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+def from_rows(rows: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
     """(N, D) rows -> (B, D, *S) channel-first."""
     return rows.reshape(*grid, rows.shape[-1]).movedim(-1, 1)
 
@@ -245,14 +245,14 @@ class VectorQuantizer(nn.Module):
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, *S) -> quantised map (B, D, *S): what the decoder receives."""
         rows = self.out_proj(F.embedding(indices.reshape(-1), self.codes()))  # (N, D)
-        return _from_rows(rows, tuple(indices.shape))
+        return from_rows(rows, tuple(indices.shape))
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         if self.fused:
             z_q, codebook_loss, commitment, idx = FusedVQ.apply(z_e, self.codebook, 8192)
             loss = codebook_loss + self.beta * commitment
             return QuantizerOutput(z_q, idx, loss, codebook_loss, commitment, perplexity(idx, self.num_codes))
-        rows, grid = _to_rows(z_e)  # (N, D)
+        rows, grid = to_rows(z_e)  # (N, D)
         z = self.in_proj(rows)  # (N, d)
         if self.l2_normalize:
             z = F.normalize(z, dim=1)
@@ -271,6 +271,6 @@ class VectorQuantizer(nn.Module):
         else:
             codebook_loss, commitment, loss = vq_losses(z, z_q, self.beta)
         z_q = straight_through(z, z_q)  # (N, d)
-        out = _from_rows(self.out_proj(z_q), grid)  # (B, D, *S)
+        out = from_rows(self.out_proj(z_q), grid)  # (B, D, *S)
         idx = indices.reshape(grid)  # (B, *S)
         return QuantizerOutput(out, idx, loss, codebook_loss, commitment, perplexity(indices, self.num_codes))
