@@ -103,7 +103,7 @@ def test_transformer_block_with_a_cache_equals_its_full_causal_pass_chunk_by_chu
 
 def test_transformer_block_options_are_keyword_only():
     with pytest.raises(TypeError):
-        TransformerBlock(16, 4, True)  # noqa: FBT003
+        TransformerBlock(16, 4, True)  # a positional flag must be refused
 
 
 def test_sinusoidal_formula_holds_entry_by_entry():
