@@ -68,9 +68,7 @@ def test_an_excluded_paper_need_not_be_cited_and_leaves_the_section(good_kb):
     root = with_related(good_kb)
     note = root / "papers" / "oord2017neural.md"
     note.write_text(
-        note.read_text()
-        .replace("notebook", "notebook")
-        .replace(
+        note.read_text().replace(
             "tests: [tests/check_vq.py]\n",
             "tests: [tests/check_vq.py]\n"
             "relevance: {level: excluded, reason: a paper outside the scope of this test}\n",
