@@ -215,7 +215,7 @@ def score(row: dict) -> float | None:
 
 
 def render(results: dict) -> str:
-    labels = list(results)
+    labels = sorted(results, key=lambda label: ({"before": 0, "after": 1}.get(label, 2), label))
     lines = [
         "# Quality: mutation testing of the core mechanisms",
         "",
