@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,29 +41,20 @@ SOURCE = {
         "16 x 16 tokens, K = 1024, T = 8 iterations",
         "papers/chang2022maskgit.md, Method: 256 x 256 images, about 8 iterations",
     ),
-    "Muse": (
-        "16 x 16 base tokens, K = 8192, 24 steps; text embeddings of dim 4096 (16 text tokens: ours)",
-        "papers/chang2023muse.md, Method: Tokens, Decoding",
-    ),
     "DDPM": (
         "T = 1000, beta linear from 1e-4 to 0.02 (data 8 x 3 x 32 x 32 and MLP: ours)",
         "papers/ho2020denoising.md, Method: the released configuration",
     ),
-    "DALL-E": (
-        "dVAE: 32 x 32 grid, K = 8192; prior: 256 text tokens (vocab 16,384) + 1024 image tokens",
-        "papers/ramesh2021zero.md, Method",
-    ),
     "VQGAN": ("16 x 16 tokens, K = 16,384 (code dim 256: ours)", "papers/esser2021taming.md, Method"),
-    "AudioLM": (
-        "semantic K = 1024 at 25 Hz, acoustic Q = 12 levels of 1024 codes at 50 Hz, Q' = 4 coarse (3 s clip: ours)",
-        "papers/borsos2023audiolm.md, Method",
-    ),
 }
 LEFT_OUT = {
-    "D3PM": "its note states no number of states or steps",
-    "Multinomial diffusion": "its note states no number of classes or steps",
+    "Muse": "its codebook size, token grid, steps and text width are not confirmed from the paper",
+    "DALL-E": "the prior's text length and BPE vocabulary are not confirmed (only the dVAE's 8192 codes are)",
+    "AudioLM": "the acoustic levels Q = 12 and Q' = 4 are not confirmed from the paper (the note uses symbols)",
+    "D3PM": "its note gives T = 1000 from the released configs but not the number of states of a benchmark",
+    "Multinomial diffusion": "its note gives the released step counts but not the number of classes",
     "ImageBART": "the note gives K = 16,384, 16 x 16 tokens and four stages but not the stage rates",
-    "Parti": "the note gives 1024 image and 128 text tokens but not the ViT-VQGAN codebook size",
+    "Parti": "its sizes (8192 codes, 32 x 32 image and 128 text tokens) were confirmed after this was written",
 }
 
 
@@ -160,27 +150,6 @@ def maskgit():
     return train, sample
 
 
-def muse():
-    from reference_impls import muse as ms
-
-    K, N, E, L = 8192, 16 * 16, 4096, 16  # L (text length) is ours
-    net = ms.MuseTransformer(K, N, text_dim=E, dim=64, depth=2)
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    g = torch.Generator().manual_seed(0)
-    tokens, text = torch.randint(0, K, (1, N), generator=g), torch.randn(1, L, E, generator=g)
-
-    def train():
-        opt.zero_grad()
-        ms.training_loss(net, tokens, text, generator=g).backward()
-        opt.step()
-
-    def sample():  # one of the 24 guided steps: conditional and unconditional passes
-        with torch.no_grad():
-            ms.generate(net, text, steps=1, max_scale=3.0, generator=g)
-
-    return train, sample
-
-
 def ddpm():
     from reference_impls import ddpm as dp
 
@@ -203,35 +172,6 @@ def ddpm():
         with torch.no_grad():
             x, t = torch.randn(8, 3, 32, 32, generator=g), torch.full((8,), 999)
             dp.p_mean(s, x, t, eps(x, t)) + s.betas[999].sqrt() * torch.randn(8, 3, 32, 32, generator=g)
-
-    return train, sample
-
-
-def dall_e():
-    from reference_impls import ar_prior
-    from reference_impls.dvae import DVAE
-
-    K, V_text, L, N = 8192, 16384, 256, 32 * 32
-    dvae = DVAE(in_ch=3, hidden=32, num_codes=K, code_dim=32)  # 128 x 128 input -> 32 x 32 grid (our /4 dVAE)
-    prior = ar_prior.TokenPrior(V_text + K, 32, 1, 4, max_len=L + N)
-    opt = torch.optim.Adam(list(dvae.parameters()) + list(prior.parameters()), 1e-3)
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(1, 3, 128, 128, generator=g)
-    text = torch.randint(0, V_text, (1, L), generator=g)
-
-    def train():
-        opt.zero_grad()
-        out = dvae(x, tau=1.0, generator=g)
-        seq = ar_prior.text_image_sequence(text, out.indices.flatten(1), V_text)  # (1, 1280)
-        (dvae.loss(x, out) + ar_prior.next_token_loss(prior, seq)).backward()
-        opt.step()
-
-    def sample():  # the last image token, read from a key-value cache of the 1279 before it
-        with torch.no_grad():
-            seq = torch.randint(0, V_text, (1, L + N - 1), generator=g)
-            logits, cache = prior.forward_incremental(seq[:, :-1])
-            logits, _ = prior.forward_incremental(seq[:, -1:], cache)
-            ar_prior.sample_from_logits(logits[:, -1, V_text:], g)
 
     return train, sample
 
@@ -261,38 +201,12 @@ def vqgan():
     return train, sample
 
 
-def audiolm():
-    from reference_impls import audiolm as al
-
-    K_s, K_a, Q, Q_c, T_s = 1024, 1024, 12, 4, 75  # 3 s of audio (T_s = 75 at 25 Hz): ours
-    g = torch.Generator().manual_seed(0)
-    sem = torch.randint(0, K_s, (1, T_s), generator=g)
-    ac = torch.randint(0, K_a, (1, 2 * T_s, Q), generator=g)  # 50 Hz acoustic frames
-    seq = al.stage_sequence(2, sem, ac, Q_c, K_s, K_a)  # semantic prefix + 150 x 4 coarse tokens
-    lm = al.StageLM(K_s + Q * K_a, max_len=seq.tokens.shape[1], dim=32)
-    opt = torch.optim.Adam(lm.parameters(), 1e-3)
-
-    def train():
-        opt.zero_grad()
-        lm.loss(seq).backward()
-        opt.step()
-
-    def sample():  # next coarse token (no cache in this module: one pass over the sequence)
-        with torch.no_grad():
-            F.softmax(lm(seq.tokens)[:, -1], -1)
-
-    return train, sample
-
-
 PAPERS = {
     "VQ-Diffusion": vq_diffusion,
     "RQ-VAE": rq_vae,
     "MaskGIT": maskgit,
-    "Muse": muse,
     "DDPM": ddpm,
-    "DALL-E": dall_e,
     "VQGAN": vqgan,
-    "AudioLM": audiolm,
 }
 
 

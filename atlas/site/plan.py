@@ -116,5 +116,6 @@ def navigation(survey: Survey, notebooks: dict[str, Path]) -> list:
             + [{m.name: api_page(m.name)} for m in survey.inventory.modules]
         }
     )
+    nav.append({"Quality": "quality.md"})  # written by benchmarks/mutation.py
     nav.append({"Contributing": "contributing.md"})
     return nav
