@@ -30,7 +30,26 @@ TYPES = {
     "thesis": "phdthesis",
     "conference": "inproceedings",
 }
-MONTH_NAMES = {m: i for i, m in enumerate(MONTHS, start=1)}
+_FULL_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+# every spelling a month takes in exported BibTeX -> its macro: 'jun', 'june', '6', '06'
+MONTH_WORDS = {
+    word: macro
+    for i, (macro, full) in enumerate(zip(MONTHS, _FULL_MONTHS, strict=True), start=1)
+    for word in (macro, full, str(i), f"{i:02d}")
+}
 ARXIV_URL = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})(?:v\d+)?")
 
 
@@ -46,28 +65,7 @@ class Imported:
 
 def month_macro(value: str) -> str | None:
     """'June', 'jun', '6', '06' -> 'jun'; None when it is not a month."""
-    v = value.strip().strip("{}").strip().lower()
-    if v.isdigit() and 1 <= int(v) <= 12:
-        return MONTHS[int(v) - 1]
-    return next((m for m in MONTHS if v[:3] == m and (len(v) == 3 or v.rstrip(".") in _full_names(m))), None)
-
-
-def _full_names(m: str) -> set[str]:
-    full = (
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    )
-    return {full[MONTH_NAMES[m] - 1], m}
+    return MONTH_WORDS.get(value.strip().strip("{}").strip().lower().rstrip("."))
 
 
 def _normal_fields(raw: dict[str, str]) -> tuple[dict[str, str], list[str]]:

@@ -73,7 +73,6 @@ MODALITY_WORDS = {
     "3d": r"3-?d|shapes?|point clouds?",
     "science": r"cryo-?em|molecul\w*|protein\w*",
 }
-BRACKET = re.compile(r"\[([^\[\]]*@[^\[\]]*)\](?![(\[:])")
 TAG = re.compile(r"^\{([a-z]+)\}(?:\s+|$)")
 COMMENT = re.compile(r"<!--.*?-->", re.S)
 
@@ -281,7 +280,7 @@ def cited(text: str) -> list[str]:
 
 def prose_words(text: str) -> int:
     """Words a reader reads: bracketed citations left out, a textual citation counted as one name."""
-    text = BRACKET.sub("", text)
+    text = md.BRACKET.sub("", text)
     return md.word_count(md.CITE.sub("Name", text))
 
 
@@ -296,10 +295,10 @@ def drop_citations(text: str, keep: Callable[[str], bool]) -> str | None:
         parts = [p for p in m.group(1).split(";") if not any(not keep(k) for k in cited(p))]
         return "[" + ";".join(parts).strip() + "]" if parts else "\0"
 
-    out = BRACKET.sub(bracket, text)
+    out = md.BRACKET.sub(bracket, text)
     if "\0" in out:
         return None
-    masked = BRACKET.sub(lambda m: " " * len(m.group(0)), out)
+    masked = md.BRACKET.sub(lambda m: " " * len(m.group(0)), out)
     if any(not keep(k) for k in cited(masked)):
         return None
     return out

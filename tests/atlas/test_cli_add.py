@@ -11,26 +11,7 @@ from atlas.bib import format_bib, parse_bib
 from atlas.cli import app
 from atlas.loader import load
 
-ZOTERO = """@article{sun2024autoregressive,
-  title = {Autoregressive Model Beats Diffusion: Llama for Scalable Image Generation},
-  author = {Sun, Peize and Jiang, Yi and Yuan, Zehuan},
-  journal = {arXiv preprint},
-  year = {2024},
-  month = jun,
-  abstract = {We introduce LlamaGen, a new family of image generation models.},
-  keywords = {Computer Science - Computer Vision and Pattern Recognition},
-  urldate = {2024-07-01},
-  file = {/home/me/Zotero/storage/ABCD1234/Sun et al. - 2024.pdf},
-  url = {http://arxiv.org/abs/2406.06525v1},
-}
-@online{muller2024uber,
-  title = {Über Tokenizer für VQ-VAE Bilder},
-  author = {Müller, Jürgen and Défossez, Alexandre},
-  date = {2024-03-05},
-  eprinttype = {arxiv},
-  eprint = {2403.01234},
-}
-"""
+ZOTERO = (Path(__file__).resolve().parents[1] / "fixtures" / "zotero.bib").read_text(encoding="utf-8")
 runner = CliRunner()
 
 
