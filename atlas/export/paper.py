@@ -24,11 +24,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from atlas.problems import Problem
+from atlas.text import stage
 
 MARK = re.compile(r"^% atlas:(begin|end) ([a-z-]+)(?: sha256=([0-9a-f]{64}))?[ \t]*$", re.M)
 SECTION, REFERENCES = "related-work", "references"
@@ -185,10 +185,6 @@ def write_all(texts: dict[Path, str]) -> None:
     for path, text in texts.items():
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        staged.append((tmp, path))
+        staged.append((stage(path, text), path))
     for tmp, path in staged:
         os.replace(tmp, path)
