@@ -9,7 +9,9 @@ A failing cell stops everything with an AtlasError naming the notebook, the line
 the .py file and the error, one line, no traceback.
 
 Stale notebooks run in parallel, one kernel per worker process, as many workers as cores
-(`jobs`), the longest first (by the time stored in the previous output). Progress goes to the
+(`jobs`), the longest first: by the time stored in the previous output, else by the time the
+notebook's header declares (`latent_atlas: {seconds: N}` under `jupyter:`, one run on two idle
+cores), so that a fresh clone's two workers also end together. Progress goes to the
 terminal: a rich progress bar when stdout is a terminal, one plain line per notebook otherwise,
 nothing with quiet=True. `run_one` runs a single notebook (the `atlas notebook NAME` command).
 """
@@ -160,6 +162,26 @@ def _stored_seconds(out_path: Path) -> float | None:
         return None
 
 
+_HEADER = re.compile(r"\A# ---\n(.*?)^# ---$", re.DOTALL | re.MULTILINE)
+
+
+def declared_seconds(path: Path) -> float | None:
+    """The run time a notebook's jupytext header declares (jupyter: latent_atlas: seconds:), if any."""
+    import yaml
+
+    try:
+        match = _HEADER.match(path.read_text(encoding="utf-8"))
+        header = yaml.safe_load("\n".join(line[2:] for line in match.group(1).splitlines())) if match else None
+        return float(header["jupyter"][META_KEY]["seconds"])
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _expected_seconds(path: Path, target: Path) -> float:
+    """For ordering the runs: the previous run's time, else the declared one, else the source's size in kB."""
+    return _stored_seconds(target) or declared_seconds(path) or path.stat().st_size / 1000
+
+
 def _run_and_write(
     path: Path, root: Path, target: Path, digest: str, timeout: int, on_cell: Callable[[int, int], None] | None = None
 ) -> float:
@@ -277,8 +299,8 @@ def run_all(
         if results:
             reporter.line(f"notebooks: {len(results)} unchanged, not run again")
         return results
-    # longest first (time of the previous run, else the size of the source), so two workers end together
-    stale.sort(key=lambda s: -(_stored_seconds(s[1]) or s[0].stat().st_size / 1000))
+    # longest first, so that the workers end together
+    stale.sort(key=lambda s: -_expected_seconds(s[0], s[1]))
     jobs = max(1, min(jobs or default_jobs(), len(stale)))
     reporter.line(f"notebooks: running {len(stale)} of {len(results)} on {jobs} worker{'s' * (jobs > 1)}")
     problems: list[Problem] = []

@@ -4,6 +4,8 @@
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
+#   latent_atlas:
+#     seconds: 13  # one run on two idle cores; a fresh clone runs the longest notebooks first
 # ---
 
 # %% [markdown]

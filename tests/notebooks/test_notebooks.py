@@ -318,3 +318,40 @@ def test_kernels_started_for_a_build_print_no_log_lines_to_the_terminal(tmp_path
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and "IPKernelApp" not in proc.stderr and "encryption" not in proc.stderr, proc.stderr
+
+
+def _header(seconds: float) -> str:
+    return f"# ---\n# jupyter:\n#   latent_atlas:\n#     seconds: {seconds}  # a comment\n# ---\n\n# %%\nprint(1)\n"
+
+
+def test_a_fresh_clone_runs_the_notebooks_longest_first_by_their_declared_time(tmp_path: Path, monkeypatch):
+    root = _tiny_root(tmp_path, _header(2), name="short")
+    folder = root / "docs" / "notebooks"
+    (folder / "long.py").write_text(_header(30), encoding="utf-8")
+    (folder / "middle.py").write_text(_header(9.5), encoding="utf-8")
+    (folder / "undeclared_but_large.py").write_text("# %%\n" + "# padding\n" * 1400, encoding="utf-8")  # ~14 kB
+    order = []
+    monkeypatch.setattr(notebooks, "_run_and_write", lambda path, *a, **k: order.append(path.stem) or 1.0)
+    run_all(root, jobs=1, quiet=True)
+    assert order == ["long", "undeclared_but_large", "middle", "short"]
+
+
+def test_the_time_a_previous_run_stored_outranks_the_declared_one(tmp_path: Path, monkeypatch):
+    root = _tiny_root(tmp_path, _header(2), name="declared_short")
+    (root / "docs" / "notebooks" / "declared_long.py").write_text(_header(30), encoding="utf-8")
+    run_all(root, timeout=120)
+    for name, seconds in (("declared_short", 50.0), ("declared_long", 1.0)):  # as measured last time
+        path = root / "build" / "notebooks" / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        nb.metadata["latent_atlas"]["seconds"], nb.metadata["latent_atlas"]["source_sha256"] = seconds, "stale"
+        nbformat.write(nb, path)
+    order = []
+    monkeypatch.setattr(notebooks, "_run_and_write", lambda path, *a, **k: order.append(path.stem) or 1.0)
+    run_all(root, jobs=1, quiet=True)
+    assert order == ["declared_short", "declared_long"]
+
+
+@pytest.mark.parametrize("py", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_declares_its_run_time_for_the_first_build(py: Path):
+    seconds = notebooks.declared_seconds(py)
+    assert seconds is not None and 0 < seconds < 300, f"{py.name}: add `latent_atlas: {{seconds: N}}` under jupyter:"
