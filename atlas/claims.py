@@ -11,9 +11,12 @@ sentences of the prose (code and math already blanked by `atlas.markdown.scan`):
   such as `text-to-image` or `class-to-image`, or
   `conditioned on` followed within three words by a kind of condition (class, label, text, caption,
   prompt, image, segmentation, layout, frame, audio, speaker, lyrics, metadata, scene);
-- a sentence that does both is reported, unless it is visibly hedged (`if`, `whether`, `unknown`,
-  `not known`, `were`), which is how a note says what would follow for a conditioned or an
-  unconditioned prior without claiming either.
+- it *states an architecture* when our work is said to be one: `our`/`ours is a` followed within two
+  words by transformer, PixelCNN, WaveNet, RNN, LSTM, convolutional or recurrent (the profile fixes
+  only that our prior is autoregressive over the tokens, not what network computes it);
+- a sentence that speaks of our work and states either is reported, unless it is visibly hedged
+  (`if`, `whether`, `unknown`, `not known`, `were`), which is how a note says what would follow
+  for a conditioned or an unconditioned prior without claiming either.
 
 `claims(prose)` is pure: text in, `(line, message)` pairs out, lines 1-based within the text.
 """
@@ -32,6 +35,11 @@ CONDITIONING = re.compile(
     r"|\b\w+-condition(?:ed|al)\b"  # text-conditioned, label-conditioned
     r"|\b(?:text|class|label|caption|prompt)-to-\w+"  # text-to-image, text-to-token
     rf"|\bconditioned\s+on\s+(?:\w+\s+){{0,3}}?{KINDS}\b",
+    re.IGNORECASE,
+)
+ARCHITECTURES = r"(?:transformers?|pixelcnn\+*|wavenet|rnns?|lstms?|convolutional|recurrent)"
+ARCHITECTURE = re.compile(
+    rf"\b(?:our|ours\s+is\s+an?)\s+(?:[\w-]+\s+){{0,2}}?{ARCHITECTURES}\b",
     re.IGNORECASE,
 )
 HEDGE = re.compile(r"\b(?:if|whether|unknown|not known|were)\b", re.IGNORECASE)
@@ -60,7 +68,7 @@ def sentences(prose: str) -> list[tuple[int, str]]:
 
 
 def claims(prose: str) -> list[tuple[int, str]]:
-    """Sentences that call our work conditional or unconditional: (line, what is wrong)."""
+    """Sentences that call our work conditional or unconditional, or name its prior's network: (line, what is wrong)."""
     out = []
     for line, sentence in sentences(prose):
         if not OURS.search(sentence) or HEDGE.search(sentence):
@@ -72,6 +80,16 @@ def claims(prose: str) -> list[tuple[int, str]]:
                     line,
                     f"a sentence about our work says '{m.group(0)}', "
                     "but whether and on what our prior is conditioned is not known",
+                )
+            )
+            continue
+        m = ARCHITECTURE.search(sentence)
+        if m:
+            out.append(
+                (
+                    line,
+                    f"a sentence about our work says '{m.group(0)}', but only that our prior is "
+                    "autoregressive over the tokens is known, not its network",
                 )
             )
     return out

@@ -48,6 +48,34 @@ def test_sentences_that_leave_our_conditioning_open_pass(sentence: str):
     assert claims(sentence) == []
 
 
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The paper's priors are PixelCNN and WaveNet; ours is a transformer-style autoregressive model.",
+        "Its receptive field stays local, whereas our transformer prior attends to every earlier token.",
+        "A separate prior plays the role our autoregressive transformer plays over VQ indices.",
+        "Our convolutional encoder downsamples by eight.",
+        "Unlike our PixelCNN prior, it attends globally.",
+    ],
+)
+def test_a_sentence_that_names_our_priors_network_is_reported(sentence: str):
+    ((line, message),) = claims(sentence)
+    assert line == 1 and "not its network" in message
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Its receptive field stays local, whereas a transformer token prior attends to every earlier token.",
+        "A transformer decoder is the usual way to build an autoregressive prior over indices such as ours.",
+        "Our prior is autoregressive over the tokens, like the transformer priors of VQGAN.",
+        "If our prior were a transformer, the key-value cache would apply to it.",
+    ],
+)
+def test_sentences_that_leave_our_priors_network_open_pass(sentence: str):
+    assert claims(sentence) == []
+
+
 def test_a_sentence_spanning_lines_is_reported_at_its_first_line():
     prose = "Intro line.\n\nThe tokens are shared, and the paper\nuses them exactly as our\nunconditional prior does."
     assert [line for line, _ in claims(prose)] == [3]
