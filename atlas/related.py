@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from atlas import markdown as md
+from atlas.claims import ARCHITECTURE
 from atlas.problems import Problem
 
 if TYPE_CHECKING:
@@ -444,6 +445,16 @@ def _check_units(survey: Survey, t: RelatedText) -> list[Problem]:
                             "(it does not say whether or on what the prior is conditioned)",
                         )
                     )
+            arch = ARCHITECTURE.search(sentence)  # the note rule's pattern (atlas.claims)
+            if arch:
+                out.append(
+                    Problem(
+                        t.path,
+                        u.line,
+                        f"a sentence about our work says '{arch.group(0)}', a network the profile does not name",
+                        "statements about our work within atlas.yml's our_work (only an autoregressive prior is set)",
+                    )
+                )
             if not ours.modality:
                 for _, pattern in MODALITY_WORDS.items():
                     w = re.search(rf"\b(?:{pattern})\b", sentence, re.I)

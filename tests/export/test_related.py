@@ -96,6 +96,10 @@ def test_an_excluded_paper_need_not_be_cited_and_leaves_the_section(good_kb):
             "a sentence about our work says 'conditional'",
         ),
         ("{column} Our work generates images [@oord2017neural].", "a sentence about our work says 'images'"),
+        (
+            "{column} Our transformer prior reads the tokens in raster order [@oord2017neural].",
+            "a sentence about our work says 'Our transformer', a network the profile does not name",
+        ),
         ("{column} A citation of @nobody2020x here.", "citation '@nobody2020x' is not a key"),
     ],
 )
