@@ -183,6 +183,52 @@ EQUIVALENT: dict[str, str] = {
     "reference_impls.ddpm.x_eps_loss__mutmut_7": "torch.randint(high, size) is torch.randint(0, high, size)",
     "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_16": "torch.cat promotes the float32 1.0 to float64 exactly",
     "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_18": "torch.cat promotes the float32 1.0 to float64 exactly",
+    # discrete_diffusion
+    "reference_impls.discrete_diffusion.x__with_identity__mutmut_3": (
+        "torch.cat with the float64 rates promotes the float32 1.0 to float64 exactly"
+    ),
+    "reference_impls.discrete_diffusion.x__with_identity__mutmut_5": (
+        "torch.cat with the float64 rates promotes the float32 1.0 to float64 exactly"
+    ),
+    "reference_impls.discrete_diffusion.x__with_identity__mutmut_8": (
+        "torch.cat with the float64 rates promotes the float32 0.0 to float64 exactly"
+    ),
+    "reference_impls.discrete_diffusion.x__with_identity__mutmut_10": (
+        "torch.cat with the float64 rates promotes the float32 0.0 to float64 exactly"
+    ),
+    "reference_impls.discrete_diffusion.x_mask_and_replace_schedule__mutmut_9": (
+        "torch.cat with the float64 alpha_bars promotes the float32 1.0 to float64 exactly"
+    ),
+    "reference_impls.discrete_diffusion.x_mask_and_replace_schedule__mutmut_11": (
+        "torch.cat with the float64 alpha_bars promotes the float32 1.0 to float64 exactly"
+    ),
+    "reference_impls.discrete_diffusion.x_mask_and_replace_schedule__mutmut_18": (
+        "torch.cat with the float64 gamma_bars promotes the float32 0.0 to float64 exactly"
+    ),
+    "reference_impls.discrete_diffusion.x_mask_and_replace_schedule__mutmut_20": (
+        "torch.cat with the float64 gamma_bars promotes the float32 0.0 to float64 exactly"
+    ),
+    "reference_impls.discrete_diffusion.x__rates__mutmut_4": (
+        "rate.to(None) keeps the CPU device, which is like.device where the survey runs (CPU only)"
+    ),
+    "reference_impls.discrete_diffusion.x__row__mutmut_29": (
+        "a is a schedule rate, float64 by DiscreteSchedule's contract and every constructor, so a * is_data is "
+        "float64 already and .to(None) changes nothing"
+    ),
+    "reference_impls.discrete_diffusion.x__column__mutmut_29": (
+        "a is a schedule rate, float64 by DiscreteSchedule's contract and every constructor, so a * is_data is "
+        "float64 already and .to(None) changes nothing"
+    ),
+    "reference_impls.discrete_diffusion.x__column__mutmut_19": (
+        "writing the bool ~is_data into the float64 out casts True to 1.0 and False to 0.0, as .to(float64) does"
+    ),
+    "reference_impls.discrete_diffusion.x_p_reverse_probs__mutmut_32": (
+        "x0_probs / (a float64 tensor) promotes x0_probs to float64 exactly before dividing, as .to(float64) does"
+    ),
+    "reference_impls.discrete_diffusion.x_vlb_terms__mutmut_12": (
+        "q_posterior converts its x0_probs to float64 on entry, so the int64 one-hot becomes the same float64 "
+        "one-hot there"
+    ),
 }
 
 

@@ -270,3 +270,156 @@ def test_vq_diffusion_schedule_at_its_paper_size_holds_rates_not_matrices():
     want = float(s.to_mask_bar[59] / s.to_mask_bar[60])
     assert masked.any()
     torch.testing.assert_close(post[0, masked, 2886], torch.full((int(masked.sum()),), want, dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------- precision, defaults, losses by hand
+
+
+def _from_float32(name):
+    """A family built from float32 inputs and the same family built from those values in float64."""
+    if name == "mask_and_replace":
+        ab, gb = (v.float() for v in dd.vq_diffusion_cumulative(T))
+        return dd.mask_and_replace_schedule(ab, gb, K), dd.mask_and_replace_schedule(ab.double(), gb.double(), K)
+    build, betas = {
+        "uniform": (dd.uniform_schedule, dd.multinomial_cosine_betas(T)),
+        "absorbing": (dd.absorbing_schedule, dd.absorbing_betas(T)),
+    }[name]
+    return build(betas.float(), K), build(betas.float().double(), K)
+
+
+@pytest.mark.parametrize("name", ["uniform", "absorbing", "mask_and_replace"])
+def test_schedule_rates_are_computed_in_float64_whatever_the_input_dtype(name):
+    got, want = _from_float32(name)
+    for field in ("keep", "spread", "to_mask", "keep_bar", "spread_bar", "to_mask_bar"):
+        assert getattr(got, field).dtype == torch.float64, field
+        assert torch.equal(getattr(got, field), getattr(want, field)), field  # no float32 rounding on the way
+
+
+def test_absorbing_schedule_has_masked_exactly_t_over_T_of_the_tokens_at_step_t():
+    # beta_t = 1 / (T - t + 1) telescopes: alpha_bar_t = prod_{s <= t} (T - s) / (T - s + 1) = (T - t) / T
+    for steps in (T, 7, 100):
+        betas = dd.absorbing_betas(steps)
+        s = dd.absorbing_schedule(betas, K)
+        t = torch.arange(steps + 1, dtype=torch.float64)
+        torch.testing.assert_close(s.to_mask_bar, t / steps, rtol=0, atol=1e-15)
+        torch.testing.assert_close(s.keep_bar, 1 - t / steps, rtol=0, atol=1e-15)
+        torch.testing.assert_close(betas, 1 / (steps - t[1:] + 1), rtol=0, atol=0)
+        assert betas[-1] == 1.0  # the last step masks every token left
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 100])
+def test_vq_diffusion_cumulative_runs_linearly_between_the_released_endpoints(steps):
+    # microsoft/VQ-Diffusion alpha_schedule: att_1 = 0.99999, att_T = 0.000009, ctt_1 = 0.000009, ctt_T = 0.99999
+    ab, gb = dd.vq_diffusion_cumulative(steps)
+    assert ab.shape == gb.shape == (steps,)
+    torch.testing.assert_close(ab[0], torch.tensor(0.99999, dtype=torch.float64), rtol=0, atol=1e-15)
+    torch.testing.assert_close(gb[0], torch.tensor(0.000009, dtype=torch.float64), rtol=0, atol=1e-15)
+    if steps > 1:  # one step has only the first value (the released code divides by T - 1 = 0 there)
+        torch.testing.assert_close(ab[-1], torch.tensor(0.000009, dtype=torch.float64), rtol=0, atol=1e-15)
+        torch.testing.assert_close(gb[-1], torch.tensor(0.99999, dtype=torch.float64), rtol=0, atol=1e-15)
+        step_a, step_g = (0.000009 - 0.99999) / (steps - 1), (0.99999 - 0.000009) / (steps - 1)
+        torch.testing.assert_close(ab.diff(), torch.full((steps - 1,), step_a, dtype=torch.float64), rtol=0, atol=1e-15)
+        torch.testing.assert_close(gb.diff(), torch.full((steps - 1,), step_g, dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["uniform", "absorbing", "mask_and_replace"])
+def test_posterior_and_reverse_step_of_float32_model_probabilities_are_computed_in_float64(name):
+    # model_x0_probs hands over float32 probabilities; summing them in float32 would round the [MASK] mass
+    s = _big_families()[name]
+    S, k = s.num_states, s.num_classes
+    g = torch.Generator().manual_seed(11)
+    p = torch.rand(2, 50, k, generator=g).softmax(-1)  # (B, N, K) float32
+    p32 = dd.pad_to_states(p, S)
+    xt = torch.randint(0, S, (2, 50), generator=g)
+    t = torch.tensor([2, s.num_steps])
+    for weighting in ("d3pm", "mixture"):
+        got = dd.p_reverse_probs(s, p32, xt, t, weighting)
+        assert got.dtype == torch.float64
+        assert torch.equal(got, dd.p_reverse_probs(s, p32.double(), xt, t, weighting)), weighting
+
+
+def test_p_reverse_probs_defaults_to_vq_diffusion_mixture_and_rejects_an_unknown_weighting():
+    s = _families()["mask_and_replace"]
+    g = torch.Generator().manual_seed(12)
+    p = dd.pad_to_states(torch.rand(2, 3, K, generator=g, dtype=torch.float64).softmax(-1), K + 1)
+    xt, t = torch.tensor([[0, K, 2], [K, 1, 3]]), torch.tensor([5, 2])
+    assert torch.equal(dd.p_reverse_probs(s, p, xt, t), dd.p_reverse_probs(s, p, xt, t, "mixture"))
+    with pytest.raises(ValueError, match="unknown weighting 'ddpm'"):
+        dd.p_reverse_probs(s, p, xt, t, "ddpm")
+
+
+@pytest.mark.parametrize("weighting", ["d3pm", "mixture"])
+def test_vlb_terms_sum_the_kl_to_the_reverse_step_and_the_nll_of_x0_at_t_equals_one(weighting):
+    s = _families()["mask_and_replace"]
+    S = s.num_states
+    g = torch.Generator().manual_seed(13)
+    x0 = torch.randint(0, K, (4, 5), generator=g)
+    t = torch.tensor([1, 3, 1, T])
+    xt = dd.q_sample(s, x0, t, g)
+    p = dd.pad_to_states(torch.rand(4, 5, K, generator=g, dtype=torch.float64).softmax(-1), S)
+    want = torch.zeros(4, dtype=torch.float64)
+    for b in range(4):  # by hand with the dense matrices, one example at a time
+        post, mix = _dense_row_ops(s, p[b], xt[b], int(t[b]))
+        target, _ = _dense_row_ops(s, F.one_hot(x0[b], S).double(), xt[b], int(t[b]))
+        pred = post if weighting == "d3pm" else mix
+        if t[b] == 1:  # L_0 = -log p(x_0 | x_1), summed over the 5 positions
+            want[b] = -pred.gather(-1, x0[b, :, None]).log().sum()
+        else:  # L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)), 0 log 0 = 0
+            want[b] = torch.where(target > 0, target * (target.clamp_min(1e-30).log() - pred.log()), 0.0).sum()
+    got = dd.vlb_terms(s, x0, xt, t, p, weighting)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    assert (got > 0).all()
+
+
+def test_hybrid_loss_defaults_to_lambda_one_hundredth():
+    s = _families()["uniform"]
+    g = torch.Generator().manual_seed(14)
+    x0 = torch.randint(0, K, (3, 4), generator=g)
+    logits = torch.randn(3, 4, K, generator=g)
+
+    def model(xt, t):
+        return logits
+
+    loss, vb, ce = dd.hybrid_loss(s, model, x0, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(loss, vb + 0.01 * ce)
+    assert ce > 0.1  # so the weight of ce shows in the loss
+
+
+def test_hybrid_loss_calls_the_model_at_the_sampled_time_and_uses_the_chosen_weighting():
+    s = _families()["mask_and_replace"]
+    g = torch.Generator().manual_seed(15)
+    x0 = torch.randint(0, K, (5, 6), generator=g)
+    table = torch.randn(T + 1, K + 1, K, generator=g)  # x_0 logits that depend on t and x_t
+    seen = []
+
+    def model(xt, t):
+        seen.append(t)
+        return table[t[:, None], xt]  # (B, N, K)
+
+    _, vb, _ = dd.hybrid_loss(s, model, x0, weighting="d3pm", generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(1, T + 1, (5,), generator=g)
+    xt = dd.q_sample(s, x0, t, g)
+    assert len(seen) == 1 and torch.equal(seen[0], t)
+    p = dd.pad_to_states(F.softmax(table[t[:, None], xt], -1), K + 1)
+    want = {w: dd.vlb_terms(s, x0, xt, t, p, w).mean() / 6 for w in ("d3pm", "mixture")}
+    torch.testing.assert_close(vb, want["d3pm"].to(vb.dtype))
+    assert not torch.allclose(want["d3pm"], want["mixture"], rtol=1e-3)
+
+
+def test_hybrid_loss_of_a_single_sequence_averages_over_its_tokens():
+    s = _families()["absorbing"]
+    x0 = torch.tensor([[0, 3, 1, 2, 2, 1, 0]])  # a batch of one
+
+    def model(xt, t):
+        return torch.zeros(*xt.shape, K)  # uniform p~(x_0 | x_t)
+
+    loss, vb, ce = dd.hybrid_loss(s, model, x0, lam=0.5, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(1, T + 1, (1,), generator=g)
+    xt = dd.q_sample(s, x0, t, g)
+    flat = torch.full((1, 7, K + 1), 1 / K, dtype=torch.float64)
+    flat[..., K] = 0
+    torch.testing.assert_close(vb, (dd.vlb_terms(s, x0, xt, t, flat) / 7).to(vb.dtype)[0])
+    torch.testing.assert_close(ce, torch.tensor(float(torch.log(torch.tensor(K)))))
+    torch.testing.assert_close(loss, vb + 0.5 * ce)
