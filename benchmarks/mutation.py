@@ -183,6 +183,18 @@ EQUIVALENT: dict[str, str] = {
     "reference_impls.ddpm.x_eps_loss__mutmut_7": "torch.randint(high, size) is torch.randint(0, high, size)",
     "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_16": "torch.cat promotes the float32 1.0 to float64 exactly",
     "reference_impls.ddpm.xǁScheduleǁ__init____mutmut_18": "torch.cat promotes the float32 1.0 to float64 exactly",
+    # dvae
+    "reference_impls.dvae.xǁDVAEǁmix__mutmut_8": (
+        "einsum labels are arbitrary letters: 'BKHW,KD->BDHW' is the same contraction as 'bkhw,kd->bdhw'"
+    ),
+    "reference_impls.dvae.xǁDVAEǁforward__mutmut_10": (
+        "gumbel_softmax tests `if not hard`, so hard=None returns the relaxed sample as hard=False does"
+    ),
+    "reference_impls.dvae.xǁDVAEǁforward__mutmut_12": (
+        "softmax with dim=None on a 4-D tensor takes torch's legacy implicit dim 1, the K axis of the (B, K, h, w) "
+        "logits the conv encoder always gives (mix and lookup accept only 4-D)"
+    ),
+    "reference_impls.dvae.xǁDVAEǁforward__mutmut_15": "gumbel_softmax's default is hard=False",
 }
 
 
