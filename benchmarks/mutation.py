@@ -195,6 +195,16 @@ EQUIVALENT: dict[str, str] = {
         "logits the conv encoder always gives (mix and lookup accept only 4-D)"
     ),
     "reference_impls.dvae.xǁDVAEǁforward__mutmut_15": "gumbel_softmax's default is hard=False",
+    # latent_diffusion
+    "reference_impls.latent_diffusion.xǁCrossAttentionǁ__init____mutmut_9": (
+        "nn.Linear(bias=None) builds no bias, as bias=False does (W_Q)"
+    ),
+    "reference_impls.latent_diffusion.xǁCrossAttentionǁ__init____mutmut_17": (
+        "nn.Linear(bias=None) builds no bias, as bias=False does (W_K)"
+    ),
+    "reference_impls.latent_diffusion.xǁCrossAttentionǁ__init____mutmut_25": (
+        "nn.Linear(bias=None) builds no bias, as bias=False does (W_V)"
+    ),
 }
 
 
