@@ -229,6 +229,28 @@ EQUIVALENT: dict[str, str] = {
         "q_posterior converts its x0_probs to float64 on entry, so the int64 one-hot becomes the same float64 "
         "one-hot there"
     ),
+    # dvae
+    "reference_impls.dvae.xǁDVAEǁmix__mutmut_8": (
+        "einsum labels are arbitrary letters: 'BKHW,KD->BDHW' is the same contraction as 'bkhw,kd->bdhw'"
+    ),
+    "reference_impls.dvae.xǁDVAEǁforward__mutmut_10": (
+        "gumbel_softmax tests `if not hard`, so hard=None returns the relaxed sample as hard=False does"
+    ),
+    "reference_impls.dvae.xǁDVAEǁforward__mutmut_12": (
+        "softmax with dim=None on a 4-D tensor takes torch's legacy implicit dim 1, the K axis of the (B, K, h, w) "
+        "logits the conv encoder always gives (mix and lookup accept only 4-D)"
+    ),
+    "reference_impls.dvae.xǁDVAEǁforward__mutmut_15": "gumbel_softmax's default is hard=False",
+    # latent_diffusion
+    "reference_impls.latent_diffusion.xǁCrossAttentionǁ__init____mutmut_9": (
+        "nn.Linear(bias=None) builds no bias, as bias=False does (W_Q)"
+    ),
+    "reference_impls.latent_diffusion.xǁCrossAttentionǁ__init____mutmut_17": (
+        "nn.Linear(bias=None) builds no bias, as bias=False does (W_K)"
+    ),
+    "reference_impls.latent_diffusion.xǁCrossAttentionǁ__init____mutmut_25": (
+        "nn.Linear(bias=None) builds no bias, as bias=False does (W_V)"
+    ),
 }
 
 

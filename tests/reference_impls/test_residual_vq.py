@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from reference_impls.residual_vq import (
@@ -115,3 +116,96 @@ def test_quantizer_dropout_samples_every_depth_uniformly_in_training_only():
     assert seen == {1, 2, 3, 4}
     rvq.eval()
     assert rvq(z).indices.shape[-1] == 4  # all levels at inference unless told otherwise
+
+
+def test_each_level_returns_the_code_row_it_subtracts_and_later_levels_refine_the_sum():
+    g = torch.Generator().manual_seed(14)
+    books = [torch.randn(9, 4, generator=g) for _ in range(3)]
+    z = torch.randn(25, 4, generator=g)
+    idx, codes = residual_quantize(z, books)
+    for d, book in enumerate(books):
+        assert torch.equal(codes[d], book[idx[:, d]])  # e_d(k_d), the row of level d's own codebook
+    z_hat = sum(codes)  # (N, C)
+    rvq_err = (z - z_hat).pow(2).sum(1)
+    first_err = (z - codes[0]).pow(2).sum(1)
+    assert rvq_err.mean() < first_err.mean()  # the later levels refine the first level's code
+
+
+def test_lookup_hooks_choose_the_codes_from_the_running_residual_instead_of_euclidean_search():
+    # A cosine lookup (DAC's choice) at every level: the indices must be the cosine argmax of the
+    # residual r_{d-1} = z - sum_{i<d} e_i(k_i), not the Euclidean nearest code.
+    g = torch.Generator().manual_seed(15)
+    books = [torch.randn(8, 3, generator=g) * torch.rand(8, 1, generator=g) * 4 for _ in range(3)]
+    z = torch.randn(30, 3, generator=g)
+
+    def cosine(book):
+        return lambda r: (
+            torch.nn.functional.normalize(r, dim=1) @ torch.nn.functional.normalize(book, dim=1).T
+        ).argmax(1)
+
+    idx, codes = residual_quantize(z, books, lookups=[cosine(b) for b in books])
+    r = z.clone()
+    for d, book in enumerate(books):
+        assert torch.equal(idx[:, d], cosine(book)(r))
+        assert torch.equal(codes[d], book[idx[:, d]])
+        r = r - book[idx[:, d]]
+    euclid, _ = residual_quantize(z, books)
+    assert not torch.equal(idx, euclid)  # the hook really replaced the search
+
+
+def test_codebook_loss_sums_the_level_errors_against_the_running_residual():
+    # codebook = sum_d ||sg[r_{d-1}] - e_d(k_d)||^2 (mean over elements), r_0 = z, r_d = r_{d-1} - e_d(k_d)
+    rvq = _rvq(depth=3, shared=False, beta=0.5)
+    z = torch.randn(2, 3, 3, 3, generator=torch.Generator().manual_seed(16))
+    out = rvq(z)
+    r, by_hand = z, 0.0
+    for d in range(3):
+        e = rvq.codebook[d][out.indices[..., d]].movedim(-1, 1)  # (B, C, H, W)
+        by_hand = by_hand + ((r - e) ** 2).mean()
+        r = r - e
+    assert torch.allclose(out.codebook_loss, by_hand, atol=1e-6)
+    assert torch.allclose(out.loss, out.codebook_loss + 0.5 * out.commitment_loss, atol=1e-6)
+    out.codebook_loss.backward()
+    assert rvq.codebook.grad[:3].abs().sum() > 0  # the codebook loss trains the codebooks
+
+
+def test_defaults_are_rq_vae_one_shared_codebook_and_commitment_weight_a_quarter():
+    rvq = ResidualVQ(16, 3, 4, generator=torch.Generator().manual_seed(17))
+    assert rvq.codebook.shape == (1, 16, 3)
+    out = rvq(torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(18)))
+    # beta = 0.25, kakaobrain/rq-vae-transformer's latent_loss_weight
+    assert torch.allclose(out.loss, out.codebook_loss + 0.25 * out.commitment_loss, atol=1e-6)
+
+
+def test_perplexity_is_the_exp_entropy_of_the_first_level_code_usage():
+    rvq = _rvq(depth=3, num_codes=8)
+    out = rvq(torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(19)))
+    p = torch.bincount(out.indices[..., 0].reshape(-1), minlength=8).double() / 72
+    p = p[p > 0]
+    assert torch.allclose(out.perplexity.double(), torch.exp(-(p * p.log()).sum()), rtol=1e-5)
+    assert 1.0 < out.perplexity <= 8.0
+
+
+def test_codebooks_and_dropout_draws_depend_only_on_the_generator_passed_in():
+    def run(global_seed):
+        torch.manual_seed(global_seed)  # the global RNG must not matter
+        draws = [sample_num_quantizers(8, torch.Generator().manual_seed(20)) for _ in range(3)]
+        g = torch.Generator().manual_seed(21)
+        draws += [sample_num_quantizers(8, g) for _ in range(30)]
+        rvq = _rvq(depth=6, shared=False, quantizer_dropout=True, seed=22)
+        z = torch.randn(1, 3, 2, generator=torch.Generator().manual_seed(23))
+        depths = [rvq(z).indices.shape[-1] for _ in range(30)]
+        return draws, depths, rvq.codebook.detach().clone()
+
+    draws_a, depths_a, book_a = run(0)
+    draws_b, depths_b, book_b = run(1)
+    assert draws_a == draws_b and depths_a == depths_b and torch.equal(book_a, book_b)
+    assert len(set(draws_a[:3])) == 1  # one seed, one draw
+
+
+def test_n_q_outside_one_to_depth_is_refused_with_the_allowed_range():
+    rvq = _rvq(depth=4)
+    z = torch.randn(1, 3, 2, generator=torch.Generator().manual_seed(24))
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match=rf"n_q must be in \[1, 4\], got {bad}"):
+            rvq(z, n_q=bad)
