@@ -251,6 +251,35 @@ EQUIVALENT: dict[str, str] = {
     "reference_impls.latent_diffusion.xǁCrossAttentionǁ__init____mutmut_25": (
         "nn.Linear(bias=None) builds no bias, as bias=False does (W_V)"
     ),
+    # muse
+    "reference_impls.muse.xǁMuseTransformerǁ__init____mutmut_11": (
+        "one more row in the token table that no id ever reads (ids are at most K = [MASK])"
+    ),
+    "reference_impls.muse.xǁMuseSuperResǁ__init____mutmut_37": (
+        "one more row in the high-res token table that no id ever reads (ids are at most K_hi = [MASK])"
+    ),
+    "reference_impls.muse.xǁMuseTransformerǁforward__mutmut_2": (
+        "x - pos with a learned pos of symmetric N(0, 0.02^2) initialisation is x + pos' with pos' = -pos: the same "
+        "model family and the same initial distribution"
+    ),
+    "reference_impls.muse.xǁMuseSuperResǁcontext__mutmut_2": (
+        "x - pos with a learned pos of symmetric N(0, 0.02^2) initialisation is x + pos' with pos' = -pos: the same "
+        "model family and the same initial distribution"
+    ),
+    "reference_impls.muse.xǁMuseSuperResǁforward__mutmut_7": (
+        "x - pos with a learned pos of symmetric N(0, 0.02^2) initialisation is x + pos' with pos' = -pos: the same "
+        "model family and the same initial distribution"
+    ),
+    "reference_impls.muse.x_generate__mutmut_9": (
+        "torch.full with the integer fill mask_id is int64 whatever dtype=None says"
+    ),
+    "reference_impls.muse.x_generate__mutmut_12": "torch.full with the integer fill mask_id is int64 without dtype=",
+    "reference_impls.muse.x_super_resolve__mutmut_9": (
+        "torch.full with the integer fill mask_id is int64 whatever dtype=None says"
+    ),
+    "reference_impls.muse.x_super_resolve__mutmut_12": (
+        "torch.full with the integer fill mask_id is int64 without dtype="
+    ),
 }
 
 

@@ -46,6 +46,10 @@ SOURCE = {
         "papers/ho2020denoising.md, Method: the released configuration",
     ),
     "VQGAN": ("16 x 16 tokens, K = 16,384 (code dim 256: ours)", "papers/esser2021taming.md, Method"),
+    "Parti": (
+        "32 x 32 = 1024 image tokens, K = 8192, 128 text tokens, text vocabulary 16,000 (guidance scale: ours)",
+        "papers/yu2022scaling.md, numbers: Sec. 2.2 and 2.3",
+    ),
 }
 LEFT_OUT = {
     "Muse": "its codebook size, token grid, steps and text width are not confirmed from the paper",
@@ -54,7 +58,6 @@ LEFT_OUT = {
     "D3PM": "its note gives T = 1000 from the released configs but not the number of states of a benchmark",
     "Multinomial diffusion": "its note gives the released step counts but not the number of classes",
     "ImageBART": "the note gives K = 16,384, 16 x 16 tokens and four stages but not the stage rates",
-    "Parti": "its sizes (8192 codes, 32 x 32 image and 128 text tokens) were confirmed after this was written",
 }
 
 
@@ -201,12 +204,41 @@ def vqgan():
     return train, sample
 
 
+def parti():
+    from reference_impls import ar_prior
+    from reference_impls.guidance import guide_s
+    from reference_impls.seq2seq_prior import Seq2SeqPrior
+
+    K, N, M, V = 8192, 32 * 32, 128, 16000  # image codes, image tokens, text tokens, text vocabulary
+    net = Seq2SeqPrior(V, K, max_text=M, max_image=N, dim=32, n_heads=4, enc_layers=1, dec_layers=1)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    g = torch.Generator().manual_seed(0)
+    text, image = torch.randint(1, V, (1, M), generator=g), torch.randint(0, K, (1, N), generator=g)
+
+    def train():  # teacher forcing over all 1024 image tokens
+        opt.zero_grad()
+        net.loss(text, image).backward()
+        opt.step()
+
+    with torch.no_grad():  # the encoder runs once per sample, before the decoding steps
+        memory, null_memory = net.encode(text), net.encode(net.null_text(text))  # (1, 128, D) each
+
+    def sample():  # the last token (after 1023), guided: both decoder passes over the whole prefix (no cache)
+        with torch.no_grad():
+            prefix = image[:, :-1]
+            cond, uncond = net.decode(prefix, memory)[:, -1], net.decode(prefix, null_memory)[:, -1]  # (1, K)
+            ar_prior.sample_from_logits(guide_s(cond, uncond, 3.0), g)
+
+    return train, sample
+
+
 PAPERS = {
     "VQ-Diffusion": vq_diffusion,
     "RQ-VAE": rq_vae,
     "MaskGIT": maskgit,
     "DDPM": ddpm,
     "VQGAN": vqgan,
+    "Parti": parti,
 }
 
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from reference_impls.ar_prior import (
+    Block,
     TokenPrior,
     filter_logits,
     kmeans,
@@ -22,7 +23,7 @@ from reference_impls.ar_prior import (
     top_k_filter,
     top_p_filter,
 )
-from reference_impls.attention import KVCache, causal_mask, scaled_dot_product_attention
+from reference_impls.attention import KVCache, TransformerBlock, causal_mask, scaled_dot_product_attention
 
 
 def tiny_prior(**kw):
@@ -372,3 +373,58 @@ def test_kmeans_keeps_the_centroid_of_an_emptied_cluster_and_averages_singletons
             torch.testing.assert_close(centroids[j], x[labels == j].mean(0))  # a singleton is its member
         else:
             assert any(torch.equal(centroids[j], row) for row in x)  # an emptied one keeps its start
+
+
+def placed(rows, generator_seed):
+    """x whose rows are `rows` placed so that kmeans' seeded permutation visits them in the given order."""
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(generator_seed))
+    x = torch.empty(len(rows), len(rows[0]))
+    x[order] = torch.tensor(rows)
+    return x
+
+
+def test_kmeans_keeps_the_centroid_of_its_last_cluster_when_a_duplicate_start_empties_it():
+    # starts: P, Q and P again; the tie sends both copies of P to cluster 0, so cluster 2 is empty
+    x = placed([[5.0, 5.0], [0.0, 0.0], [5.0, 5.0], [6.0, 5.0], [0.0, 1.0]], 3)
+    centroids, _ = kmeans(x, 3, n_iters=1, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(centroids[0], torch.tensor([16.0 / 3.0, 5.0]))  # mean of P, P, (6, 5)
+    torch.testing.assert_close(centroids[1], torch.tensor([0.0, 0.5]))
+    assert torch.equal(centroids[2], torch.tensor([5.0, 5.0]))  # kept, not the mean of nothing
+
+
+def test_kmeans_moves_a_cluster_left_with_one_point_onto_that_point():
+    # 1-D: starts 3 and 4; step 1 gives means 1.5 and 7; step 2 takes 4 over to the first cluster,
+    # leaving 10 alone in the second, whose centroid must move from 7 to 10
+    x = placed([[3.0], [4.0], [0.0], [10.0]], 1)
+    centroids, labels = kmeans(x, 2, n_iters=2, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(centroids, torch.tensor([[7.0 / 3.0], [10.0]]))
+    assert labels.tolist() == [0 if v < 5 else 1 for v in x[:, 0].tolist()]
+
+
+def test_kmeans_runs_twenty_lloyd_iterations_by_default(monkeypatch):
+    import reference_impls.ar_prior as ar_prior
+
+    calls = []
+    nearest = ar_prior.nearest_code
+    monkeypatch.setattr(ar_prior, "nearest_code", lambda *a: (calls.append(1), nearest(*a))[1])
+    kmeans(torch.randn(30, 2, generator=torch.Generator().manual_seed(0)), 3, generator=torch.Generator())
+    assert len(calls) == 20 + 1  # one assignment per iteration, then the returned labels
+
+
+def test_draws_are_made_in_float64_whatever_the_dtype_of_the_probabilities():
+    # 1024 equal probabilities of 2^-10: exact in bfloat16, but a bfloat16 running sum stalls long
+    # before 1, so a CDF built in the input's dtype would favour the first tokens
+    probs = torch.full((512, 1024), 2.0**-10, dtype=torch.bfloat16)
+    got = sample_from_probs(probs, torch.Generator().manual_seed(0))
+    assert torch.equal(got, sample_from_probs(probs.double(), torch.Generator().manual_seed(0)))
+    assert got.float().mean() > 400  # uniform over 0..1023: mean 511.5
+
+
+def test_block_without_options_is_the_shared_transformer_block():
+    torch.manual_seed(0)
+    ref = TransformerBlock(16, 2).eval()
+    block = Block(16, 2).eval()
+    block.load_state_dict(ref.state_dict())  # strict: no Sandwich-LN, no cross-attention parameters
+    # rows of size 1e-3: their variance is below LayerNorm's epsilon, where a PB-relaxed LN differs
+    x = 1e-3 * torch.randn(2, 5, 16)
+    torch.testing.assert_close(block(x), ref(x))

@@ -266,3 +266,11 @@ def test_default_model_and_generation_follow_the_paper_sizes_of_the_module():
     )[1]
     generate(counting.model, 1, N, generator=torch.Generator().manual_seed(0))
     assert counting.calls == 8
+
+
+def test_default_model_is_two_blocks_of_width_64_with_std_0_02_position_embeddings():
+    torch.manual_seed(0)
+    model = MaskedTransformer(K, N)
+    assert len(model.blocks) == 2 and model.blocks[0].attn.n_heads == 4 and model.head.in_features == 64
+    pos = model.pos.detach()  # (N, 64): small beside the unit-variance token embeddings
+    assert 0.018 < float(pos.std()) < 0.022 and float(pos.abs().max()) < 0.12  # 6 sigma

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from reference_impls.guidance import guide_s
-from reference_impls.maskgit import decode
+from reference_impls.maskgit import apply_mask, decode, masked_token_loss, training_mask
 from reference_impls.muse import (
     FrozenTextEncoder,
     MuseSuperRes,
@@ -148,3 +149,118 @@ def test_super_resolve_guides_by_dropping_only_the_text_and_keeps_the_low_res_to
         sr, (low + 1) % 12, text, steps=steps, max_scale=max_scale, generator=torch.Generator().manual_seed(0)
     )
     assert not torch.equal(got, other)  # the low-res tokens steer the result
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_training_loss_is_the_masked_token_loss_with_the_text_dropped_for_a_tenth_by_default(batch):
+    model, _, _, _ = setup()
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, K, (batch, N), generator=g)
+    text = torch.randn(batch, 6, E, generator=g)
+    got = training_loss(model, tokens, text, generator=torch.Generator().manual_seed(7))
+
+    # by hand, in the same order of draws from the same generator: cosine mask, then the dropout
+    g = torch.Generator().manual_seed(7)
+    mask = training_mask(batch, N, g)
+    dropped = torch.rand(batch, generator=g) < 0.1  # guidance.drop_condition with p_uncond = 0.1
+    want = masked_token_loss(model(apply_mask(tokens, mask, K), text, keep=~dropped), tokens, mask)
+    assert torch.allclose(got, want, atol=1e-6)
+    if batch > 1:  # the seed drops some texts and keeps others, so the dropout is really seen
+        assert dropped.any() and not dropped.all()
+        assert not torch.allclose(got, masked_token_loss(model(apply_mask(tokens, mask, K), text), tokens, mask))
+
+
+class CountingCalls:
+    """Wraps a model's forward and counts its calls."""
+
+    def __init__(self, model):
+        self.calls, forward = 0, model.forward
+
+        def counted(*args):
+            self.calls += 1
+            return forward(*args)
+
+        model.forward = counted
+
+
+def test_generation_defaults_to_twelve_unguided_steps_and_passes_decoding_options_on():
+    model, text, _, _ = setup()
+    counter, history = CountingCalls(model), []
+    got = generate(model, text, generator=torch.Generator().manual_seed(0), history=history)
+    assert counter.calls == 12  # T = 12, one pass per step: scale 0 computes no unconditional logits
+    assert len(history) == 12 and not history[-1].any()  # history= reached maskgit.decode
+    assert ((got >= 0) & (got < K)).all()
+
+
+def test_super_resolution_defaults_to_eight_unguided_steps_and_passes_decoding_options_on():
+    torch.manual_seed(0)
+    sr = MuseSuperRes(12, 16, 20, 64, text_dim=E, dim=32).eval()
+    low, text = torch.randint(0, 12, (2, 16)), torch.randn(2, 5, E)
+    counter, history = CountingCalls(sr), []
+    got = super_resolve(sr, low, text, generator=torch.Generator().manual_seed(0), history=history)
+    assert counter.calls == 8 and len(history) == 8 and not history[-1].any()
+    assert ((got >= 0) & (got < 20)).all()
+
+
+def super_res_inputs(seed=0):
+    torch.manual_seed(seed)
+    sr = MuseSuperRes(12, 16, 20, 64, text_dim=E, dim=32).eval()
+    g = torch.Generator().manual_seed(seed)
+    low = torch.randint(0, 12, (1, 16), generator=g)
+    high = torch.randint(0, 21, (1, 64), generator=g)  # some masked, some known
+    return sr, low, high, torch.randn(1, 5, E, generator=g)
+
+
+def test_super_resolution_logits_depend_on_the_text():
+    sr, low, high, text = super_res_inputs()
+    with_text = sr(high, low, text)
+    assert not torch.allclose(with_text, sr(high, low, None), atol=1e-4)
+    assert not torch.allclose(with_text, sr(high, low, torch.randn(1, 5, E)), atol=1e-4)
+
+
+def test_super_resolution_reads_the_low_res_tokens_in_their_positions():
+    # without a position per low-res token the encoder and the cross-attention see a set:
+    # swapping two different low-res tokens would change nothing
+    sr, low, high, text = super_res_inputs()
+    i, j = 0, int((low[0] != low[0, 0]).nonzero()[0])
+    swapped = low.clone()
+    swapped[0, [i, j]] = low[0, [j, i]]
+    assert not torch.allclose(sr(high, swapped, text), sr(high, low, text), atol=1e-4)
+
+
+def test_low_res_encoder_mixes_the_low_res_tokens_before_the_high_res_model_reads_them():
+    sr, low, _, _ = super_res_inputs()
+    changed = low.clone()
+    changed[0, -1] = (changed[0, -1] + 1) % 12
+    before, after = sr.context(low, None), sr.context(changed, None)  # (1, 16, D)
+    # the context of the first low-res token changes with the last token: self-attention mixed them
+    assert not torch.allclose(before[0, 0], after[0, 0], atol=1e-5)
+
+
+def test_default_sizes_are_a_64_wide_base_and_super_res_with_a_one_layer_low_res_encoder():
+    base = MuseTransformer(K, N, text_dim=E)
+    assert base.pos.shape == (N, 64) and len(base.blocks) == 2
+    sr = MuseSuperRes(12, 16, 20, 64, text_dim=E)
+    assert sr.hi_pos.shape == (64, 64) and len(sr.lo_encoder) == 1 and len(sr.blocks) == 2
+
+
+def test_default_text_encoder_reads_ids_below_100_up_to_16_tokens_into_32_wide_embeddings():
+    enc = FrozenTextEncoder()
+    assert enc(torch.full((2, 16), 99)).shape == (2, 16, 32)
+    with pytest.raises(IndexError):
+        enc(torch.full((2, 3), 100))  # id 100 is outside the vocabulary
+    with pytest.raises(RuntimeError):
+        enc(torch.zeros(2, 17, dtype=torch.long))  # one token more than max_len
+
+
+def test_position_tables_start_as_small_gaussians_of_std_0_02():
+    torch.manual_seed(0)
+    tables = [
+        FrozenTextEncoder(dim=64, max_len=64).pos,
+        MuseTransformer(K, 64, text_dim=E).pos,
+        MuseSuperRes(12, 64, 20, 64, text_dim=E).lo_pos,
+        MuseSuperRes(12, 64, 20, 64, text_dim=E).hi_pos,
+    ]
+    for pos in tables:
+        assert pos.shape == (64, 64)
+        assert 0.018 < float(pos.detach().std()) < 0.022 and float(pos.detach().abs().max()) < 0.12  # 6 sigma
