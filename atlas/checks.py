@@ -11,6 +11,7 @@ Every rule returns Problems (`path:line: what; expected`) with a Code; none rais
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from atlas import markdown as md
 from atlas.bib import BibEntry
 from atlas.claims import claims as our_work_claims
+from atlas.inventory import parse_python
 from atlas.model import SECTIONS, Note
 from atlas.problems import Code, Problem
 
@@ -150,19 +152,27 @@ def check_aliases(note: Note) -> list[Problem]:
 # resolve: against the bib and the repository
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path) -> frozenset[str]:
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (SyntaxError, UnicodeDecodeError, OSError):
-        return set()
-    found = set()
+        return _imported_names(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, OSError):
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=1024)
+def _imported_names(text: str) -> frozenset[str]:
+    """Modules and names a source imports, anywhere in it (kept by its text: several notes share a test file)."""
+    tree = parse_python(text)
+    if tree is None:
+        return frozenset()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
             found |= {f"{node.module}.{a.name}" for a in node.names}
-    return found
+    return frozenset(found)
 
 
 def _module_dirs(root: Path) -> list[Path]:

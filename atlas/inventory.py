@@ -5,6 +5,7 @@ and the text of every file that gets a source view. Read once by the loader into
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 from atlas.model import Inventory, Member, Module, Note, Question, TestFile
@@ -23,9 +24,16 @@ def _read(path: Path) -> str | None:
 
 
 def _parse(text: str | None) -> ast.Module | None:
+    return parse_python(text) if text is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_python(text: str) -> ast.Module | None:
+    """The syntax tree of a Python source (None when it does not parse), kept by its text: the
+    inventory and the check's import test read the same files, and each is parsed once. Read only."""
     try:
-        return ast.parse(text) if text is not None else None
-    except SyntaxError:
+        return ast.parse(text)
+    except (SyntaxError, ValueError):
         return None
 
 
@@ -48,11 +56,12 @@ def public_members(tree: ast.Module | None) -> tuple[Member, ...]:
 
 
 def count_tests(tree: ast.Module | None) -> int:
+    """The test functions pytest collects: `test*` functions at the top level and in `Test*` classes."""
     if tree is None:
         return 0
-    return sum(
-        isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test") for n in ast.walk(tree)
-    )
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    bodies = [tree.body] + [n.body for n in tree.body if isinstance(n, ast.ClassDef) and n.name.startswith("Test")]
+    return sum(isinstance(n, functions) and n.name.startswith("test") for body in bodies for n in body)
 
 
 def _question_title(path: Path, text: str | None) -> str:
