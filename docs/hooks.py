@@ -1,22 +1,23 @@
 """mkdocs hooks of the survey site (listed under `hooks:` in mkdocs.yml, beside docs/gen_site.py).
 
-Pygments' output is remembered between builds (atlas.site.highlight): installed when a build starts,
-put back when it ends, and pruned to what the build used when it succeeded.
+Highlighting and the search index's entries are remembered between builds (atlas.site.remember):
+the stand-ins are installed when a build starts, put back when it ends, and their stores pruned to
+what the build used when it succeeded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from atlas.site.highlight import CACHE, RememberedHighlighting
+from atlas.site.remember import stand_ins
 
-_active: list[RememberedHighlighting] = []
+_active: list = []
 
 
 def on_pre_build(config, **_kwargs) -> None:
-    remembered = RememberedHighlighting(Path(config.config_file_path).parent / CACHE)
-    remembered.install()
-    _active.append(remembered)
+    for stand_in in stand_ins(Path(config.config_file_path).parent):
+        stand_in.install()
+        _active.append(stand_in)
 
 
 def on_post_build(config, **_kwargs) -> None:

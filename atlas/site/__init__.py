@@ -12,7 +12,7 @@ laid out by the Jinja2 templates of atlas/site/templates. Modules, by concern:
     figures.py    figures/timeline.svg and figures/lineage.svg (matplotlib, networkx)
     plan.py       the whole site and its navigation
     build.py      mkdocs' Python API, the Survey handed to docs/gen_site.py, warnings as Problems
-    highlight.py  Pygments' output remembered between builds (installed by docs/hooks.py)
+    remember.py   highlighting and search entries remembered between builds (docs/hooks.py)
 """
 
 from atlas.site.build import build, generate_pages
