@@ -152,7 +152,8 @@ def test_factorised_l2_codes_use_more_of_the_codebook_than_plain_vq():
     assert factorised > 1.2 * plain
 
 
-@pytest.mark.parametrize("shape, k", [((2, 8, 3, 5), 7), ((3, 4, 6), 5), ((2, 16, 4, 4), 33)])
+# the last shape has more positions per image (300) than one block takes (128): blocks split images
+@pytest.mark.parametrize("shape, k", [((2, 8, 3, 5), 7), ((3, 4, 6), 5), ((2, 16, 4, 4), 33), ((3, 4, 20, 15), 6)])
 def test_fused_path_equals_the_readable_path_in_value_and_every_gradient(shape, k):
     torch.manual_seed(0)
     ref = VectorQuantizer(k, shape[1]).double()
@@ -174,16 +175,28 @@ def test_fused_path_equals_the_readable_path_in_value_and_every_gradient(shape, 
     torch.testing.assert_close(b.perplexity, a.perplexity)
 
 
-def test_fused_path_blocks_rows_and_refuses_options_it_does_not_cover():
-    torch.manual_seed(1)
-    z = torch.randn(5, 4, 3, 3)
-    codebook = torch.randn(9, 4)
+def test_fused_path_gives_the_same_values_and_gradients_whatever_the_block_size():
     from reference_impls.vq import FusedVQ
 
-    small = FusedVQ.apply(z, codebook, 9)[3]  # blocks of one image (9 rows each)
-    whole = FusedVQ.apply(z, codebook, 10_000)[3]
-    assert torch.equal(small, whole)
-    assert torch.equal(whole.reshape(-1), nearest_code(z.movedim(1, -1).reshape(-1, 4), codebook))
+    torch.manual_seed(1)
+    z = torch.randn(5, 4, 3, 3, dtype=torch.float64)  # 5 images of 9 positions
+    codebook = torch.randn(9, 4, dtype=torch.float64)
+    results = []
+    # (9, 4): blocks of 2 images x 4 positions against 4 codes (images, positions and codes all split,
+    # with short tails, so the running minimum carries over two blocks of codes); (10,000, 10,000): one
+    # block holds everything
+    for block in ((9, 4), (10_000, 10_000)):
+        z_e, codes = z.clone().requires_grad_(True), codebook.clone().requires_grad_(True)
+        z_q, codebook_loss, commitment, idx = FusedVQ.apply(z_e, codes, *block)
+        w = torch.randn(z_q.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        ((z_q * w).sum() + 3 * codebook_loss + 5 * commitment).backward()
+        results.append((z_q, codebook_loss, idx, z_e.grad, codes.grad))
+    for small, whole in zip(*results, strict=True):
+        torch.testing.assert_close(small, whole, rtol=1e-12, atol=1e-14)
+    assert torch.equal(results[0][2].reshape(-1), nearest_code(z.movedim(1, -1).reshape(-1, 4), codebook))
+
+
+def test_fused_path_refuses_options_it_does_not_cover():
     for kw in ({"ema": True}, {"code_dim": 2}, {"l2_normalize": True}):
         with pytest.raises(ValueError):
             VectorQuantizer(9, 4, fused=True, **kw)
