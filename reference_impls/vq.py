@@ -70,7 +70,7 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor, chunk: int = 8192) -> 
         for rows in z.split(chunk):
             rows = torch.cat([rows, rows.new_ones(rows.shape[0], 1)], dim=1)  # (chunk, D + 1)
             out.append((rows @ codes.t()).argmin(dim=1))  # (chunk,)
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z.device)
+        return torch.cat(out)  # split always yields a chunk, an empty one for no rows
 
 
 def straight_through(z_e: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
