@@ -280,6 +280,70 @@ EQUIVALENT: dict[str, str] = {
     "reference_impls.muse.x_super_resolve__mutmut_12": (
         "torch.full with the integer fill mask_id is int64 without dtype="
     ),
+    # vq
+    "reference_impls.vq.x_ema_update__mutmut_4": (
+        "the int64 counts are added into the float cluster_size, which converts them exactly as .to(z.dtype) does (z "
+        "has the buffers' dtype: the index_add_ into zeros_like(codebook) requires it)"
+    ),
+    "reference_impls.vq.x_from_rows__mutmut_8": "rows is (N, D), so rows.shape[+1] is rows.shape[-1]",
+    "reference_impls.vq.x_nearest_code__mutmut_1": (
+        "the chunk only sets how many rows share one product; a row's distances and argmin do not depend on it "
+        "(test_nearest_code_equals_brute_force_argmin checks chunk=7 too)"
+    ),
+    "reference_impls.vq.x_pairwise_sq_distances__mutmut_23": "addmm's default beta is 1.0",
+    "reference_impls.vq.x_perplexity__mutmut_5": (
+        "without minlength only the trailing codes nobody chose drop out; each added 0 * log(1e-10) = 0 to the entropy"
+    ),
+    "reference_impls.vq.xǁFusedVQǁbackward__mutmut_12": (
+        "empty_like's default keeps flat's strides; the loop writes every element and the final view only splits the "
+        "last dim, so the gradient has the same values (its strides may differ)"
+    ),
+    "reference_impls.vq.xǁFusedVQǁbackward__mutmut_14": (
+        "empty_like's default keeps flat's strides; the loop writes every element and the final view only splits the "
+        "last dim, so the gradient has the same values (its strides may differ)"
+    ),
+    "reference_impls.vq.xǁFusedVQǁbackward__mutmut_30": (
+        "codes * n_k promotes the int64 counts to the codes' float dtype: the same products"
+    ),
+    "reference_impls.vq.xǁFusedVQǁforward__mutmut_176": "group and k_i both have n rows: zip's strict check never acts",
+    "reference_impls.vq.xǁFusedVQǁforward__mutmut_179": "group and k_i both have n rows: zip's strict check never acts",
+    "reference_impls.vq.xǁFusedVQǁforward__mutmut_180": "group and k_i both have n rows: zip's strict check never acts",
+    "reference_impls.vq.xǁFusedVQǁforward__mutmut_41": (
+        "only the block shape changes (2 positions instead of 1 when rows < 4); "
+        "test_fused_path_gives_the_same_values_and_gradients_whatever_the_block_size shows values do not depend on it"
+    ),
+    "reference_impls.vq.xǁFusedVQǁforward__mutmut_43": (
+        "only the block shape changes (rows // 3 positions per image); "
+        "test_fused_path_gives_the_same_values_and_gradients_whatever_the_block_size shows values do not depend on it"
+    ),
+    "reference_impls.vq.xǁFusedVQǁforward__mutmut_49": (
+        "only the block shape changes (at least 2 images per block); "
+        "test_fused_path_gives_the_same_values_and_gradients_whatever_the_block_size shows values do not depend on it"
+    ),
+    "reference_impls.vq.xǁFusedVQǁforward__mutmut_80": (
+        "a step of 1 makes the position blocks overlap; each position is last recomputed, from the first block of "
+        "codes on, by the block that starts at it, so minima and indices are the same (only slower)"
+    ),
+    "reference_impls.vq.xǁFusedVQǁforward__mutmut_94": (
+        "a step of 1 makes the code blocks overlap; the running minimum over them is the same minimum with the same "
+        "global index (i + k0), ties still keeping the lower index (only slower)"
+    ),
+    "reference_impls.vq.xǁVectorQuantizerǁcodes__mutmut_6": "F.normalize's default dim is 1",
+    "reference_impls.vq.xǁVectorQuantizerǁforward__mutmut_10": (
+        "only the fused block shape changes (257 rows instead of 256); "
+        "test_fused_path_gives_the_same_values_and_gradients_whatever_the_block_size shows values do not depend on it"
+    ),
+    "reference_impls.vq.xǁVectorQuantizerǁforward__mutmut_11": (
+        "only the fused block shape changes (1025 codes per block instead of 1024); "
+        "test_fused_path_gives_the_same_values_and_gradients_whatever_the_block_size shows values do not depend on it"
+    ),
+    "reference_impls.vq.xǁVectorQuantizerǁforward__mutmut_39": "F.normalize's default dim is 1",
+    "reference_impls.vq.xǁVectorQuantizerǁforward__mutmut_70": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
+    "reference_impls.vq.xǁVectorQuantizerǁforward__mutmut_72": (
+        "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)"
+    ),
 }
 
 

@@ -31,9 +31,11 @@ matrix is the largest thing built; no (N, K, D) tensor ever exists.
 
 Fused path (VectorQuantizer(fused=True), plain gradient codebook only): `FusedVQ` gives the same
 values and gradients as the readable forward below (tests/reference_impls/test_vq.py proves it)
-with fewer passes over the (N, D) data. It reads the channel-first map without transposing it,
-computes the squared error once (both loss terms have the same value, ||z_e - e||^2), and writes
-the three gradients by hand:
+with fewer passes over the (N, D) data. It reads the channel-first map without transposing it, in
+blocks of a few hundred positions whose (K, block) distances stay in cache while the argmin reads
+them (the full (N, K) matrix is never written to memory), takes the squared error from the minima
+it found (both loss terms have the same value, ||z_e - e||^2), and writes the three gradients by
+hand:
     dL/dz_e = g_out + g_commit * 2 (z_e - e) / (N D)          (straight-through + commitment)
     dL/de_k = g_codebook * 2 sum_{i: k_i = k} (e_k - z_i) / (N D)
 """
@@ -68,7 +70,7 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor, chunk: int = 8192) -> 
         for rows in z.split(chunk):
             rows = torch.cat([rows, rows.new_ones(rows.shape[0], 1)], dim=1)  # (chunk, D + 1)
             out.append((rows @ codes.t()).argmin(dim=1))  # (chunk,)
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z.device)
+        return torch.cat(out)  # split always yields a chunk, an empty one for no rows
 
 
 def straight_through(z_e: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
@@ -120,48 +122,74 @@ def ema_update(
 
 
 class FusedVQ(torch.autograd.Function):
-    """Eq. 1-3 in one autograd node: (z_e (B, D, *S), codebook (K, D)) -> (z_q (B, D, *S), codebook
-    loss, commitment loss, indices (B, *S)). z_q has z_e's value gradient (straight-through)."""
+    """Eq. 1-3 in one autograd node: (z_e (B, D, *S), codebook (K, D), rows, codes_per_block) -> (z_q (B, D, *S),
+    codebook loss, commitment loss, indices (B, *S)). z_q has z_e's value gradient (straight-through).
+
+    Distances are taken block by block: about `rows` positions (a few images x a slice of their
+    positions) against `codes_per_block` codes, so each block of scores stays in cache while the
+    minimum is read from it; a running minimum carries over from one block of codes to the next.
+    """
 
     @staticmethod
-    def forward(ctx, z_e: torch.Tensor, codebook: torch.Tensor, chunk: int):
+    def forward(ctx, z_e: torch.Tensor, codebook: torch.Tensor, rows: int, codes_per_block: int):
         b, d = z_e.shape[:2]
         spatial = z_e.shape[2:]
         flat = z_e.detach().reshape(b, d, -1)  # (B, D, M), a view of the channel-first map
-        codes = codebook.detach()
-        e_sq = codes.pow(2).sum(dim=1)  # (K,)
-        per = max(1, chunk // flat.shape[2])  # images per block, so a block has about `chunk` rows
-        best, idx = [], []
-        for blk in flat.split(per):  # (n, D, M)
-            scores = torch.baddbmm(
-                e_sq, blk.transpose(1, 2), codes.t().expand(blk.shape[0], -1, -1), alpha=-2.0
-            )  # (n, M, K)
-            i = scores.argmin(dim=2)  # (n, M): ||e||^2 - 2 z e^T is smallest at the nearest code
-            best.append(scores.gather(2, i[..., None]))  # the minimum itself
-            idx.append(i)
-        idx = torch.cat(idx)  # (B, M) the nearest code k_i
+        m = flat.shape[2]
+        codes = codebook.detach()  # (K, D)
+        k = codes.shape[0]
+        e_sq = codes.pow(2).sum(dim=1, keepdim=True)  # (K, 1)
+        neg2_codes = -2.0 * codes  # (K, D)
+        cols = min(m, max(1, rows // 2))  # positions per image in a block: at least two images per block
+        per = max(1, rows // cols)  # images per block
+        idx = flat.new_empty((b, m), dtype=torch.long)  # k_i, the nearest code
+        best = flat.new_empty((b, m))  # min_k ||e_k||^2 - 2 z_i e_k
+        z_sq = flat.new_zeros(())  # sum of ||z_i||^2
+        z_q = flat.new_empty((b, d, m))
+        z_sum = flat.new_zeros((d, k))  # column k: sum of the z_i that chose code k
+        for b0 in range(0, b, per):
+            group = flat[b0 : b0 + per]  # (n, D, M)
+            n = group.shape[0]
+            for s in range(0, m, cols):
+                block = group[:, :, s : s + cols]  # (n, D, c)
+                best_b, idx_b = best[b0 : b0 + n, s : s + cols], idx[b0 : b0 + n, s : s + cols]  # (n, c) views
+                for k0 in range(0, k, codes_per_block):
+                    # ||e||^2 - 2 e z for codes k0..k1: (n, k1 - k0, c), smallest at the nearest code
+                    e = neg2_codes[k0 : k0 + codes_per_block]
+                    scores = torch.baddbmm(e_sq[k0 : k0 + codes_per_block], e.expand(n, *e.shape), block)
+                    if k0 == 0:
+                        torch.min(scores, dim=1, out=(best_b, idx_b))
+                        continue
+                    value, i = scores.min(dim=1)
+                    closer = value < best_b  # strict: on a tie the lower index stays, as argmin keeps it
+                    torch.where(closer, value, best_b, out=best_b)
+                    torch.where(closer, i + k0, idx_b, out=idx_b)
+            k_i = idx[b0 : b0 + n]  # (n, M)
+            z_sq += group.reshape(-1).dot(group.reshape(-1))
+            # z_q channel-first without a transpose: row d of e^T at column k_i, for every position
+            torch.gather(codes.t().expand(n, d, k), 2, k_i[:, None, :].expand(n, d, m), out=z_q[b0 : b0 + n])
+            for image, k_image in zip(group, k_i, strict=True):  # (D, M), (M,)
+                z_sum.index_add_(1, k_image, image)
         # ||z_i - e_k||^2 = ||z_i||^2 + (||e_k||^2 - 2 z_i e_k), the minimum just found
-        mse = (flat.reshape(-1).dot(flat.reshape(-1)) + torch.cat(best).sum()) / flat.numel()
-        # z_q channel-first without a transpose: column k_i of e^T for every position, (D, B, M) -> (B, D, M)
-        z_q = codes.t().contiguous().index_select(1, idx.reshape(-1)).view(d, b, -1).transpose(0, 1)
-        ctx.save_for_backward(flat, z_q, idx, codes)
-        return z_q.unflatten(2, spatial), mse, mse.clone(), idx.reshape(b, *spatial)
+        mse = (z_sq + best.sum()) / flat.numel()
+        ctx.save_for_backward(flat, z_q, idx, codes, z_sum)
+        return z_q.view(b, d, *spatial), mse, mse.clone(), idx.view(b, *spatial)
 
     @staticmethod
     def backward(ctx, g_out, g_codebook, g_commit, _g_idx):
-        flat, z_q, idx, codes = ctx.saved_tensors  # (B, D, M), (B, D, M), (B, M), (K, D)
+        flat, z_q, idx, codes, z_sum = ctx.saved_tensors  # (B, D, M), (B, D, M), (B, M), (K, D), (D, K)
         scale = 2.0 / flat.numel()
-        # straight-through (g_out unchanged) + commitment: 2 (z_e - e) / (N D)
+        # straight-through (g_out unchanged) + commitment: 2 (z_e - e) / (N D), image by image so the
+        # partial sum is still in cache when the second term is subtracted
         c = float(g_commit) * scale
-        g_z = g_out.reshape(flat.shape).add(flat, alpha=c).sub_(z_q, alpha=c)
+        g = g_out.reshape(flat.shape)
+        g_z = torch.empty_like(flat, memory_format=torch.contiguous_format)
+        for i in range(flat.shape[0]):
+            torch.add(g[i], flat[i], alpha=c, out=g_z[i]).sub_(z_q[i], alpha=c)
         # codebook: 2 sum_{i: k_i = k} (e_k - z_i) / (N D) = 2 (n_k e_k - sum_{i: k_i = k} z_i) / (N D)
-        k_codes = codes.shape[0]
-        z_sum = torch.zeros(flat.shape[1], k_codes, dtype=flat.dtype, device=flat.device)  # (D, K)
-        for image, k in zip(flat, idx, strict=True):  # (D, M), (M,): add each position's z_i to column k_i
-            z_sum.index_add_(1, k, image)
-        n_k = torch.bincount(idx.reshape(-1), minlength=k_codes).to(flat.dtype)  # (K,)
+        n_k = torch.bincount(idx.reshape(-1), minlength=codes.shape[0]).to(flat.dtype)  # (K,)
         g_e = (codes * n_k[:, None] - z_sum.t()) * (float(g_codebook) * scale)  # (K, D)
-        return g_z.reshape(g_out.shape), g_e, None
+        return g_z.view(g_out.shape), g_e, None, None
 
 
 @dataclass
@@ -249,7 +277,7 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         if self.fused:
-            z_q, codebook_loss, commitment, idx = FusedVQ.apply(z_e, self.codebook, 8192)
+            z_q, codebook_loss, commitment, idx = FusedVQ.apply(z_e, self.codebook, 256, 1024)
             loss = codebook_loss + self.beta * commitment
             return QuantizerOutput(z_q, idx, loss, codebook_loss, commitment, perplexity(idx, self.num_codes))
         rows, grid = to_rows(z_e)  # (N, D)

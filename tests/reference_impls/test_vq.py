@@ -1,12 +1,14 @@
 """Properties of the shared quantiser reference_impls.vq, for VQ-VAE, VQ-VAE-2 (EMA) and ViT-VQGAN
 (factorised, l2-normalised codes)."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.vq import VectorQuantizer, ema_update, nearest_code, vq_losses
+from reference_impls.vq import FusedVQ, VectorQuantizer, ema_update, nearest_code, pairwise_sq_distances, vq_losses
 
 
 def _grads_at_beta(beta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +72,20 @@ def test_nearest_code_equals_brute_force_argmin():
     codebook = torch.randn(64, 16, generator=g, dtype=torch.float64)
     brute = ((z[:, None, :] - codebook[None, :, :]) ** 2).sum(-1).argmin(dim=1)  # (N, K, D) on purpose
     assert torch.equal(nearest_code(z, codebook), brute)
+    assert torch.equal(nearest_code(z, codebook, chunk=7), brute)  # chunks of 7 rows, with a short tail
+
+
+def test_pairwise_sq_distances_are_the_squared_differences_summed_over_dimensions():
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    codebook = torch.randn(11, 6, generator=g, dtype=torch.float64)
+    brute = ((z[:, None, :] - codebook[None, :, :]) ** 2).sum(-1)  # (N, K, D) on purpose
+    torch.testing.assert_close(pairwise_sq_distances(z, codebook), brute, rtol=1e-12, atol=1e-12)
+
+
+def test_nearest_code_of_no_rows_is_an_empty_int64_index():
+    codes = nearest_code(torch.zeros(0, 4), torch.randn(5, 4))
+    assert codes.shape == (0,) and codes.dtype == torch.int64
 
 
 def test_ema_step_equals_hand_computed_closed_form():
@@ -87,6 +103,37 @@ def test_ema_step_equals_hand_computed_closed_form():
     torch.testing.assert_close(codebook, torch.tensor([[1.4], [133.0 / 15.0]]))
 
 
+def test_ema_step_decays_the_count_of_a_code_no_vector_chose():
+    # K = 3 codes in D = 1; 1, 3 -> code 0 and 9 -> code 1; code 2 (the last) is chosen by nobody.
+    codebook = torch.tensor([[0.0], [10.0], [20.0]])
+    cluster_size = torch.ones(3)
+    embed_sum = codebook.clone()
+    z = torch.tensor([[1.0], [3.0], [9.0]])
+    ema_update(codebook, cluster_size, embed_sum, z, torch.tensor([0, 0, 1]), decay=0.5, eps=0.5)
+    # N = 0.5 * [1, 1, 1] + 0.5 * [2, 1, 0] = [1.5, 1, 0.5];  m = 0.5 * [0, 10, 20] + 0.5 * [4, 9, 0] = [2, 9.5, 10]
+    # n = 3;  N' = (N + 0.5) / (3 + 3 * 0.5) * 3 = [4/3, 1, 2/3];  e = m / N' = [1.5, 9.5, 15]
+    torch.testing.assert_close(cluster_size, torch.tensor([1.5, 1.0, 0.5]))
+    torch.testing.assert_close(embed_sum, torch.tensor([[2.0], [9.5], [10.0]]))
+    torch.testing.assert_close(codebook, torch.tensor([[1.5], [9.5], [15.0]]))
+
+
+def test_defaults_are_beta_0_25_decay_0_99_and_eps_1e_5():
+    # beta 0.25 and decay 0.99: the Sonnet VQ-VAE example (papers/oord2017neural.md, numbers); eps 1e-5 and
+    # decay 0.99 are also the defaults of rosinality/vq-vae-2-pytorch vqvae.py (Quantize)
+    torch.manual_seed(0)
+    out = VectorQuantizer(8, 4, generator=torch.Generator().manual_seed(0))(torch.randn(2, 4, 3, 3))
+    torch.testing.assert_close(out.loss, out.codebook_loss + 0.25 * out.commitment_loss, rtol=0, atol=0)
+    vq = VectorQuantizer(8, 4, ema=True, generator=torch.Generator().manual_seed(0))
+    codebook, cluster_size, embed_sum = vq.codebook.clone(), vq.cluster_size.clone(), vq.embed_sum.clone()
+    z_e = torch.randn(2, 4, 3, 3)
+    out = vq(z_e)
+    rows = z_e.movedim(1, -1).reshape(-1, 4)
+    ema_update(codebook, cluster_size, embed_sum, rows, out.indices.reshape(-1), decay=0.99, eps=1e-5)
+    torch.testing.assert_close(vq.cluster_size, cluster_size, rtol=0, atol=0)
+    torch.testing.assert_close(vq.codebook, codebook, rtol=0, atol=0)
+    torch.testing.assert_close(out.loss, 0.25 * out.commitment_loss, rtol=0, atol=0)
+
+
 def test_ema_codes_move_without_gradient():
     torch.manual_seed(0)
     vq = VectorQuantizer(num_codes=8, dim=4, ema=True, decay=0.9, generator=torch.Generator().manual_seed(0))
@@ -101,8 +148,9 @@ def test_ema_codes_move_without_gradient():
     # every code that moved moved towards the data mean (3, 3, 3, 3)
     target = torch.full((4,), 3.0)
     assert ((vq.codebook[moved] - target).norm(dim=1) < (before[moved] - target).norm(dim=1)).all()
-    # the loss is beta * commitment only and gives the encoder a gradient
+    # the loss is beta * commitment only (the codebook term is an exact 0) and gives the encoder a gradient
     torch.testing.assert_close(out.loss, vq.beta * out.commitment_loss)
+    assert torch.equal(out.codebook_loss, torch.zeros(()))
     assert torch.count_nonzero(z_e.grad) > 0
 
 
@@ -118,6 +166,17 @@ def test_factorised_l2_lookup_equals_cosine_argmax():
     assert torch.equal(out.indices.reshape(-1), cosine.argmax(dim=1))
     # the Euclidean argmin on raw (unnormalised) vectors picks differently, so the option matters
     assert not torch.equal(nearest_code(rows, vq.codebook), cosine.argmax(dim=1))
+
+
+def test_l2_normalised_commitment_loss_is_measured_between_unit_vectors():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(16, 12, code_dim=6, l2_normalize=True, generator=torch.Generator().manual_seed(0))
+    z_e = 3.0 * torch.randn(2, 12, 3, 4)  # rows far from unit length before the normalisation
+    out = vq(z_e)
+    rows = F.normalize(vq.in_proj(z_e.movedim(1, -1).reshape(-1, 12)), dim=1)  # (N, d), each of norm 1
+    chosen = F.normalize(vq.codebook, dim=1)[out.indices.reshape(-1)]  # (N, d) the unit codes chosen
+    torch.testing.assert_close(out.commitment_loss, F.mse_loss(rows, chosen))
+    torch.testing.assert_close(out.codebook_loss, F.mse_loss(rows, chosen))
 
 
 def _toy_perplexity(factorised: bool, seed: int = 0, steps: int = 60) -> float:
@@ -152,7 +211,8 @@ def test_factorised_l2_codes_use_more_of_the_codebook_than_plain_vq():
     assert factorised > 1.2 * plain
 
 
-@pytest.mark.parametrize("shape, k", [((2, 8, 3, 5), 7), ((3, 4, 6), 5), ((2, 16, 4, 4), 33)])
+# the last shape has more positions per image (300) than one block takes (128): blocks split images
+@pytest.mark.parametrize("shape, k", [((2, 8, 3, 5), 7), ((3, 4, 6), 5), ((2, 16, 4, 4), 33), ((3, 4, 20, 15), 6)])
 def test_fused_path_equals_the_readable_path_in_value_and_every_gradient(shape, k):
     torch.manual_seed(0)
     ref = VectorQuantizer(k, shape[1]).double()
@@ -174,16 +234,55 @@ def test_fused_path_equals_the_readable_path_in_value_and_every_gradient(shape, 
     torch.testing.assert_close(b.perplexity, a.perplexity)
 
 
-def test_fused_path_blocks_rows_and_refuses_options_it_does_not_cover():
+def test_fused_path_gives_the_same_values_and_gradients_whatever_the_block_size():
     torch.manual_seed(1)
-    z = torch.randn(5, 4, 3, 3)
-    codebook = torch.randn(9, 4)
-    from reference_impls.vq import FusedVQ
+    z = torch.randn(5, 4, 3, 3, dtype=torch.float64)  # 5 images of 9 positions
+    codebook = torch.randn(9, 4, dtype=torch.float64)
+    results = []
+    # (9, 4): blocks of 2 images x 4 positions against 4 codes (images, positions and codes all split,
+    # with short tails, so the running minimum carries over two blocks of codes); (10,000, 10,000): one
+    # block holds everything
+    for block in ((9, 4), (10_000, 10_000)):
+        z_e, codes = z.clone().requires_grad_(True), codebook.clone().requires_grad_(True)
+        z_q, codebook_loss, commitment, idx = FusedVQ.apply(z_e, codes, *block)
+        w = torch.randn(z_q.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        ((z_q * w).sum() + 3 * codebook_loss + 5 * commitment).backward()
+        results.append((z_q, codebook_loss, idx, z_e.grad, codes.grad))
+    for small, whole in zip(*results, strict=True):
+        torch.testing.assert_close(small, whole, rtol=1e-12, atol=1e-14)
+    assert torch.equal(results[0][2].reshape(-1), nearest_code(z.movedim(1, -1).reshape(-1, 4), codebook))
 
-    small = FusedVQ.apply(z, codebook, 9)[3]  # blocks of one image (9 rows each)
-    whole = FusedVQ.apply(z, codebook, 10_000)[3]
-    assert torch.equal(small, whole)
-    assert torch.equal(whole.reshape(-1), nearest_code(z.movedim(1, -1).reshape(-1, 4), codebook))
+
+def test_on_equal_distances_the_fused_path_picks_the_lower_code_index_as_argmin_does():
+    # small integers, so every distance is exact in float64; code 4 repeats code 1 and, with blocks of 4
+    # codes, lies in the second block: the running minimum must keep 1, as the argmin does
+    codebook = torch.tensor([[5, 5], [1, 0], [4, 4], [-3, 3], [1, 0], [9, 9]], dtype=torch.float64)
+    z = torch.tensor([[[1, 9, 0, -3, 2], [0, 9, 0, 2, 1]]], dtype=torch.float64)  # (B, D, M) = (1, 2, 5)
+    idx = FusedVQ.apply(z, codebook, 256, 4)[3]
+    rows = z.movedim(1, -1).reshape(-1, 2)
+    assert torch.equal(idx.reshape(-1), nearest_code(rows, codebook))
+    assert idx[0, 0] == 1  # z = (1, 0) is code 1 and code 4 exactly
+
+
+def test_fused_path_writes_its_blocks_in_place_without_any_warning():
+    torch.manual_seed(2)
+    z, codebook = torch.randn(5, 4, 3, 3), torch.randn(9, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. torch's warning for an out= tensor it had to resize
+        for block in ((9, 4), (5, 2), (256, 1024)):
+            FusedVQ.apply(z.clone().requires_grad_(True), codebook, *block)[0].sum().backward()
+
+
+def test_fused_option_runs_the_whole_quantiser_as_one_autograd_node():
+    torch.manual_seed(0)
+    out = VectorQuantizer(8, 4, fused=True)(torch.randn(2, 4, 3, 3, requires_grad=True))
+    node = out.z_q.grad_fn
+    assert node.name() == "FusedVQBackward"
+    assert out.codebook_loss.grad_fn is node and out.commitment_loss.grad_fn is node
+
+
+def test_fused_path_refuses_options_it_does_not_cover():
+    expected = r"^fused=True covers the plain gradient codebook only \(no ema, code_dim or l2_normalize\)$"
     for kw in ({"ema": True}, {"code_dim": 2}, {"l2_normalize": True}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=expected):
             VectorQuantizer(9, 4, fused=True, **kw)
