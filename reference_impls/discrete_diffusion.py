@@ -283,8 +283,8 @@ def _column(s: DiscreteSchedule, a: torch.Tensor, b: torch.Tensor, c: torch.Tens
     """
     k, m = s.num_classes, s.mask_index
     is_data = x < k  # (B, *shape)
-    out = x.new_zeros(*x.shape, s.num_states, dtype=torch.float64)
-    out[..., :k] = torch.where(is_data, b, c)[..., None]  # data rows j: b (x a class) or c (x = [MASK])
+    # data rows j: b (x a class) or c (x = [MASK]); one filled copy, the [MASK] entry set below
+    out = torch.where(is_data, b, c).to(torch.float64)[..., None].expand(*x.shape, s.num_states).clone()
     if m is not None:
         out[..., m] = (~is_data).to(torch.float64)  # [MASK] row: reaches only [MASK]
     return out.scatter_add_(-1, x[..., None], (a * is_data).expand_as(x)[..., None].to(torch.float64))  # + a [j = x]
@@ -297,10 +297,10 @@ def _times(s: DiscreteSchedule, p: torch.Tensor, a: torch.Tensor, b: torch.Tenso
     """
     k, m = s.num_classes, s.mask_index
     mass = p[..., :k].sum(-1, keepdim=True)  # (B, *shape, 1)
-    data = a[..., None] * p[..., :k] + b[..., None] * mass  # (B, *shape, K)
-    if m is None:
-        return data
-    return torch.cat([data, c[..., None] * mass + p[..., m:]], dim=-1)  # (B, *shape, K + 1)
+    out = a[..., None] * p + b[..., None] * mass  # (B, *shape, S): right for every data j
+    if m is not None:
+        out[..., m] = c * mass[..., 0] + p[..., m]  # the [MASK] entry, written over a p_m + b P
+    return out
 
 
 def _cumulative(s: DiscreteSchedule, t: torch.Tensor, like: torch.Tensor):
@@ -348,8 +348,9 @@ def q_posterior(s: DiscreteSchedule, x0_probs: torch.Tensor, xt: torch.Tensor, t
     x0_probs = x0_probs.to(torch.float64)
     fact1 = _column(s, *_step(s, t, xt), xt)  # x_t Q_t^T = column x_t of Q_t: (B, *shape, S)
     fact2 = _times(s, x0_probs, *_cumulative(s, t - 1, xt))  # x_0 Qbar_{t-1}: (B, *shape, S)
-    unnorm = fact1 * fact2
-    return unnorm / unnorm.sum(-1, keepdim=True).clamp_min(_EPS)
+    # in place where autograd allows it: each fresh (N, S) float64 tensor is an allocation the size of the step
+    unnorm = fact1.mul_(fact2)  # (B, *shape, S)
+    return unnorm.mul_(unnorm.sum(-1, keepdim=True).clamp_min(_EPS).reciprocal())  # normalised over x_{t-1}
 
 
 def p_reverse_probs(
@@ -368,7 +369,8 @@ def p_reverse_probs(
     if weighting != "mixture":
         raise ValueError(f"unknown weighting {weighting!r}")
     q_xt_given_x0 = _column(s, *_cumulative(s, t, xt), xt)  # [x_0] -> q(x_t | x_0), column x_t of Qbar_t
-    w = x0_probs.to(torch.float64) / q_xt_given_x0.clamp_min(_EPS)  # x_0 with q(x_t | x_0) = 0 add nothing below
+    # p~(x_0) / q(x_t | x_0), in place on the fresh column; an x_0 with q(x_t | x_0) = 0 adds nothing below
+    w = q_xt_given_x0.clamp_min_(_EPS).reciprocal_().mul_(x0_probs.to(torch.float64))
     return q_posterior(s, w, xt, t)
 
 

@@ -255,6 +255,30 @@ def test_closed_form_rows_posterior_and_reverse_step_equal_the_dense_matrices(na
     torch.testing.assert_close(s.prior(), Qbar[steps, :k].mean(0), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("weighting", ["d3pm", "mixture"])
+@pytest.mark.parametrize("name", ["uniform", "absorbing", "mask_and_replace"])
+def test_gradients_through_the_closed_form_reverse_step_equal_those_of_the_dense_matrices(name, weighting):
+    # the closed forms work in place where autograd allows it; the gradient must not notice
+    s = _big_families(k=9, steps=6)[name]
+    S, k = s.num_states, s.num_classes
+    g = torch.Generator().manual_seed(4)
+    xt = torch.randint(0, S, (1, 40), generator=g)
+    logits = torch.randn(1, 40, k, generator=g, dtype=torch.float64)
+    weights = torch.randn(1, 40, S, generator=g, dtype=torch.float64)  # a random linear read-out
+    for t in (1, 3, 6):
+        leaf = logits.clone().requires_grad_(True)
+        p = dd.pad_to_states(leaf.softmax(-1), S)
+        (dd.p_reverse_probs(s, p, xt, torch.tensor([t]), weighting) * weights).sum().backward()
+        closed = leaf.grad
+
+        leaf = logits.clone().requires_grad_(True)
+        post, mix = _dense_row_ops(s, dd.pad_to_states(leaf.softmax(-1), S)[0], xt[0], t)
+        dense = post if weighting == "d3pm" else mix
+        ok = dense.isfinite().all(-1) & (dense.sum(-1) > 0)
+        (dense[ok] * weights[0][ok]).sum().backward()
+        torch.testing.assert_close(closed[0][ok], leaf.grad[0][ok], rtol=1e-9, atol=1e-12)
+
+
 def test_vq_diffusion_schedule_at_its_paper_size_holds_rates_not_matrices():
     # 2,886 codes + [MASK], T = 100 (papers/gu2022vector.md): dense Q and Qbar would be 6.7 GB each.
     s = dd.mask_and_replace_schedule(*dd.vq_diffusion_cumulative(100), 2886)
