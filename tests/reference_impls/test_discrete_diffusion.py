@@ -195,7 +195,7 @@ def test_hybrid_loss_is_the_vlb_term_plus_lambda_times_x0_cross_entropy_and_trai
         step_loss = dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(i))[0]
         step_loss.backward()
         opt.step()
-        first = first if first is not None else float(step_loss)
+        first = first if first is not None else float(step_loss.detach())
     after = (
         sum(
             float(dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(1000 + i))[0])
