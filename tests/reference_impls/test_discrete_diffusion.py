@@ -198,7 +198,7 @@ def test_hybrid_loss_is_the_vlb_term_plus_lambda_times_x0_cross_entropy_and_trai
         first = first if first is not None else float(step_loss.detach())
     after = (
         sum(
-            float(dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(1000 + i))[0])
+            float(dd.hybrid_loss(s, fn, x0, lam=0.5, generator=torch.Generator().manual_seed(1000 + i))[0].detach())
             for i in range(20)
         )
         / 20
