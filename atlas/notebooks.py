@@ -162,18 +162,13 @@ def _stored_seconds(out_path: Path) -> float | None:
         return None
 
 
-_HEADER = re.compile(r"\A# ---\n(.*?)^# ---$", re.DOTALL | re.MULTILINE)
-
-
 def declared_seconds(path: Path) -> float | None:
     """The run time a notebook's jupytext header declares (jupyter: latent_atlas: seconds:), if any."""
-    import yaml
+    import jupytext
 
     try:
-        match = _HEADER.match(path.read_text(encoding="utf-8"))
-        header = yaml.safe_load("\n".join(line[2:] for line in match.group(1).splitlines())) if match else None
-        return float(header["jupyter"][META_KEY]["seconds"])
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return float(jupytext.read(path, fmt="py:percent").metadata[META_KEY]["seconds"])
+    except Exception:  # no header, no such key, or a file jupytext cannot read: no declared time
         return None
 
 

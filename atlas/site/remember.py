@@ -75,7 +75,11 @@ class Store:
 
 
 class _StandIn:
-    """A method of a library class replaced while installed, and put back by uninstall()."""
+    """A method of a library class replaced while installed, and put back by uninstall().
+
+    A subclass names the method (`owner`, `name`) and defines `call(obj, *args, **kwargs)`, which
+    receives what the library's method would and may use `self._original`.
+    """
 
     owner: type
     name: str
@@ -101,9 +105,6 @@ class _StandIn:
             self._original = None
         if prune:
             self.store.prune()
-
-    def call(self, obj, *args, **kwargs):
-        raise NotImplementedError
 
 
 class RememberedHighlighting(_StandIn):

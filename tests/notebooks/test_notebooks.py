@@ -320,6 +320,14 @@ def test_kernels_started_for_a_build_print_no_log_lines_to_the_terminal(tmp_path
     assert proc.stdout == "" and "IPKernelApp" not in proc.stderr and "encryption" not in proc.stderr, proc.stderr
 
 
+def _run_order(root: Path, monkeypatch) -> list[str]:
+    """The order in which run_all starts the stale notebooks (one worker, nothing executed)."""
+    order = []
+    monkeypatch.setattr(notebooks, "_run_and_write", lambda path, *a, **k: order.append(path.stem) or 1.0)
+    run_all(root, jobs=1, quiet=True)
+    return order
+
+
 def _header(seconds: float) -> str:
     return f"# ---\n# jupyter:\n#   latent_atlas:\n#     seconds: {seconds}  # a comment\n# ---\n\n# %%\nprint(1)\n"
 
@@ -330,10 +338,7 @@ def test_a_fresh_clone_runs_the_notebooks_longest_first_by_their_declared_time(t
     (folder / "long.py").write_text(_header(30), encoding="utf-8")
     (folder / "middle.py").write_text(_header(9.5), encoding="utf-8")
     (folder / "undeclared_but_large.py").write_text("# %%\n" + "# padding\n" * 1400, encoding="utf-8")  # ~14 kB
-    order = []
-    monkeypatch.setattr(notebooks, "_run_and_write", lambda path, *a, **k: order.append(path.stem) or 1.0)
-    run_all(root, jobs=1, quiet=True)
-    assert order == ["long", "undeclared_but_large", "middle", "short"]
+    assert _run_order(root, monkeypatch) == ["long", "undeclared_but_large", "middle", "short"]
 
 
 def test_the_time_a_previous_run_stored_outranks_the_declared_one(tmp_path: Path, monkeypatch):
@@ -345,10 +350,7 @@ def test_the_time_a_previous_run_stored_outranks_the_declared_one(tmp_path: Path
         nb = nbformat.read(path, as_version=4)
         nb.metadata["latent_atlas"]["seconds"], nb.metadata["latent_atlas"]["source_sha256"] = seconds, "stale"
         nbformat.write(nb, path)
-    order = []
-    monkeypatch.setattr(notebooks, "_run_and_write", lambda path, *a, **k: order.append(path.stem) or 1.0)
-    run_all(root, jobs=1, quiet=True)
-    assert order == ["declared_short", "declared_long"]
+    assert _run_order(root, monkeypatch) == ["declared_short", "declared_long"]
 
 
 @pytest.mark.parametrize("py", NOTEBOOKS, ids=lambda p: p.stem)

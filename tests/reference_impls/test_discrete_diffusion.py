@@ -11,11 +11,11 @@ from reference_impls import discrete_diffusion as dd
 K, T = 4, 8
 
 
-def _families():
+def _families(k=K, steps=T):
     return {
-        "uniform": dd.uniform_schedule(dd.multinomial_cosine_betas(T), K),
-        "absorbing": dd.absorbing_schedule(dd.absorbing_betas(T), K),
-        "mask_and_replace": dd.mask_and_replace_schedule(*dd.vq_diffusion_cumulative(T), K),
+        "uniform": dd.uniform_schedule(dd.multinomial_cosine_betas(steps), k),
+        "absorbing": dd.absorbing_schedule(dd.absorbing_betas(steps), k),
+        "mask_and_replace": dd.mask_and_replace_schedule(*dd.vq_diffusion_cumulative(steps), k),
     }
 
 
@@ -222,11 +222,7 @@ def _dense_row_ops(s, x0_probs, xt, t):
 
 
 def _big_families(k=37, steps=15):
-    return {
-        "uniform": dd.uniform_schedule(dd.multinomial_cosine_betas(steps), k),
-        "absorbing": dd.absorbing_schedule(dd.absorbing_betas(steps), k),
-        "mask_and_replace": dd.mask_and_replace_schedule(*dd.vq_diffusion_cumulative(steps), k),
-    }
+    return _families(k, steps)
 
 
 @pytest.mark.parametrize("name", ["uniform", "absorbing", "mask_and_replace"])
