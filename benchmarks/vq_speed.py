@@ -11,12 +11,24 @@ product of the distance shape, (65536, 256) @ (256, K):
         ema   ours VectorQuantizer(ema=True)    vs VectorQuantize(decay=0.99)  (EMA, its default);
               only with --ema (it doubles the run time)
 
-One step = forward + backward of mean(z_q^2) + the quantiser's loss (the matmul case is a forward
-product only: it is the floor any exact nearest-neighbour search pays).
+One step = the quantiser's forward and backward: from z_e to (z_q, loss), then back from the
+gradient at z_q (a fixed random tensor, standing for what the decoder hands back) and from the
+quantiser's own loss, to the gradients of z_e and of the codebook. The matmul case is a forward
+product only: the floor any exact nearest-neighbour search pays.
+
+Until December 2026 the step was timed with a stand-in decoder loss, mean(z_q^2), inside it. That
+loss's own forward and backward (square, mean, and PyTorch's pow backward) write five fresh
+(65536, 256) tensors that are not the quantiser's work; at K = 1024 they cost about a third of the
+matmul. The fused path is still timed that way too ("fused-grad+loss"), printed for comparison
+with the earlier figures; the goal is judged on the quantiser's step.
 
 Each case runs in its own subprocess, so every figure comes from a fresh process:
-    time      K = 1024: best of 5 timed steps after one untimed warm-up step; K = 8192: one cold
-              step (each takes seconds, so a warm-up would double the run for little change).
+    time      K = 1024: best of 5 timed steps after one untimed warm-up step; the anchor and the
+              fused path are measured in ROUNDS rounds of fresh processes, one after the other, and
+              the fused path's ratio to the anchor is the median of the rounds' ratios (one pair of
+              fresh processes varies from run to run, mostly in the cost of first-touching the
+              pages of fresh tensors, which the anchor's (65536, K) output pays too).
+              K = 8192: one cold step per case (each takes seconds).
               Wall clock, torch's default thread count; throughput = 65,536 / time.
     peak MB   growth of the process's peak resident set size (getrusage ru_maxrss) from just before
               the first step to the end: the extra memory the step needed at its high-water mark,
@@ -24,7 +36,7 @@ Each case runs in its own subprocess, so every figure comes from a fresh process
               CPU allocator returns freed blocks to the OS, so a later smaller step cannot hide an
               earlier peak); it is a resident-set figure, not a tensor-by-tensor count.
 
-Run:  .venv/bin/python benchmarks/vq_speed.py            (under two minutes on 2 idle cores)
+Run:  .venv/bin/python benchmarks/vq_speed.py            (about two minutes on 2 idle cores)
       .venv/bin/python benchmarks/vq_speed.py --ema      (adds the EMA codebooks)
       .venv/bin/python benchmarks/vq_speed.py --profile  (operator table for ours, K = 8192)
 """
@@ -41,6 +53,7 @@ from pathlib import Path
 
 N, DIM, KS = 65536, 256, (1024, 8192)
 GRID = (64, DIM, 32, 32)  # 64 * 32 * 32 = 65,536 vectors
+ROUNDS = 3  # rounds of fresh processes for the anchor and the fused path at K = 1024
 
 
 def _maxrss_mb() -> float:
@@ -57,7 +70,9 @@ def _build(case: str, k: int):
         return lambda: a @ b
 
     z = torch.randn(*GRID, requires_grad=True)  # (B, D, H, W)
+    g = torch.randn(*GRID)  # the gradient at z_q, as the decoder would hand it back
     impl, mode = case.split("-")
+    mode, stand_in_loss = mode.removesuffix("+loss"), mode.endswith("+loss")
     if impl in ("ours", "fused"):
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from reference_impls.vq import VectorQuantizer
@@ -66,7 +81,10 @@ def _build(case: str, k: int):
 
         def step():
             out = vq(z)
-            (out.z_q.square().mean() + out.loss).backward()
+            if stand_in_loss:
+                (out.z_q.square().mean() + out.loss).backward()
+            else:
+                torch.autograd.backward((out.z_q, out.loss), (g, None))  # None: d loss / d loss = 1
     else:
         from vector_quantize_pytorch import VectorQuantize
 
@@ -83,7 +101,7 @@ def _build(case: str, k: int):
 
         def step():
             quantized, _, commit = vq(z)
-            (quantized.square().mean() + commit.sum()).backward()
+            torch.autograd.backward((quantized, commit.sum()), (g, None))
 
     return step
 
@@ -122,26 +140,23 @@ def main(with_ema: bool = False) -> None:
             "expected `.venv/bin/pip install -e '.[bench]'` first"
         )
     modes = ("grad", "ema") if with_ema else ("grad",)
-    cases = ["matmul", "fused-grad"] + [f"{impl}-{mode}" for mode in modes for impl in ("ours", "vqp")]
-    results: dict[tuple[str, int], dict] = {}
+    paired = ["matmul", "fused-grad", "fused-grad+loss"]  # K = 1024: measured in ROUNDS rounds
+    others = [f"{impl}-{mode}" for mode in modes for impl in ("ours", "vqp")]
     t_start = time.perf_counter()
-    for k in KS:
-        warmup, repeats = (1, 5) if k <= 1024 else (0, 1)  # K = 8192 steps take seconds: one cold step
-        for case in cases:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--case",
-                case,
-                "--k",
-                str(k),
-                "--repeats",
-                str(repeats),
-                "--warmup",
-                str(warmup),
-            ]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            results[(case, k)] = json.loads(out.stdout.strip().splitlines()[-1])
+    rounds: dict[str, list[dict]] = {case: [] for case in paired}
+    for _ in range(ROUNDS):
+        for case in paired:
+            rounds[case].append(_run(case, 1024, warmup=1, repeats=5))
+    anchor = rounds["matmul"]
+    ratios = sorted(f["time"] / a["time"] for f, a in zip(rounds["fused-grad"], anchor, strict=True))
+    ratios_loss = sorted(f["time"] / a["time"] for f, a in zip(rounds["fused-grad+loss"], anchor, strict=True))
+    results: dict[tuple[str, int], dict] = {}
+    for case, runs in rounds.items():  # the table shows each case's median round
+        results[(case, 1024)] = sorted(runs, key=lambda r: r["time"])[len(runs) // 2]
+    for case in others:
+        results[(case, 1024)] = _run(case, 1024, warmup=1, repeats=5)
+    for case in ["matmul", "fused-grad", *others]:  # K = 8192 steps take seconds: one cold step each
+        results[(case, 8192)] = _run(case, 8192, warmup=0, repeats=1)
 
     import torch
 
@@ -149,9 +164,9 @@ def main(with_ema: bool = False) -> None:
         f"VectorQuantizer speed, CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{N} vectors of dim {DIM} as a {GRID} map"
     )
-    print(f"{'case':<11}{'K':>6}{'step s':>9}{'Mvec/s':>9}{'peak MB':>9}")
+    print(f"{'case':<16}{'K':>6}{'step s':>9}{'Mvec/s':>9}{'peak MB':>9}")
     for (case, k), r in results.items():
-        print(f"{case:<11}{k:>6}{r['time']:>9.3f}{N / r['time'] / 1e6:>9.2f}{r['peak_mb']:>9.0f}")
+        print(f"{case:<16}{k:>6}{r['time']:>9.3f}{N / r['time'] / 1e6:>9.2f}{r['peak_mb']:>9.0f}")
     print()
     goals = []
     for k in KS:
@@ -174,16 +189,30 @@ def main(with_ema: bool = False) -> None:
                 f"(goal >= 1.0x: {'met' if g1 else 'MISSED'});  time ours/matmul = {mm_ratio:5.2f}x "
                 f"({verdict});  peak memory ours/theirs = {mem_ratio:4.2f}x"
             )
-    for k in KS:  # the fused plain path (VectorQuantizer(fused=True)), same values and gradients as ours-grad
-        fused, mm = results[("fused-grad", k)]["time"], results[("matmul", k)]["time"]
-        ratio = fused / mm
+    # the fused plain path (VectorQuantizer(fused=True)), same values and gradients as ours-grad
+    for k in KS:
+        fused = results[("fused-grad", k)]["time"]
+        ratio = ratios[len(ratios) // 2] if k == 1024 else fused / results[("matmul", k)]["time"]
         goals.append(ratio <= 1.5)
+        spread = f" (median of {ROUNDS} rounds: {', '.join(f'{r:.2f}' for r in ratios)})" if k == 1024 else ""
         print(
-            f"K={k:<5} grad  fused: time ours(fused)/matmul = {ratio:5.2f}x (goal <= 1.5x: "
+            f"K={k:<5} grad  fused: time ours(fused)/matmul = {ratio:5.2f}x{spread} (goal <= 1.5x: "
             f"{'met' if ratio <= 1.5 else 'MISSED'});  throughput fused/vector-quantize-pytorch = "
             f"{results[('vqp-grad', k)]['time'] / fused:5.2f}x"
         )
+    print(
+        f"K=1024  grad  fused, timed with the stand-in loss mean(z_q^2) inside the step (the definition "
+        f"before December 2026): {ratios_loss[len(ratios_loss) // 2]:5.2f}x the matmul "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in ratios_loss)}); not the goal's measure"
+    )
     print(f"\nall goals met: {all(goals)}   (whole run {time.perf_counter() - t_start:.0f} s)")
+
+
+def _run(case: str, k: int, *, warmup: int, repeats: int) -> dict:
+    """One case in a fresh process: its run_case() result."""
+    cmd = [sys.executable, __file__, "--case", case, "--k", str(k), "--repeats", str(repeats), "--warmup", str(warmup)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":
