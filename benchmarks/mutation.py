@@ -215,21 +215,6 @@ EQUIVALENT: dict[str, str] = {
         "a is a schedule rate, float64 by DiscreteSchedule's contract and every constructor, so a * is_data is "
         "float64 already and .to(None) changes nothing"
     ),
-    "reference_impls.discrete_diffusion.x__column__mutmut_27": (
-        "a is a schedule rate, float64 by DiscreteSchedule's contract and every constructor, so a * is_data is "
-        "float64 already and .to(None) changes nothing"
-    ),
-    "reference_impls.discrete_diffusion.x__column__mutmut_8": (
-        "where(is_data, b, c) of two float64 schedule rates is float64 already (DiscreteSchedule's contract and "
-        "every constructor), so .to(None) changes nothing"
-    ),
-    "reference_impls.discrete_diffusion.x__column__mutmut_17": (
-        "writing the bool ~is_data into the float64 out casts True to 1.0 and False to 0.0, as .to(float64) does"
-    ),
-    "reference_impls.discrete_diffusion.x_p_reverse_probs__mutmut_33": (
-        "the in-place mul_ into the float64 reciprocals computes in float64, converting a float32 x0_probs exactly, as "
-        ".to(float64) does"
-    ),
     "reference_impls.discrete_diffusion.x_vlb_terms__mutmut_12": (
         "q_posterior converts its x0_probs to float64 on entry, so the int64 one-hot becomes the same float64 "
         "one-hot there"

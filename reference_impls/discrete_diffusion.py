@@ -21,7 +21,9 @@ on [MASK]:
     M(a, b, c)[i, j] = a [j = i] + b [j < K] + c [j = m]   (i < K),    M[m, j] = [j = m],
 with a + K b + c = 1. So a schedule is six (T + 1,) vectors of rates, (a_t, b_t, c_t) for Q_t and
 (abar_t, bbar_t, cbar_t) for Qbar_t, and every quantity below is computed over (N, S) rows from
-them: a row of M (x M), a column of M (M x^T) and a distribution times M (p M), each O(S) per token.
+them: a row of M (x M) for the forward process, and the posterior row (x_t Q_t^T) * (p Qbar_{t-1}),
+whose first factor takes two values on the data classes and whose second is affine in p there, so
+the normalised posterior is written in one pass over the row (see _posterior). O(S) per token.
 Memory is O(N S + T), not the O(T S^2) of stacked matrices: at VQ-Diffusion's 2,887 states and
 T = 100 those would be 6.7 GB each in float64. The dense (T + 1, S, S) matrices are still
 available as `schedule.Q` / `schedule.Qbar` (built on access) and the tests check every closed
@@ -276,33 +278,6 @@ def _row(s: DiscreteSchedule, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
     return out.scatter_add_(-1, x[..., None], (a * is_data).expand_as(x)[..., None].to(torch.float64))  # + a [j = x]
 
 
-def _column(s: DiscreteSchedule, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Column x of M(a, b, c) as a row vector, M[j, x] for every j: x (B, *shape) -> (B, *shape, S).
-
-    x < K: a [j = x] + b for data j, 0 for j = m;   x = m: c for data j, 1 for j = m.
-    """
-    k, m = s.num_classes, s.mask_index
-    is_data = x < k  # (B, *shape)
-    # data rows j: b (x a class) or c (x = [MASK]); one filled copy, the [MASK] entry set below
-    out = torch.where(is_data, b, c).to(torch.float64)[..., None].expand(*x.shape, s.num_states).clone()
-    if m is not None:
-        out[..., m] = (~is_data).to(torch.float64)  # [MASK] row: reaches only [MASK]
-    return out.scatter_add_(-1, x[..., None], (a * is_data).expand_as(x)[..., None].to(torch.float64))  # + a [j = x]
-
-
-def _times(s: DiscreteSchedule, p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """p M(a, b, c) for distributions p (B, *shape, S) over the S states -> (B, *shape, S).
-
-    Data j: a p_j + b P;   [MASK]: c P + p_m,   with P = sum_{i < K} p_i the mass on data classes.
-    """
-    k, m = s.num_classes, s.mask_index
-    mass = p[..., :k].sum(-1, keepdim=True)  # (B, *shape, 1)
-    out = a[..., None] * p + b[..., None] * mass  # (B, *shape, S): right for every data j
-    if m is not None:
-        out[..., m] = c * mass[..., 0] + p[..., m]  # the [MASK] entry, written over a p_m + b P
-    return out
-
-
 def _cumulative(s: DiscreteSchedule, t: torch.Tensor, like: torch.Tensor):
     return _rates(s.keep_bar, t, like), _rates(s.spread_bar, t, like), _rates(s.to_mask_bar, t, like)
 
@@ -338,6 +313,38 @@ def q_sample(
     return sample_categorical(q_probs(s, x0, t), generator)
 
 
+def _posterior(s: DiscreteSchedule, w: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Eq. 3's row (x_t Q_t^T) * (w Qbar_{t-1}), normalised, in one pass: w (B, *shape, S) float64.
+
+    With (a, b, c) the rates of Q_t, (A, B, C) = (a_bar, b_bar, c_bar) those of Qbar_{t-1} and
+    W = sum_{j < K} w_j (mass):
+        w Qbar_{t-1}               A w_j + B W  on data j,       C W + w_m  on [MASK]
+        x_t Q_t^T for data x_t     b + a [j = x_t]  on data j,   0          on [MASK]
+        x_t Q_t^T for x_t = [MASK] c  on data j,                 1          on [MASK]
+    so on the data classes the product is f (A w_j + B W), with f = b or c, plus a (A w_{x_t} + B W)
+    at j = x_t; its sum is f (A + K B) W plus those two entries. The row is written normalised by
+    one addcmul over (B, *shape, S) and two single-entry corrections.
+    """
+    k, m = s.num_classes, s.mask_index
+    a, b, c = _step(s, t, xt)  # (B, 1, ...) rates of Q_t
+    a_bar, b_bar, c_bar = _cumulative(s, t - 1, xt)  # (B, 1, ...) rates of Qbar_{t-1}
+    is_data = xt < k  # (B, *shape)
+    mass = w[..., :k].sum(-1)  # (B, *shape) W, the mass of w on the data classes
+    at = xt.clamp(max=k - 1).unsqueeze(-1)  # (B, *shape, 1) column x_t; for a [MASK] x_t its extra below is 0
+    extra = a * is_data * (a_bar * w.gather(-1, at).squeeze(-1) + b_bar * mass)  # (B, *shape) added at j = x_t
+    f = torch.where(is_data, b, c)  # (B, *shape) x_t Q_t^T on the data classes j != x_t
+    total = f * (a_bar + k * b_bar) * mass + extra
+    if m is not None:
+        to_mask = ~is_data * (c_bar * mass + w[..., m])  # (B, *shape) the [MASK] entry, 0 for a data x_t
+        total = total + to_mask
+    inv = total.clamp_min(_EPS).reciprocal()  # (B, *shape)
+    out = torch.addcmul((f * b_bar * mass * inv).unsqueeze(-1), (f * a_bar * inv).unsqueeze(-1), w)  # (B, *shape, S)
+    out.scatter_add_(-1, at, (extra * inv).unsqueeze(-1))
+    if m is not None:
+        out[..., m] = to_mask * inv
+    return out
+
+
 def q_posterior(s: DiscreteSchedule, x0_probs: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Eq. 3 / D3PM Eq. 4: normalise (x_t Q_t^T) * (x0_probs Qbar_{t-1}).
 
@@ -345,12 +352,7 @@ def q_posterior(s: DiscreteSchedule, x0_probs: torch.Tensor, xt: torch.Tensor, t
     distribution p~(x_0 | x_t) gives D3PM's reverse step. xt (B, *shape) int64, t (B,) in 1..T.
     Returns (B, *shape, S) float64.
     """
-    x0_probs = x0_probs.to(torch.float64)
-    fact1 = _column(s, *_step(s, t, xt), xt)  # x_t Q_t^T = column x_t of Q_t: (B, *shape, S)
-    fact2 = _times(s, x0_probs, *_cumulative(s, t - 1, xt))  # x_0 Qbar_{t-1}: (B, *shape, S)
-    # in place where autograd allows it: each fresh (N, S) float64 tensor is an allocation the size of the step
-    unnorm = fact1.mul_(fact2)  # (B, *shape, S)
-    return unnorm.mul_(unnorm.sum(-1, keepdim=True).clamp_min(_EPS).reciprocal())  # normalised over x_{t-1}
+    return _posterior(s, x0_probs.to(torch.float64), xt, t)
 
 
 def p_reverse_probs(
@@ -368,10 +370,21 @@ def p_reverse_probs(
         return q_posterior(s, x0_probs, xt, t)
     if weighting != "mixture":
         raise ValueError(f"unknown weighting {weighting!r}")
-    q_xt_given_x0 = _column(s, *_cumulative(s, t, xt), xt)  # [x_0] -> q(x_t | x_0), column x_t of Qbar_t
-    # p~(x_0) / q(x_t | x_0), in place on the fresh column; an x_0 with q(x_t | x_0) = 0 adds nothing below
-    w = q_xt_given_x0.clamp_min_(_EPS).reciprocal_().mul_(x0_probs.to(torch.float64))
-    return q_posterior(s, w, xt, t)
+    # q(x_t | x_0) over x_0 is column x_t of Qbar_t: B_t on data x_0 != x_t, A_t + B_t at x_0 = x_t and
+    # 0 at [MASK] for a data x_t; C_t on data x_0 and 1 at [MASK] for x_t = [MASK]
+    k, m = s.num_classes, s.mask_index
+    a_bar, b_bar, c_bar = _cumulative(s, t, xt)  # (B, 1, ...) rates of Qbar_t
+    is_data = xt < k  # (B, *shape)
+    p = x0_probs.to(torch.float64)
+    scale = torch.where(is_data, b_bar, c_bar).clamp_min(_EPS).reciprocal()  # (B, *shape) 1 / q on data x_0 != x_t
+    w = p * scale.unsqueeze(-1)  # (B, *shape, S)
+    at = xt.clamp(max=k - 1).unsqueeze(-1)  # (B, *shape, 1)
+    p_at = p.gather(-1, at).squeeze(-1)  # (B, *shape)
+    at_xt = torch.where(is_data, p_at / (a_bar + b_bar).clamp_min(_EPS), p_at * scale)  # 1 / q at x_0 = x_t
+    w.scatter_(-1, at, at_xt.unsqueeze(-1))
+    if m is not None:  # x_0 = [MASK] cannot give a data x_t: its weight is unused there, 0 keeps it finite
+        w[..., m] = p[..., m] * ~is_data
+    return _posterior(s, w, xt, t)
 
 
 # ---------------------------------------------------------------------------------------------

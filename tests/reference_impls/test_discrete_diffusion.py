@@ -235,7 +235,7 @@ def test_closed_form_rows_posterior_and_reverse_step_equal_the_dense_matrices(na
     x0 = torch.randint(0, k, (1, 200), generator=g)
     xt_all = torch.randint(0, S, (1, 200), generator=g)  # includes [MASK] where there is one
     p = torch.rand(1, 200, S, generator=g, dtype=torch.float64)
-    p = p / p.sum(-1, keepdim=True)  # also puts mass on [MASK]: _times must handle it
+    p = p / p.sum(-1, keepdim=True)  # also puts mass on [MASK]: the posterior must handle it
     for t in (1, 2, steps // 2, steps):
         tt = torch.tensor([t])
         torch.testing.assert_close(dd.q_probs(s, x0, tt)[0], Qbar[t][x0[0]], rtol=0, atol=1e-12)
