@@ -330,7 +330,7 @@ def _posterior(s: DiscreteSchedule, w: torch.Tensor, xt: torch.Tensor, t: torch.
     a_bar, b_bar, c_bar = _cumulative(s, t - 1, xt)  # (B, 1, ...) rates of Qbar_{t-1}
     is_data = xt < k  # (B, *shape)
     mass = w[..., :k].sum(-1)  # (B, *shape) W, the mass of w on the data classes
-    at = xt.clamp(max=k - 1).unsqueeze(-1)  # (B, *shape, 1) column x_t; for a [MASK] x_t its extra below is 0
+    at = xt.unsqueeze(-1)  # (B, *shape, 1) column x_t; for x_t = [MASK] its extra is 0 and the entry is set below
     extra = a * is_data * (a_bar * w.gather(-1, at).squeeze(-1) + b_bar * mass)  # (B, *shape) added at j = x_t
     f = torch.where(is_data, b, c)  # (B, *shape) x_t Q_t^T on the data classes j != x_t
     total = f * (a_bar + k * b_bar) * mass + extra
@@ -370,20 +370,17 @@ def p_reverse_probs(
         return q_posterior(s, x0_probs, xt, t)
     if weighting != "mixture":
         raise ValueError(f"unknown weighting {weighting!r}")
-    # q(x_t | x_0) over x_0 is column x_t of Qbar_t: B_t on data x_0 != x_t, A_t + B_t at x_0 = x_t and
-    # 0 at [MASK] for a data x_t; C_t on data x_0 and 1 at [MASK] for x_t = [MASK]
-    k, m = s.num_classes, s.mask_index
+    # q(x_t | x_0) over x_0 is column x_t of Qbar_t (rates A, B, C): for a data x_t, B on data x_0 != x_t,
+    # A + B at x_0 = x_t and 0 at [MASK]; for x_t = [MASK], C on data x_0 and 1 at x_0 = [MASK]
     a_bar, b_bar, c_bar = _cumulative(s, t, xt)  # (B, 1, ...) rates of Qbar_t
-    is_data = xt < k  # (B, *shape)
+    is_data = xt < s.num_classes  # (B, *shape)
     p = x0_probs.to(torch.float64)
-    scale = torch.where(is_data, b_bar, c_bar).clamp_min(_EPS).reciprocal()  # (B, *shape) 1 / q on data x_0 != x_t
-    w = p * scale.unsqueeze(-1)  # (B, *shape, S)
-    at = xt.clamp(max=k - 1).unsqueeze(-1)  # (B, *shape, 1)
-    p_at = p.gather(-1, at).squeeze(-1)  # (B, *shape)
-    at_xt = torch.where(is_data, p_at / (a_bar + b_bar).clamp_min(_EPS), p_at * scale)  # 1 / q at x_0 = x_t
-    w.scatter_(-1, at, at_xt.unsqueeze(-1))
-    if m is not None:  # x_0 = [MASK] cannot give a data x_t: its weight is unused there, 0 keeps it finite
-        w[..., m] = p[..., m] * ~is_data
+    off = torch.where(is_data, b_bar, c_bar)  # (B, *shape) q(x_t | x_0) for data x_0 != x_t
+    w = p * off.clamp_min(_EPS).reciprocal().unsqueeze(-1)  # (B, *shape, S)
+    at = xt.unsqueeze(-1)  # (B, *shape, 1)
+    on = torch.where(is_data, a_bar + b_bar, 1.0)  # (B, *shape) q(x_t | x_0 = x_t)
+    w.scatter_(-1, at, p.gather(-1, at) / on.clamp_min(_EPS).unsqueeze(-1))
+    # for a data x_t, w at x_0 = [MASK] is finite and unused: x_t Q_t^T is 0 on [MASK] and W sums data only
     return _posterior(s, w, xt, t)
 
 

@@ -243,6 +243,9 @@ def test_closed_form_rows_posterior_and_reverse_step_equal_the_dense_matrices(na
         post, mix = _dense_row_ops(s, p[0], xt_all[0], t)
         reachable = post.sum(-1) > 0
         torch.testing.assert_close(dd.q_posterior(s, p, xt_all, tt)[0][reachable], post[reachable], rtol=0, atol=1e-10)
+        ok = mix.isfinite().all(-1)  # with mass on x_0 = [MASK], which a [MASK] x_t may have come from
+        got = dd.p_reverse_probs(s, p, xt_all, tt, "mixture")[0]
+        torch.testing.assert_close(got[ok], mix[ok], rtol=0, atol=1e-10)
         data_p = dd.pad_to_states(p[..., :k] / p[..., :k].sum(-1, keepdim=True), S)  # a model's p~ over K
         post_d, mix_d = _dense_row_ops(s, data_p[0], xt_all[0], t)
         ok = mix_d.isfinite().all(-1)
