@@ -215,6 +215,10 @@ EQUIVALENT: dict[str, str] = {
         "a is a schedule rate, float64 by DiscreteSchedule's contract and every constructor, so a * is_data is "
         "float64 already and .to(None) changes nothing"
     ),
+    "reference_impls.discrete_diffusion.x_p_reverse_probs__mutmut_28": (
+        "p meets a float64 operand before every use (the reciprocal of the float64 rates, the float64 q at x_t), "
+        "which converts a float32 x0_probs exactly, as .to(float64) does"
+    ),
     "reference_impls.discrete_diffusion.x_vlb_terms__mutmut_12": (
         "q_posterior converts its x0_probs to float64 on entry, so the int64 one-hot becomes the same float64 "
         "one-hot there"
