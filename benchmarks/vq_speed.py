@@ -19,7 +19,7 @@ product only: the floor any exact nearest-neighbour search pays.
 The step used to be timed with a stand-in decoder loss, mean(z_q^2), inside it (the issue's 2.76x
 was measured that way). That loss's own forward and backward (square, mean, and PyTorch's pow
 backward) write five fresh (65536, 256) tensors that are not the quantiser's work; at K = 1024 they
-added 0.03 to 0.10 s to the fused step in our runs, where the matmul takes about 0.24 s. The fused
+added 0.02 to 0.10 s to the fused step in our runs, where the matmul takes about 0.24 s. The fused
 path is still timed that way too ("fused-grad+loss"), printed for comparison with the earlier
 figures; the goal is judged on the quantiser's step.
 
