@@ -109,11 +109,18 @@ def ema_update(
 ) -> None:
     """One EMA step, in place, on codebook (K, D), cluster_size (K,) and embed_sum (K, D).
 
-    z (N, D) are the encoder outputs and indices (N,) the codes they chose.
+    z (N, D) are the encoder outputs and indices (N,) the codes they chose. Under torch.distributed
+    the counts and sums are all-reduced first, so every rank applies the update of the whole global
+    batch and N processes keep the codebook of one process fed that batch (as Sonnet, Jukebox and
+    vector-quantize-pytorch's `sync_codebook` do); DDP's broadcast of rank 0's buffers then changes
+    nothing.
     """
     num_codes = codebook.shape[0]
     n_k = torch.bincount(indices, minlength=num_codes).to(z.dtype)  # (K,) how many chose code k
     z_sum = torch.zeros_like(codebook).index_add_(0, indices, z)  # (K, D) sum of the vectors that chose k
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(n_k)  # (K,) counts of the global batch
+        torch.distributed.all_reduce(z_sum)  # (K, D) sums of the global batch
     cluster_size.mul_(decay).add_(n_k, alpha=1 - decay)  # N_k
     embed_sum.mul_(decay).add_(z_sum, alpha=1 - decay)  # m_k
     n = cluster_size.sum()
@@ -220,7 +227,9 @@ class VectorQuantizer(nn.Module):
 
     Options:
         ema=True      codebook is a buffer updated by exponential moving averages (VQ-VAE-2);
-                      it receives no gradient and the loss is beta * commitment only.
+                      it receives no gradient and the loss is beta * commitment only. In
+                      training, z_q and the commitment loss use the codes from before this step's
+                      update (Sonnet's VectorQuantizerEMA, Jukebox, vector-quantize-pytorch).
         code_dim=d    factorised codes (ViT-VQGAN): project D -> d before the lookup and d -> D
                       after it.
         l2_normalize  l2-normalise inputs and codes, so the lookup is the cosine argmax.
@@ -291,7 +300,6 @@ class VectorQuantizer(nn.Module):
                     ema_update(
                         self.codebook, self.cluster_size, self.embed_sum, z.detach(), indices, self.decay, self.eps
                     )
-                z_q = F.embedding(indices, self.codes())  # the updated codes
             z_q = z_q.detach()
             commitment = F.mse_loss(z, z_q)
             codebook_loss = torch.zeros((), device=z.device)

@@ -1,0 +1,64 @@
+"""The EMA quantiser under torch.distributed: two gloo processes on the CPU, each fed half of a
+global batch, keep the codebook of one process fed the whole batch; and the training-mode forward
+returns the codes from before the update."""
+
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from reference_impls.vq import VectorQuantizer
+
+STEPS, BATCH, DIM, CODES = 3, 8, 4, 16
+
+
+def _batches() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(BATCH, DIM, 5, generator=g) for _ in range(STEPS)]  # (B, D, S) each
+
+
+def _quantizer() -> VectorQuantizer:
+    torch.manual_seed(1)
+    return VectorQuantizer(CODES, DIM, ema=True).train()
+
+
+def _worker(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    vq = _quantizer()
+    for z in _batches():
+        vq(z.chunk(2)[rank])  # this rank's half of the global batch
+    if rank == 0:
+        torch.save(vq.codebook.clone(), out)
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_keep_the_codebook_of_one_process_fed_the_whole_batch(tmp_path):
+    out = str(tmp_path / "codebook.pt")
+    mp.spawn(_worker, args=(_free_port(), out), nprocs=2, join=True)
+    single = _quantizer()
+    for z in _batches():
+        single(z)
+    two = torch.load(out)
+    assert not torch.equal(single.codebook, _quantizer().codebook), "the EMA steps moved the codebook"
+    torch.testing.assert_close(two, single.codebook, rtol=1e-5, atol=1e-6)
+
+
+def test_training_forward_returns_the_codes_from_before_the_ema_update():
+    vq = _quantizer()
+    z = _batches()[0]
+    before = vq.codebook.clone()
+    out = vq(z)
+    expected = before[out.indices.reshape(-1)]  # (N, D) codes chosen, as they were before the step
+    rows = out.z_q.movedim(1, -1).reshape(-1, DIM)
+    torch.testing.assert_close(rows, expected)
+    assert not torch.equal(vq.codebook, before)
+    torch.testing.assert_close(out.commitment_loss, ((z.movedim(1, -1).reshape(-1, DIM) - expected) ** 2).mean())
