@@ -71,13 +71,28 @@ class RestartingQuantizer(VectorQuantizer):
     @torch.no_grad()
     def restart_dead_codes(self, rows: torch.Tensor) -> torch.Tensor:
         """Move every code whose usage N_k < threshold to a random row of rows (N, D).
-        Returns the bool mask (K,) of restarted codes."""
+        Returns the bool mask (K,) of restarted codes.
+
+        Under torch.distributed (every rank holding the same number of rows), the usage is already
+        all-reduced by `ema_update`, so every rank finds the same dead codes; the rows of all ranks
+        are gathered in rank order, rank 0 draws the restart rows from them and broadcasts them, as
+        the official bottleneck.py does. N processes then restart exactly as one process fed the
+        concatenated batch would."""
         dead = self.cluster_size < self.threshold  # (K,)
         n_dead = int(dead.sum())
         if n_dead:
-            pick = torch.randint(0, rows.shape[0], (n_dead,), generator=self.generator)
-            self.codebook[dead] = rows[pick]
-            self.embed_sum[dead] = rows[pick] * self.cluster_size[dead, None]  # keep e_k = m_k / N_k
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            if distributed:
+                parts = [torch.empty_like(rows) for _ in range(torch.distributed.get_world_size())]
+                torch.distributed.all_gather(parts, rows.contiguous())
+                rows = torch.cat(parts)  # (world * N, D), the global batch in rank order
+            new = torch.empty(n_dead, rows.shape[1], dtype=rows.dtype)  # (n_dead, D)
+            if not distributed or torch.distributed.get_rank() == 0:
+                new = rows[torch.randint(0, rows.shape[0], (n_dead,), generator=self.generator)]
+            if distributed:
+                torch.distributed.broadcast(new, src=0)
+            self.codebook[dead] = new
+            self.embed_sum[dead] = new * self.cluster_size[dead, None]  # keep e_k = m_k / N_k
         return dead
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from reference_impls.jukebox import RestartingQuantizer
 from reference_impls.vq import VectorQuantizer
 
 STEPS, BATCH, DIM, CODES = 3, 8, 4, 16
@@ -62,3 +63,37 @@ def test_training_forward_returns_the_codes_from_before_the_ema_update():
     torch.testing.assert_close(rows, expected)
     assert not torch.equal(vq.codebook, before)
     torch.testing.assert_close(out.commitment_loss, ((z.movedim(1, -1).reshape(-1, DIM) - expected) ** 2).mean())
+
+
+def _restarting(seed: int) -> RestartingQuantizer:
+    torch.manual_seed(1)
+    return RestartingQuantizer(CODES, DIM, threshold=1.0, generator=torch.Generator().manual_seed(seed)).train()
+
+
+def _restart_worker(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    vq = _restarting(seed=7)  # the same initial codebook on each rank, as DDP broadcasts it
+    if rank == 1:
+        vq.generator.manual_seed(99)  # the ranks' generators now differ: only rank 0's draws may count
+    for z in _batches():
+        vq(z.chunk(2)[rank])
+    gathered = [torch.empty_like(vq.codebook) for _ in range(2)]
+    dist.all_gather(gathered, vq.codebook)
+    if rank == 0:
+        torch.save(torch.stack(gathered), out)
+    dist.destroy_process_group()
+
+
+def test_two_gloo_processes_restart_dead_codes_as_one_process_fed_the_whole_batch(tmp_path):
+    out = str(tmp_path / "codebooks.pt")
+    mp.spawn(_restart_worker, args=(_free_port(), out), nprocs=2, join=True)
+    single = _restarting(seed=7)
+    restarted = 0
+    for z in _batches():
+        single(z)
+        restarted += int((single.cluster_size < 1.0).sum())
+    both = torch.load(out)  # (2, K, D) the codebook of each rank
+    torch.testing.assert_close(both[1], both[0], rtol=0, atol=0)  # the ranks agree exactly
+    torch.testing.assert_close(both[0], single.codebook, rtol=1e-5, atol=1e-6)
+    assert restarted > 0, "the toy restarts codes, so the test exercises the restart path"
