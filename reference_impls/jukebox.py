@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls.attention import TransformerBlock, causal_mask, sinusoidal_positions
-from reference_impls.vq import QuantizerOutput, VectorQuantizer
+from reference_impls.vq import QuantizerOutput, VectorQuantizer, distributed
 
 
 def level_lengths(n_samples: int, hops: tuple[int, ...]) -> list[int]:
@@ -81,15 +81,15 @@ class RestartingQuantizer(VectorQuantizer):
         dead = self.cluster_size < self.threshold  # (K,)
         n_dead = int(dead.sum())
         if n_dead:
-            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-            if distributed:
+            synced = distributed()
+            if synced:
                 parts = [torch.empty_like(rows) for _ in range(torch.distributed.get_world_size())]
                 torch.distributed.all_gather(parts, rows.contiguous())
                 rows = torch.cat(parts)  # (world * N, D), the global batch in rank order
             new = torch.empty(n_dead, rows.shape[1], dtype=rows.dtype)  # (n_dead, D)
-            if not distributed or torch.distributed.get_rank() == 0:
+            if not synced or torch.distributed.get_rank() == 0:
                 new = rows[torch.randint(0, rows.shape[0], (n_dead,), generator=self.generator)]
-            if distributed:
+            if synced:
                 torch.distributed.broadcast(new, src=0)
             self.codebook[dead] = new
             self.embed_sum[dead] = new * self.cluster_size[dead, None]  # keep e_k = m_k / N_k

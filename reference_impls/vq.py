@@ -98,6 +98,11 @@ def perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
     return torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
 
 
+def distributed() -> bool:
+    """Whether a torch.distributed process group is running (batch statistics are then synced)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def ema_update(
     codebook: torch.Tensor,
     cluster_size: torch.Tensor,
@@ -118,7 +123,7 @@ def ema_update(
     num_codes = codebook.shape[0]
     n_k = torch.bincount(indices, minlength=num_codes).to(z.dtype)  # (K,) how many chose code k
     z_sum = torch.zeros_like(codebook).index_add_(0, indices, z)  # (K, D) sum of the vectors that chose k
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if distributed():
         torch.distributed.all_reduce(n_k)  # (K,) counts of the global batch
         torch.distributed.all_reduce(z_sum)  # (K, D) sums of the global batch
     cluster_size.mul_(decay).add_(n_k, alpha=1 - decay)  # N_k
