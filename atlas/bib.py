@@ -248,15 +248,7 @@ def parse_bib(text: str, path: str) -> tuple[dict[str, BibEntry], list[Problem]]
                 Problem(path, line, f"duplicate key '{block.key}'{where}", "each key once", Code.BIB_DUPLICATE)
             )
         else:
-            problems.append(
-                Problem(
-                    path,
-                    line,
-                    "entry does not parse",
-                    "@type{key, field = {value}, ...} with balanced braces",
-                    Code.BIB_PARSE,
-                )
-            )
+            problems.append(failed_block_problem(block, text, path))
     for i, line_text in enumerate(text.splitlines(), start=1):
         for ch in sorted(set(c for c in line_text if ord(c) > 127), key=line_text.index):
             escape = _encoder.unicode_to_latex(ch)
@@ -265,6 +257,29 @@ def parse_bib(text: str, path: str) -> tuple[dict[str, BibEntry], list[Problem]]
                 Problem(path, i, f"non-ASCII character '{ch}' (U+{ord(ch):04X})", f"write {hint}", Code.BIB_ENCODING)
             )
     return entries, problems
+
+
+def failed_block_problem(block, text: str, path: str) -> Problem:
+    """One `path:line` problem for a block bibtexparser could not parse, at the line of the entry's start."""
+    error = getattr(block, "error", None)
+    reason = str(getattr(error, "abort_reason", "") or "").strip()
+    end = getattr(error, "end_index", None)
+    start = block.start_line + 1
+    stop = text.count("\n", 0, end) + 1 if isinstance(end, int) else start
+    key = re.match(r"@\s*\w+\s*[{(]\s*([^,\s{}()]+)", block.raw or "")
+    name = f"entry '{key.group(1)}'" if key else "entry"
+    if reason.startswith("Expected comma after entry key"):
+        what = f"{name} has no comma after its key"
+    elif reason.startswith("Unexpected block start"):
+        what = f"{name} has a '{{' still open when the next entry starts (line {stop})"
+    elif reason:
+        what = f"{name} does not parse: {reason[0].lower() + reason[1:]}".rstrip(".")
+        what += f" (line {stop})" if stop != start else ""
+    else:
+        what = f"{name} does not parse"
+    return Problem(
+        path, start, what, "@type{key, field = {value}, ...}: a comma after the key, every { closed", Code.BIB_PARSE
+    )
 
 
 def _check_entry(e: BibEntry, path: str, this_year: int) -> list[Problem]:

@@ -445,31 +445,49 @@ def _export(root: Path, out: Path | None, force: bool, survey=None, quiet: bool 
     if problems:
         _fail(problems)
     assert rendered is not None
-    paper_texts = {}
+    merged = None
     if opts.into:
-        paper = Path(opts.into) if Path(opts.into).is_absolute() else root / opts.into
-        paper_texts, problems = merge(
-            paper, opts.into, rendered.block, set(survey.entries), lambda keys: bib_entries(survey, keys), force
+        # a flag's path is the current folder's; atlas.yml's `into:` is relative to atlas.yml
+        base = Path.cwd() if overrides.get("into") else root
+        paper = Path(opts.into) if Path(opts.into).is_absolute() else base / opts.into
+        merged = merge(
+            paper,
+            opts.into,
+            rendered.block,
+            {k: e.fields for k, e in survey.entries.items()},
+            lambda keys: bib_entries(survey, keys),
+            force=force,
         )
-        if problems:
-            _fail(problems)
+        if merged.problems:
+            _fail(merged.problems)
+    unchanged = target.is_dir() and all(
+        (target / n).is_file() and (target / n).read_bytes() == b for n, b in rendered.files.items()
+    )
     try:
         problems = write(target, rendered.files, force, shown)
     except OSError as exc:
         problems = [_unwritable(rel(Path(exc.filename), root) if exc.filename else shown, exc)]
     if problems:
         _fail(problems)
-    write_all(paper_texts)
+    changed = write_all(merged.texts) if merged else []
     if quiet:
         return
     f = rendered.figures
-    typer.echo(f"atlas export: wrote {shown}/ ({', '.join(sorted(rendered.files))})")
-    if paper_texts:
-        written = " and ".join(str(p.relative_to(root) if p.is_relative_to(root) else p) for p in paper_texts)
-        typer.echo(
-            f"atlas export: wrote {written} "
-            "(the section between the markers, the cited entries in the atlas block of the .bib)"
-        )
+    if unchanged:
+        typer.echo(f"atlas export: {shown}/ already up to date; changed nothing")
+    else:
+        typer.echo(f"atlas export: wrote {shown}/ ({', '.join(sorted(rendered.files))})")
+    if merged:
+        for line in merged.said:
+            typer.echo(f"atlas export: {line}")
+        names = " and ".join(str(p) for p in merged.texts)
+        if changed:
+            typer.echo(
+                f"atlas export: wrote {' and '.join(str(p) for p in changed)} "
+                "(the section between the markers, the cited entries in the atlas block of the .bib)"
+            )
+        else:
+            typer.echo(f"atlas export: {names} already up to date; changed nothing")
     table = f"a table of {f.rows} rows" if f.rows else "no table"
     typer.echo(
         f"atlas export: {f.length} section of {f.words} words, {f.cited} papers cited, {table}; "

@@ -13,6 +13,7 @@ The inventory (modules, tests, notebooks, question pages) is read last, into the
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,15 +306,30 @@ def load(root: Path, deep: bool = True) -> tuple[Survey | None, list[Problem]]:
             sys.path.insert(0, str(root))
         for note in candidates:
             problems += checks.check_imports(note)
+    # a note whose key has no bib entry is reported by check_references; the model keeps only notes it can cite
     ordered = {k: notes[k] for k in entries if k in notes}
-    ordered.update({k: n for k, n in notes.items() if k not in ordered})
     inventory = read_inventory(root, list(ordered.values()))
     related = _read_related(root, problems)
     drafts = {k: drafts[k] for k in entries if k in drafts}
     survey = Survey(root, config, entries, ordered, inventory, related, drafts)
     problems += lineage.backwards(survey) + lineage.cycles(survey)
     problems += check_related(survey)
-    return survey, _ordered(problems)
+    return survey, _ordered(_without_echoes(problems))
+
+
+ECHO_CODES = {Code.CITATION, Code.NOTE_KEY, Code.LINEAGE}
+
+
+def _without_echoes(problems: list[Problem]) -> list[Problem]:
+    """The problems less those that only repeat a bib entry's parse failure: its key cited, built on or noted."""
+    broken = {
+        m.group(1) for p in problems if p.code == Code.BIB_PARSE and (m := re.match(r"entry '([^']+)'", p.message))
+    }
+    if not broken:
+        return problems
+    keys = "|".join(re.escape(k) for k in sorted(broken))
+    echo = re.compile(r"'@?(" + keys + r")',?(?: which)? is not (?:in|a key of) ")
+    return [p for p in problems if not (p.code in ECHO_CODES and echo.search(p.message))]
 
 
 def _read_related(root: Path, problems: list[Problem]) -> RelatedTexts:

@@ -34,7 +34,7 @@ from pydantic_core import PydanticCustomError
 
 from atlas import markdown as md
 from atlas.claims import ARCHITECTURE
-from atlas.problems import Problem
+from atlas.problems import Code, Problem
 
 if TYPE_CHECKING:
     from atlas.model import Survey
@@ -394,6 +394,7 @@ def _check_units(survey: Survey, t: RelatedText) -> list[Problem]:
                         u.line,
                         f"citation '@{key}' is not a key of bib/references.bib",
                         "[@key] or @key with a key of the bib",
+                        Code.CITATION,
                     )
                 )
             elif u.level == "short" and key in survey.notes and survey.relevance(survey.notes[key]) != "core":
@@ -510,7 +511,11 @@ def _check_settings(survey: Survey) -> list[Problem]:
         if k not in survey.entries:
             out.append(
                 Problem(
-                    "atlas.yml", 1, f"export names '{k}', which is not a key of bib/references.bib", "keys of the bib"
+                    "atlas.yml",
+                    1,
+                    f"export names '{k}', which is not a key of bib/references.bib",
+                    "keys of the bib",
+                    Code.CITATION,
                 )
             )
     return out

@@ -52,7 +52,29 @@ BAD = [
         BIB,
         "  archivePrefix = {arXiv}\n}\n\n@inproceedings{razavi",
         "  archivePrefix = {arXiv}\n}\n\n@misc{broken, title = {A {B}\n\n@inproceedings{razavi",
-        f"{BIB}:10: entry does not parse; @type{{key, field = {{value}}, ...}} with balanced braces",
+        f"{BIB}:10: entry 'broken' has a '{{' still open when the next entry starts (line 12); "
+        "@type{key, field = {value}, ...}: a comma after the key, every { closed",
+    ),
+    (
+        "bib_no_comma_after_the_key",
+        BIB,
+        "@inproceedings{razavi2019generating,",
+        "@inproceedings{razavi2019generating",
+        f"{BIB}:10: entry 'razavi2019generating' has no comma after its key; @type{{key, field",
+    ),
+    (
+        "bib_braces_never_close_before_the_next_entry",
+        BIB,
+        "  archivePrefix = {arXiv}\n}\n\n@inproceedings{razavi",
+        "  archivePrefix = {arXiv}\n\n\n@inproceedings{razavi",
+        f"{BIB}:1: entry 'oord2017neural' has a '{{' still open when the next entry starts (line 10)",
+    ),
+    (
+        "note_key_differs_from_its_file_name",
+        NOTE,
+        "key: oord2017neural",
+        "key: oord2017nevral",
+        f"{NOTE}:2: key 'oord2017nevral' differs from the file name 'oord2017neural.md'",
     ),
     (
         "bib_duplicate_key",

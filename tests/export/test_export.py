@@ -480,3 +480,93 @@ def test_arbitrary_prose_either_compiles_or_is_rejected_by_the_check(
     result = export(root, out, "--style", "catalogue", "--paper-words", "400", "--length", "full")
     assert result.exit_code == 0, result.output
     compile_pdf(out)
+
+
+SCHOLAR = """@inproceedings{van2017neural,
+  title={Neural discrete representation learning},
+  author={Van Den Oord, Aaron and Vinyals, Oriol and others},
+  booktitle={Advances in neural information processing systems},
+  volume={30},
+  year={2017}
+}
+
+@article{taming_scholar,
+  title={Taming transformers for high-resolution image synthesis},
+  author={Esser, Patrick and Rombach, Robin and Ommer, Bjorn},
+  journal={arXiv preprint arXiv:2012.09841},
+  year={2020}
+}
+
+@article{ramesh2021zero,
+  title={My own paper that happens to share a key},
+  author={Me, A.},
+  journal={J},
+  year={2019}
+}
+"""
+
+
+def author_paper(tmp_path: Path, bib: str) -> Path:
+    folder = tmp_path / "clone"
+    folder.mkdir(exist_ok=True)
+    paper = folder / "paper.tex"
+    own = PAPER.replace("oord2017neural", "van2017neural") if "van2017neural" in bib else PAPER
+    paper.write_text(own.replace("%MARKERS%", "% atlas:begin related-work\n% atlas:end related-work"))
+    (folder / "refs.bib").write_text(bib)
+    return paper
+
+
+def test_a_survey_paper_the_author_holds_under_another_key_is_cited_with_that_key_and_not_added(tmp_path: Path):
+    paper = author_paper(tmp_path, SCHOLAR)
+    result = export(REPO, tmp_path / "b", "--into", str(paper))
+    assert result.exit_code == 0, result.output
+    text, bib = paper.read_text(), (paper.parent / "refs.bib").read_text()
+    block = text[text.index("% atlas:begin related-work") : text.index("% atlas:end related-work")]
+    cited = {k for c in re.findall(r"\\cite[tp]?\{([^}]+)\}", text) for k in c.split(", ")}
+    assert {"van2017neural", "taming_scholar"} <= cited, "the author's keys are cited"
+    assert not {"oord2017neural", "esser2021taming"} & cited, "the survey's keys of those papers are not"
+    keys = re.findall(r"@\w+\{([^,]+),", bib)
+    assert len(keys) == len(set(keys)), "no repeated key"
+    assert "oord2017neural" not in keys and "esser2021taming" not in keys, "no repeated paper"
+    assert bib.startswith(SCHOLAR), "the author's entries are untouched"
+    assert "'oord2017neural' is your 'van2017neural' (same title and year)" in result.output
+    assert "'esser2021taming' is your 'taming_scholar' (same arXiv id 2012.09841)" in result.output
+    assert "ramesh2021zero-atlas" in block and "ramesh2021zero-atlas" in keys and keys.count("ramesh2021zero") == 1
+    assert "Zero-Shot Text-to-Image Generation" in bib, "the survey's DALL-E entry, under a key of its own"
+    assert "your entry 'ramesh2021zero' is another paper than the survey's 'ramesh2021zero'; yours is kept" in (
+        result.output
+    )
+    again = export(REPO, tmp_path / "b", "--into", str(paper))
+    assert again.exit_code == 0 and paper.read_text() == text and (paper.parent / "refs.bib").read_text() == bib
+    assert "changed nothing" in again.output and "wrote clone" not in again.output
+
+
+def test_into_with_an_author_bib_that_does_not_parse_names_its_line_and_writes_nothing(tmp_path: Path):
+    broken = MINE + "\n@article{mine2021\n  title = {No comma after the key},\n  year = {2021},\n}\n"
+    paper = author_paper(tmp_path, broken)
+    before = paper.read_text()
+    result = export(REPO, tmp_path / "b", "--into", str(paper))
+    assert result.exit_code == 1
+    assert "refs.bib:8: entry 'mine2021' has no comma after its key" in result.output
+    assert paper.read_text() == before and (paper.parent / "refs.bib").read_text() == broken
+    assert not (tmp_path / "b").exists()
+
+
+def test_into_resolves_a_relative_path_from_the_current_folder_and_names_the_path_it_looked_for(
+    tmp_path: Path, monkeypatch
+):
+    paper = author_paper(tmp_path, MINE)
+    monkeypatch.chdir(tmp_path)
+    assert export(REPO, tmp_path / "b", "--into", "clone/paper.tex").exit_code == 0
+    assert "\\section{Related Work}" in paper.read_text()
+    result = export(REPO, tmp_path / "b", "--into", "clone/missing.tex")
+    assert result.exit_code == 1 and f"at {tmp_path / 'clone' / 'missing.tex'}" in result.output
+
+
+def test_a_hand_edit_in_the_bib_block_is_refused_with_a_hint_naming_the_bib(tmp_path: Path):
+    paper = author_paper(tmp_path, MINE)
+    assert export(REPO, tmp_path / "b", "--into", str(paper)).exit_code == 0
+    bib = paper.parent / "refs.bib"
+    bib.write_text(bib.read_text().replace("Neural Discrete Representation Learning", "Neural Discrete Learning"))
+    result = export(REPO, tmp_path / "b", "--into", str(paper))
+    assert result.exit_code == 1 and "bib/references.bib" in result.output and "related/*.md" not in result.output
