@@ -37,7 +37,9 @@ Mechanisms implemented (names as in vqtorch):
     alternating optimisation (inner_optimizer): in each training forward the raw codes first take
     one step of their own optimiser on ||sg[z_e] - c'||^2 with the assignments fixed, and the
     output is read from the updated codes (vqtorch requires beta = 1 here: the codebook term of
-    L_vq then moves only the codes and the inner step does the codebook's part).
+    L_vq then moves only the codes and the inner step does the codebook's part). Under
+    torch.distributed the inner step's gradient is the global batch's (all-reduced), so the ranks'
+    codebooks stay equal.
 
 Notation (code -> vqtorch / paper):
     codebook   c (raw codes, nn.Embedding weight)    codes()   c' (affine-transformed table)
@@ -173,10 +175,18 @@ class StraightenedVQ(nn.Module):
 
     def inner_step(self, z: torch.Tensor, indices: torch.Tensor) -> None:
         """Alternating optimisation: one step of the inner optimiser on ||sg[z] - c'_{k_i}||^2 (mean)
-        over the raw codes, the assignments held fixed. The raw codes' outer gradient is kept."""
-        loss = F.mse_loss(F.embedding(indices, self.codes()), z.detach())
-        (grad,) = torch.autograd.grad(loss, [self.codebook])
-        outer, self.codebook.grad = self.codebook.grad, grad
+        over the raw codes, the assignments held fixed. The raw codes' outer gradient is kept.
+
+        Under torch.distributed the gradient is that of the global batch's mean (sums and counts
+        all-reduced), so every rank takes the same step: DDP would not reconcile a step taken inside
+        the forward, and each rank's own step would leave the ranks with different codebooks."""
+        sq_err = (F.embedding(indices, self.codes()) - z.detach()).pow(2).sum()
+        (grad,) = torch.autograd.grad(sq_err, [self.codebook])  # (K, D)
+        count = torch.tensor(float(z.numel()), dtype=z.dtype)  # N D
+        if distributed():
+            torch.distributed.all_reduce(grad)
+            torch.distributed.all_reduce(count)
+        outer, self.codebook.grad = self.codebook.grad, grad / count
         self.inner.step()
         self.codebook.grad = outer
 

@@ -148,6 +148,14 @@ def _batches() -> list[torch.Tensor]:
     return [torch.cat([_data(10 + t, b=4), 2.0 + 3.0 * _data(20 + t, b=4)]) for t in range(STEPS)]
 
 
+def _alternating() -> StraightenedVQ:
+    inner = lambda p: torch.optim.SGD(p, lr=5.0, momentum=0.9)  # noqa: E731
+    vq = StraightenedVQ(K, D, beta=1.0, inner_optimizer=inner, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        vq.codebook.mul_(2.0).add_(1.0)  # spread over both halves' regions
+    return vq.train()
+
+
 def _worker(rank: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -155,8 +163,12 @@ def _worker(rank: int, port: int, out: str) -> None:
     for z in _batches():
         vq(z.chunk(2)[rank])  # this rank's half of the global batch
     stats = torch.stack([vq.affine.z_mean, vq.affine.z_var])
-    gathered = [torch.empty_like(stats) for _ in range(2)]
-    dist.all_gather(gathered, stats)
+    alt = _alternating()
+    for z in _batches():
+        alt(z.chunk(2)[rank])
+    state = torch.cat([stats, alt.codebook.detach()])  # (2 + K, D)
+    gathered = [torch.empty_like(state) for _ in range(2)]
+    dist.all_gather(gathered, state)
     if rank == 0:
         torch.save(torch.stack(gathered), out)
     dist.destroy_process_group()
@@ -168,18 +180,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_keep_the_running_moments_of_one_process_fed_the_whole_batch(tmp_path):
-    out = str(tmp_path / "stats.pt")
+def test_two_gloo_processes_keep_the_moments_and_alternating_codebook_of_one_process_fed_the_whole_batch(tmp_path):
+    out = str(tmp_path / "state.pt")
     mp.spawn(_worker, args=(_free_port(), out), nprocs=2, join=True)
-    single, half = _running(), _running()
+    single, half, alt, alt_half = _running(), _running(), _alternating(), _alternating()
     for z in _batches():
         single(z)
         half(z.chunk(2)[0])
-    both = torch.load(out)  # (2 ranks, 2, D)
-    expected = torch.stack([single.affine.z_mean, single.affine.z_var])
-    assert not torch.allclose(expected, torch.stack([half.affine.z_mean, half.affine.z_var]), atol=0.1)
+        alt(z)
+        alt_half(z.chunk(2)[0])
+    both = torch.load(out)  # (2 ranks, 2 + K, D): running mean, running variance, the alternating codebook
+    expected = torch.cat([single.affine.z_mean[None], single.affine.z_var[None], alt.codebook.detach()])
+    alone = torch.cat([half.affine.z_mean[None], half.affine.z_var[None], alt_half.codebook.detach()])
+    assert not torch.allclose(expected[:2], alone[:2], atol=0.1), "one rank's moments are not the global ones"
+    assert not torch.allclose(expected[2:], alone[2:], atol=0.1), "nor is one rank's inner step"
     torch.testing.assert_close(both[0], both[1], rtol=0, atol=0)
-    torch.testing.assert_close(both[0], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(both[0], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_batch_moments_are_the_biased_mean_and_variance_without_a_process_group():
