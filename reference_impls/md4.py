@@ -4,7 +4,8 @@ Paper and note:
     - MD4, Shi et al. 2024, "Simplified and Generalized Masked Diffusion for Discrete Data"
       (papers/shi2024simplified.md); official code google-deepmind/md4 @ b9fbf29,
       md4/models/diffusion/md4.py (MaskingSchedule, MD4.forward_sample, diffusion_loss,
-      recon_loss, ancestral_sample_step, get_sampling_grid, decode), whose forms this module follows.
+      recon_loss, ancestral_sample_step, get_sampling_grid, decode), whose forms this module follows;
+      equation numbers are those of the arXiv paper (2406.04329).
     - reference_impls/mdlm.py (MDLM, papers/sahoo2024simple.md) imports the schedule, the masking,
       the time sampler and the bound from here.
 
@@ -13,24 +14,30 @@ The forward process masks each of the N tokens independently and never unmasks o
 This is D3PM's absorbing family (reference_impls/discrete_diffusion.py) with its cumulative
 keep rate abar_t replaced by a continuous alpha_t; the time-0-to-t marginal is the same row.
 
-Equations implemented (m = [MASK], mu_theta(z_t, t) the denoiser's distribution over the V data classes):
-    schedules (official MaskingSchedule, eps = 1e-4 by default):
-        alpha_t = (1 - 2 eps) a(t) + eps,   linear a(t) = 1 - t,   cosine a(t) = 1 - cos(pi/2 (1 - t)),
-                                            polyK a(t) = 1 - t^K
+Equations implemented (paper numbers; m = [MASK], mu_theta(z_t, t) the denoiser's distribution over the V data classes):
+    Eq. 1     q(z_t | x) = Cat(alpha_t x + (1 - alpha_t) e_m), alpha_t = exp(-int_0^t beta(s) ds)
+    Tab. 4    schedules and weights, eps = 0:  linear 1 - t, weight -1/t;  polynomial 1 - t^w, -w/t;
+              cosine 1 - cos(pi/2 (1 - t)), -pi/2 tan(pi/2 (1 - t)). The official MaskingSchedule
+              squeezes them to alpha_t = (1 - 2 eps) a(t) + eps (eps = 1e-4), so alpha_0 = 1 - eps, alpha_1 = eps.
     weight    w(t) = alpha'_t / (1 - alpha_t)   (<= 0; the paper's sign; the official dgamma_times_alpha)
-              linear, eps = 0:  w(t) = -1 / t
-    continuous-time bound (the diffusion term of the negative ELBO, in nats per sequence):
-        L_inf(x) = int_0^1 w(t) E_{q(z_t | x)} [ sum_{n: z_t^n = m} log mu_theta(z_t, t)_{x^n} ] dt
-              Monte Carlo: t ~ U(0, 1) (or the official shifted lattice t_b = (u + b / B) mod 1 over a
-              batch of B, "antithetic_time_sampling"), z_t ~ q(z_t | x), one term per t.
-    discrete-time bound with T steps, s = t - 1/T on the grid t in {1/T, .., 1} (official cont_time=False):
-        L_T(x) = sum_{i=1}^T (alpha_s - alpha_t) / (1 - alpha_t) E_{q(z_t | x)} [ -sum_{n: z_t^n = m} log mu_{x^n} ]
-              (the official T expm1(gamma_t - gamma_s) alpha_s with gamma = logit(alpha) is the same factor)
-    reconstruction term (official recon_loss): N (1 - alpha_0) log V, zero when eps = 0. The prior
-        term is 0 in the official code ("negligible"); both vanish exactly for eps = 0.
-    ancestral step s < t (official ancestral_sample_step): a masked token stays [MASK] with
-        probability (1 - alpha_s) / (1 - alpha_t) and otherwise becomes v with probability
-        (alpha_s - alpha_t) / (1 - alpha_t) mu_theta(z_t, t)_v; an unmasked token is carried over.
+    Eq. 3     mu_theta = softmax(f_theta) on a masked z_t (the [MASK] output forced to 0), z_t itself otherwise:
+              here logits_fn returns V data logits, and a masked-only loss and a carry-over sampler never
+              read the unmasked rows (mdlm.py writes the substitution out as SUBS).
+    Eq. 5     L_inf(x) = int_0^1 w(t) E_{q(z_t | x)} [ sum_{n: z_t^n = m} log mu_theta^n(z_t, t)_{x^n} ] dt
+              (nats per sequence, the diffusion term of the negative ELBO; Eq. 4 is the one-token case)
+              Monte Carlo (Alg. 1): t_b = (u + b / B) mod 1 with one u ~ U(0, 1) per batch of B (the
+              official "antithetic_time_sampling"; or i.i.d. t ~ U(0, 1)), z_t ~ q(z_t | x), one term per t.
+    App. D    per-step KL = -(alpha_s - alpha_t) / (1 - alpha_t) [z_t = m] log mu_{x}, so with T steps,
+              s = t - 1/T on the grid t in {1/T, .., 1} (official cont_time=False):
+              L_T(x) = sum_{i=1}^T (alpha_s - alpha_t) / (1 - alpha_t) E_q [ -sum_{n: z_t^n = m} log mu_{x^n} ]
+              (the official T expm1(gamma_t - gamma_s) alpha_s, gamma = logit(alpha), is the same factor);
+              L_T is a Riemann sum of L_inf and L_T >= L_inf (Sec. 3).
+    App. D    reconstruction term N (1 - alpha_0) log V (official recon_loss);
+    App. E    prior term N alpha_1 log V with the prior p(z_1) = alpha_1 / V on each data class (the
+              official latent_loss returns 0, "negligible"); both vanish for eps = 0.
+    Eq. 17, Alg. 2  ancestral step s < t: a masked token stays [MASK] with probability (1 - alpha_s) / (1 - alpha_t)
+              and otherwise becomes v with probability (alpha_s - alpha_t) / (1 - alpha_t) mu_theta(z_t, t)_v;
+              an unmasked token is carried over. Eq. 6: the "cosine" grid t(i) = cos(pi/2 (1 - i/T)).
 
 With the exact denoiser mu = q(x^n | unmasked tokens of z_t), eps = 0 and alpha_0 = 1, alpha_1 = 0,
 L_inf(x) = -log q(x) for every x, whatever the schedule: the substitution lambda = 1 - alpha_t turns
@@ -177,6 +184,11 @@ def reconstruction_loss(num_tokens: int, vocab_size: int, schedule: Schedule) ->
     return float(num_tokens * (1.0 - schedule.alpha(torch.tensor(0.0, dtype=torch.float64))) * math.log(vocab_size))
 
 
+def prior_loss(num_tokens: int, vocab_size: int, schedule: Schedule) -> float:
+    """App. E: KL(q(z_1 | x) || p(z_1)) = N alpha_1 log V for the prior alpha_1 / V per class (0 for eps = 0)."""
+    return float(num_tokens * schedule.alpha(torch.tensor(1.0, dtype=torch.float64)) * math.log(vocab_size))
+
+
 def masked_diffusion_nll_bound(
     logits_fn: LogitsFn,
     x: torch.Tensor,
@@ -189,7 +201,7 @@ def masked_diffusion_nll_bound(
     vocab_size: int | None = None,
 ) -> torch.Tensor:
     """Monte Carlo negative ELBO, nats per sequence (B,): L_inf averaged over n_t times per sequence,
-    plus the official reconstruction term when vocab_size is given (the prior term is taken as 0).
+    plus the reconstruction (App. D) and prior (App. E) terms when vocab_size is given.
 
     logits_fn(z_t, t) gets z_t (B * n_t, N) int64 with [MASK] = mask_id and t (B * n_t,) float64 and
     returns logits over the data classes (B * n_t, N, V); a column for [MASK] is allowed (it is never
@@ -202,7 +214,7 @@ def masked_diffusion_nll_bound(
     terms = diffusion_loss(logits_fn, xs, t, mask_id=mask_id, schedule=schedule, generator=generator)
     bound = terms.view(b, n_t).mean(1)
     if vocab_size is not None:
-        bound = bound + reconstruction_loss(n, vocab_size, schedule)
+        bound = bound + reconstruction_loss(n, vocab_size, schedule) + prior_loss(n, vocab_size, schedule)
     return bound
 
 

@@ -4,31 +4,35 @@ Paper and note:
     - MDLM, Sahoo et al. 2024, "Simple and Effective Masked Diffusion Language Models"
       (papers/sahoo2024simple.md); official code kuleshov-group/mdlm @ c112c52: diffusion.py
       (_subs_parameterization, _sample_t, q_xt, _forward_pass_diffusion, _ddpm_caching_update,
-      _sample) and noise_schedule.py (LogLinearNoise), whose forms this module follows.
+      _sample) and noise_schedule.py (LogLinearNoise), whose forms this module follows; equation
+      numbers are those of the arXiv paper (2406.07524).
     - The masking process, the schedule protocol, the bound and the ancestral step are MD4's and are
       imported from reference_impls/md4.py (papers/shi2024simplified.md); the discrete-time KL it
       simplifies is D3PM's, reference_impls/discrete_diffusion.py (papers/austin2021structured.md).
 
+Reverse step (Eq. 7): p_theta(z_s | z_t) = q(z_s | z_t, x = x_theta(z_t, t)), the posterior of Eq. 6,
+    z_t != m: Cat(z_s; z_t),   z_t = m: Cat(z_s; ((1 - alpha_s) m + (alpha_s - alpha_t) x_theta) / (1 - alpha_t)).
 The network sees z_t over V + 1 tokens ([MASK] = m = V, the official mask_index = vocab_size when the
-tokenizer has none) and returns logits over the same V + 1 classes. SUBS turns them into x_theta:
+tokenizer has none) and returns logits over the same V + 1 classes. SUBS (Sec. 3.2.3) turns them into x_theta:
     zero masking probabilities   <x_theta(z_t, t), m> = 0        the [MASK] logit is set to -inf
     carry-over unmasking         x_theta(z_t, t)^n = z_t^n  if z_t^n != m   (a one-hot: log 1 = 0, else -inf)
 (the official code adds -1e6 instead of -inf and writes 0 / -1e6 into unmasked rows.)
 
 With both, every term of the absorbing-state ELBO at an unmasked position and every term that
 would predict [MASK] vanishes, and the discrete-time bound (D3PM's sum of KLs, T steps, s = t - 1/T)
-is Rao-Blackwellised into a weighted masked cross-entropy over all positions:
-    L_T   = sum_i E_q [ (alpha_s - alpha_t) / (1 - alpha_t) sum_n -log <x_theta^n(z_t), x^n> ]
-    L_inf = int_0^1 E_q [ alpha'_t / (1 - alpha_t) sum_n log <x_theta^n(z_t), x^n> ] dt
-which is MD4's bound (the sum runs over all n; carry-over makes the unmasked terms exactly 0).
+(Eq. 9 in general) is Rao-Blackwellised into a weighted masked cross-entropy over all positions:
+    Eq. 8    L_T   = sum_i E_q [ (alpha_s - alpha_t) / (1 - alpha_t) sum_n -log <x_theta^n(z_t), x^n> ]
+    Eq. 11   L_inf = int_0^1 E_q [ alpha'_t / (1 - alpha_t) sum_n log <x_theta^n(z_t), x^n> ] dt
+(Eq. 10 for one token) which is MD4's bound (the sum runs over all n; carry-over makes the unmasked
+terms exactly 0, the note under Eq. 11).
 The log-linear noise sigma(t) = -log(1 - (1 - eps) t) gives alpha_t = exp(-sigma(t)) = 1 - (1 - eps) t
 and the official weight sigma'(t) / expm1(sigma(t)) = -alpha'_t / (1 - alpha_t) = 1 / t.
 
 Times (official _sample_t, sampling_eps = 1e-3): u_b ~ U(0, 1) for each of B examples,
 t_b = (1 - eps_t) ((u_b + b) / B mod 1) + eps_t: one draw in each of B strata (the official code calls
-it antithetic; MD4's lattice shares one u). The sampler (official ddpm_cache) is MD4's ancestral
-step with one change: a network that does not see t returns the same x_theta while z_t is unchanged,
-so the last call is reused and the number of network calls is at most (tokens unmasked steps) + 1.
+it antithetic; MD4's lattice shares one u). The sampler (Sec. 4.1, official ddpm_cache) is MD4's
+ancestral step with one change: a network that does not see t returns the same x_theta while z_t is unchanged,
+so the last call is reused: at most one network call per step that unmasked a token, plus the first.
 
 Notation (code -> paper):
     sigma(t), dsigma(t)   sigma(t), sigma'(t) (noise, total and rate)   alpha(t)   alpha_t = exp(-sigma(t))

@@ -73,6 +73,14 @@ def test_linear_schedule_weight_is_minus_one_over_t():
     assert torch.allclose(md4.MaskingSchedule("linear", e).weight(t), -(1 - 2 * e) / (e + (1 - 2 * e) * t))
 
 
+def test_cosine_and_polynomial_weights_are_the_closed_forms_of_table_4():
+    t = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
+    cosine = md4.MaskingSchedule("cosine", 0.0).weight(t)
+    assert torch.allclose(cosine, -math.pi / 2 * torch.tan(math.pi / 2 * (1 - t)), rtol=1e-10)
+    for w in [0.5, 2.0, 3.0]:
+        assert torch.allclose(md4.MaskingSchedule(f"poly{w}", 0.0).weight(t), -w / t, rtol=1e-10)
+
+
 def test_exact_denoiser_equals_bayes_rule_by_hand():
     support, q = _toy()
     f = md4.exact_denoiser(support, q, mask_id=MASK, vocab_size=V)
@@ -135,11 +143,22 @@ def test_monte_carlo_bound_is_unbiased_for_the_quadrature_integral(kind, antithe
         assert se < 0.05 * exact  # the check has power: 4 SE is a few percent of the value
 
 
-def test_reconstruction_term_is_official_form_and_vanishes_without_eps():
-    assert md4.reconstruction_loss(N, V, md4.MaskingSchedule("linear", 0.0)) == 0.0
-    assert md4.reconstruction_loss(1024, 50257, md4.MaskingSchedule("linear", 1e-4)) == pytest.approx(
-        1024 * 1e-4 * math.log(50257)
+def test_reconstruction_and_prior_terms_are_the_appendix_forms_and_vanish_without_eps():
+    s0, s1 = md4.MaskingSchedule("linear", 0.0), md4.MaskingSchedule("linear", 1e-4)
+    assert md4.reconstruction_loss(N, V, s0) == 0.0 and md4.prior_loss(N, V, s0) == 0.0
+    assert md4.reconstruction_loss(1024, 50257, s1) == pytest.approx(1024 * 1e-4 * math.log(50257))
+    assert md4.prior_loss(1024, 50257, s1) == pytest.approx(1024 * 1e-4 * math.log(50257))
+    # with vocab_size the bound adds both to the Monte Carlo diffusion term, draw for draw
+    support, q = _toy()
+    f = md4.exact_denoiser(support, q, mask_id=MASK, vocab_size=V)
+    x = support[:4]
+    a = md4.masked_diffusion_nll_bound(
+        f, x, mask_id=MASK, schedule=s1, n_t=2, generator=torch.Generator().manual_seed(0)
     )
+    b = md4.masked_diffusion_nll_bound(
+        f, x, mask_id=MASK, schedule=s1, n_t=2, generator=torch.Generator().manual_seed(0), vocab_size=V
+    )
+    assert torch.allclose(b - a, torch.full_like(a, 2 * N * 1e-4 * math.log(V)), atol=1e-12)
 
 
 def test_one_step_discrete_bound_is_the_sum_of_marginal_nlls_and_more_steps_tighten_it():
