@@ -54,10 +54,8 @@ def _bound_by_quadrature(rev, x0):
     for i in range(T):
         ab = float(SCHED.alpha_bars[i])
         xt = math.sqrt(ab) * x0r + math.sqrt(1 - ab) * z.repeat(b)[:, None]
-        if i == 0:
-            f = first_step_nll(SCHED, x0r, xt)
-        else:
-            f = step_kl(SCHED, rev, x0r, xt, torch.full((b * n,), i))
+        idx = torch.full((b * n,), i)
+        f = first_step_nll(SCHED, x0r, xt) if i == 0 else step_kl(SCHED, rev, x0r, xt, idx)
         terms.append((f.view(b, n) * w).sum(1))
     terms.append(prior_kl(SCHED, x0[:, None]))
     return torch.stack(terms, 1)  # (B, T + 1): first, KL t = 2..T, prior
