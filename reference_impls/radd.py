@@ -6,7 +6,8 @@ Paper and note:
       ML-GSAI/RADD @60b772d, whose losses.get_loss_fn (t_DSE, t_DCE, lambda_DCE, k_DCE, ar_loss),
       noise_lib.add_noise_{t, lambda, k} and sampling.DiffusionSampler.direct_sample this module follows.
     - The absorbing process, the score entropy and the noise schedule are SEDD's and are imported from
-      reference_impls/sedd.py (papers/lou2024discrete.md).
+      reference_impls/sedd.py (papers/lou2024discrete.md); MD4's bound (reference_impls/md4.py,
+      papers/shi2024simplified.md) takes a RADD denoiser through as_md4_logits_fn.
 
 The factorisation (the paper's Theorem 1). For the absorbing process of sedd.py with total noise
 sigma = bar sigma(t), a masked position i of x_t and a data class y, the concrete score is
@@ -103,6 +104,15 @@ class RADDDenoiser(nn.Module):
 
     def forward(self, x_t: torch.Tensor) -> torch.Tensor:
         return self.net(x_t).log_softmax(dim=-1)  # (B, L, K)
+
+
+def as_md4_logits_fn(log_cond_fn: LogCondFn) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The time-free denoiser as md4.py's logits_fn(z_t, t): t is ignored.
+
+    md4.masked_diffusion_nll_bound then estimates the bound of a RADD model under any of MD4's
+    schedules; with a time-free denoiser its value is the same for every schedule (lambda = 1 - alpha_t).
+    """
+    return lambda z_t, t: log_cond_fn(z_t)
 
 
 # ----------------------------------------------------------------------------- losses on given masks

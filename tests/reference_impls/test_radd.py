@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from reference_impls.md4 import MaskingSchedule, masked_diffusion_nll_bound, masked_log_likelihood
 from reference_impls.radd import (
     RADDDenoiser,
     any_order_nll,
+    as_md4_logits_fn,
     exact_conditional,
     expected_any_order_nll,
     k_dce,
@@ -173,6 +175,44 @@ def test_the_diffusion_bound_equals_the_any_order_autoregressive_nll_averaged_ov
         assert t_dce_integral(fn, x0) == pytest.approx(ao_ar, abs=1e-9)
         assert lambda_dce_integral(fn, x0) == pytest.approx(ao_ar, abs=1e-9)
         assert k_dce_expectation(fn, x0) == pytest.approx(ao_ar, abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "poly2"])
+def test_md4_bound_of_a_time_free_denoiser_is_the_any_order_nll_under_every_schedule(kind):
+    # MD4's L_inf = int_0^1 w(t) E sum_masked log mu dt (reference_impls.md4), masks enumerated, t by quadrature:
+    # with mu free of t the substitution lambda = 1 - alpha_t makes it the lambda-DCE, whatever alpha_t is
+    fn = table_model(6)
+    schedule = MaskingSchedule(kind=kind, eps=0.0)
+    logits_fn = as_md4_logits_fn(fn)
+    u, w = np.polynomial.legendre.leggauss(64)
+    for c in (0, 13, 26):
+        x0 = CLEAN[c][None]
+        xs = masks_of(x0)
+        n_masked = (xs == M).sum(dim=-1).double()
+        total = 0.0
+        for ti, wi in zip((u + 1) / 2, w / 2, strict=True):
+            t = torch.tensor(ti, dtype=torch.float64)
+            lam = 1 - schedule.alpha(t)
+            law = lam**n_masked * (1 - lam) ** (L - n_masked)
+            ll = masked_log_likelihood(logits_fn(xs, t.expand(xs.shape[0])), x0.expand_as(xs), xs, mask_id=M)
+            total += wi * float(schedule.weight(t) * (law @ ll))
+        assert total == pytest.approx(float(expected_any_order_nll(fn, x0, mask_index=M)), abs=1e-6)
+
+
+def test_md4_monte_carlo_bound_on_a_radd_denoiser_is_unbiased_for_the_any_order_nll():
+    fn = table_model(7)
+    x0 = CLEAN[5][None].expand(40000, L).clone()
+    per_draw = masked_diffusion_nll_bound(
+        as_md4_logits_fn(fn),
+        x0,
+        mask_id=M,
+        schedule=MaskingSchedule(eps=0.0),
+        n_t=1,
+        generator=torch.Generator().manual_seed(0),
+    )  # (40000,): one time per row
+    err = 4 * per_draw.std().item() / math.sqrt(per_draw.numel())
+    target = float(expected_any_order_nll(fn, x0[:1], mask_index=M))
+    assert per_draw.mean().item() == pytest.approx(target, abs=err)
 
 
 def test_the_bound_is_the_nll_at_the_true_conditional_and_bounds_the_order_mixture_otherwise():
