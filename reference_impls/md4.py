@@ -287,9 +287,11 @@ def sample(
     schedule: Schedule,
     num_steps: int,
     generator: torch.Generator | None = None,
-    grid: str = "uniform",
+    grid: str = "cosine",
 ) -> Samples:
     """Ancestral sampling from all-[MASK] at t = 1 down to t = 0 on `grid`, one model call per step.
+
+    grid="cosine" is Eq. 6 (the official configs' sampling_grid, also with the linear schedule); "uniform" is t = i/T.
 
     Tokens still masked at the end (possible when alpha_0 < 1) take the model's most likely class at
     t = 0, as the official decode does. logits_fn returns (B, N, V) logits over the data classes.

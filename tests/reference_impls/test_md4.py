@@ -212,17 +212,18 @@ def _tv(samples, target):
     return 0.5 * float((emp - target).abs().sum())
 
 
-def test_ancestral_sampler_draws_the_joint_with_many_steps_and_the_product_of_marginals_with_one():
+@pytest.mark.parametrize("grid", ["cosine", "uniform"])
+def test_ancestral_sampler_draws_the_joint_with_many_steps_and_the_product_of_marginals_with_one(grid):
     support, q = _toy()
     f = md4.exact_denoiser(support, q, mask_id=MASK, vocab_size=V)
     s = md4.MaskingSchedule("linear", 0.0)
     gen = torch.Generator().manual_seed(7)
-    many = md4.sample(f, (8000, N), mask_id=MASK, schedule=s, num_steps=64, generator=gen)
+    many = md4.sample(f, (8000, N), mask_id=MASK, schedule=s, num_steps=64, generator=gen, grid=grid)
     assert many.forward_passes == 64 and (many.tokens < V).all()
     assert _tv(many.tokens, q) < 0.04  # sampling noise ~0.02 at 8,000 draws; the step bias is O(1 / steps)
     qv = q.view(V, V, V)
     product = torch.einsum("i,j,k->ijk", qv.sum((1, 2)), qv.sum((0, 2)), qv.sum((0, 1))).flatten()
-    one = md4.sample(f, (8000, N), mask_id=MASK, schedule=s, num_steps=1, generator=gen)
+    one = md4.sample(f, (8000, N), mask_id=MASK, schedule=s, num_steps=1, generator=gen, grid=grid)
     assert _tv(one.tokens, product) < 0.04 and _tv(one.tokens, q) > 0.1
     assert 0.5 * float((product - q).abs().sum()) > 0.15  # the two targets are far apart on this toy
 
