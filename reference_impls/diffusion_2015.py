@@ -6,12 +6,13 @@ Sohl-Dickstein/Diffusion-Probabilistic-Models @de92b57 (model.py, a refactoring 
 The forward process, its marginals and the posterior q(x^(t-1) | x^(t), x^(0)) are reference_impls/ddpm.py's
 (Schedule, q_sample, q_posterior): the same Gaussian chain, here with the paper's schedule.
 
-Equations (paper, Sec. 2; code index i in [0, T) is the paper's step t = i + 1, as in ddpm.py):
+Equations (the paper's Gaussian case; code index i in [0, T) is the paper's step t = i + 1, as in ddpm.py):
     forward     q(x^(t) | x^(t-1)) = N(x^(t-1) sqrt(1 - beta_t), beta_t I),   pi = N(0, I)
     reverse     p(x^(t-1) | x^(t)) = N(mu(x^(t), t), Sigma(x^(t), t)),        p(x^(T)) = pi(x^(T))
     first step  p(x^(0) | x^(1)) fixed to the forward kernel reversed under pi,
                 = N(x^(1) sqrt(1 - beta_1), beta_1 I) (the Gaussian kernel is in detailed balance with pi)
-    bound (Sec. 2.4, L >= K), written here as the upper bound -K on -log p(x^(0)) that training minimises:
+    bound (the paper's lower bound K on the log likelihood, L >= K), written here as the upper bound -K
+    on -log p(x^(0)) that training minimises:
         -K(x^(0)) = sum_{t=2}^T E_q(x^(t)|x^(0)) KL( q(x^(t-1) | x^(t), x^(0)) || p(x^(t-1) | x^(t)) )
                     + KL( q(x^(T) | x^(0)) || pi )                               (end term at T)
                     + E_q(x^(1)|x^(0)) [ -log p(x^(0) | x^(1)) ]                  (end term at t = 1)
