@@ -22,12 +22,15 @@ model reads log p(x) >= log p(x | z*) + log p(z*). Hence
                     K image tokens (the start token is never a valid image token, so its probability
                     is removed and the rest renormalised: the distribution the sampler draws from)
     tokenizer part  the decoder's mean mu (in grey levels, 16 x its [0, 1] output) read as a
-                    discretised Gaussian over the 17 levels v = 0..16: bin [v - 1/2, v + 1/2], the end
-                    bins open (v = 0 takes (-inf, 1/2], v = 16 takes [15.5, inf)), so the 17
-                    probabilities sum to 1:
-                        p(v | mu, sigma) = Phi((v + 1/2 - mu) / sigma) - Phi((v - 1/2 - mu) / sigma)
-                    with one sigma per pixel position fitted on the validation split (the decoder is
-                    trained on squared error, Eq. 3, and has no variance of its own).
+                    discretised logistic over the 17 levels v = 0..16 (PixelCNN++'s likelihood, one
+                    component): bin [v - 1/2, v + 1/2], the end bins open (v = 0 takes (-inf, 1/2],
+                    v = 16 takes [15.5, inf)), so the 17 probabilities sum to 1:
+                        p(v | mu, s) = sigmoid((v + 1/2 - mu) / s) - sigmoid((v - 1/2 - mu) / s)
+                    The decoder is trained on squared error (Eq. 3) and has no scale of its own: s is
+                    one of 17 values, chosen by the level mu rounds to, each fitted on the validation
+                    split (background pixels, mu near 0, are reconstructed far more tightly than stroke
+                    pixels). On seed 0 this gives 1.62 bits/dim for the tokenizer's part, against 1.75
+                    for one Gaussian sigma per pixel position; any such choice keeps the bound valid.
 
 Distributed: when a process group is initialised (torchrun sets the environment; `main` calls
 init_process_group("gloo")), both models are wrapped in DistributedDataParallel and each rank takes
@@ -249,32 +252,41 @@ def decode(model: VQVAE, tokens: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the discretised likelihood
 
 
-def discretised_gaussian_nll(levels: torch.Tensor, mean: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """-ln p(v | mu, sigma) of each pixel, in nats: levels v (...) in 0..16, mean mu and sigma in levels.
+def discretised_logistic_nll(levels: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """-ln p(v | mu, s) of each pixel, in nats: levels v (...) in 0..16, mean mu and scale s in levels.
 
-    p(v) = Phi((v + 1/2 - mu) / sigma) - Phi((v - 1/2 - mu) / sigma), the end bins open, so that the
-    probabilities of the 17 levels sum to 1. Computed in float64, the upper tail by symmetry so
-    that a bin far above the mean keeps its precision.
+    p(v) = sigmoid((v + 1/2 - mu) / s) - sigmoid((v - 1/2 - mu) / s), the end bins open, so that the
+    probabilities of the 17 levels sum to 1 (PixelCNN++'s discretised logistic, one component).
+    Computed in float64, a bin above the mean by symmetry (1 - sigmoid(a) = sigmoid(-a)) so that it
+    keeps its precision far in the tail.
     """
-    v, mu, s = levels.double(), mean.double(), sigma.double()
+    v, mu, s = levels.double(), mean.double(), scale.double()
     hi = torch.where(v >= LEVELS - 1, torch.full_like(v, math.inf), v + 0.5)
     lo = torch.where(v <= 0, torch.full_like(v, -math.inf), v - 0.5)
     a, b = (lo - mu) / s, (hi - mu) / s
-    std = torch.distributions.Normal(0.0, 1.0)
-    # Phi(b) - Phi(a), or Phi(-a) - Phi(-b) when the bin lies above the mean (same value, no cancellation)
     above = a > 0
-    p = torch.where(above, std.cdf(-a) - std.cdf(-b), std.cdf(b) - std.cdf(a))
+    p = torch.where(above, torch.sigmoid(-a) - torch.sigmoid(-b), torch.sigmoid(b) - torch.sigmoid(a))
     return -p.clamp_min(1e-300).log()
 
 
-def fit_sigma(levels: torch.Tensor, mean: torch.Tensor, *, candidates: torch.Tensor | None = None) -> torch.Tensor:
-    """Per pixel position, the sigma (from a log grid) of least discretised-Gaussian NLL: (8, 8).
+def level_bin(mean: torch.Tensor) -> torch.Tensor:
+    """The decoder's mean rounded to its nearest grey level, 0..16: which scale a pixel uses."""
+    return mean.round().clamp(0, LEVELS - 1).long()
+
+
+def fit_scales(levels: torch.Tensor, mean: torch.Tensor, *, candidates: torch.Tensor | None = None) -> torch.Tensor:
+    """One logistic scale per level of the rounded mean (17,), each the candidate (a log grid) of least
+    NLL over the pixels whose mean rounds to that level; a level no pixel reaches takes the overall best.
 
     levels and mean (N, 8, 8): held-out digits (the validation split) and their reconstructions.
     """
-    cand = torch.logspace(math.log10(0.05), math.log10(8.0), 60) if candidates is None else candidates  # (S,)
-    nll = torch.stack([discretised_gaussian_nll(levels, mean, s.expand_as(mean)).sum(0) for s in cand])  # (S, 8, 8)
-    return cand[nll.argmin(0)].float()
+    cand = torch.logspace(math.log10(0.03), math.log10(8.0), 60) if candidates is None else candidates  # (S,)
+    v, mu = levels.flatten(), mean.flatten()  # (P,)
+    nll = discretised_logistic_nll(v[None], mu[None], cand[:, None].expand(-1, v.numel()))  # (S, P)
+    per_bin = torch.zeros(cand.numel(), LEVELS, dtype=nll.dtype).index_add_(1, level_bin(mu), nll)  # (S, 17)
+    seen = torch.bincount(level_bin(mu), minlength=LEVELS) > 0
+    best = torch.where(seen, per_bin.argmin(0), nll.sum(1).argmin())  # (17,)
+    return cand[best].float()
 
 
 # ----------------------------------------------------------------------------- prior
@@ -379,12 +391,12 @@ def bits_per_dim(nll_nats: torch.Tensor, dims: int) -> float:
 
 @torch.no_grad()
 def bound_parts(
-    tokenizer: VQVAE, prior: TokenPrior, levels: torch.Tensor, sigma: torch.Tensor
+    tokenizer: VQVAE, prior: TokenPrior, levels: torch.Tensor, scales: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """-ln p(x | z*) and -ln p(z*) of each digit (N, 8, 8), in nats (N,) each: the two parts of the bound."""
     tokens = encode(tokenizer, to_images(levels))  # (N, T)
     mean = decode(tokenizer, tokens)  # (N, 8, 8)
-    recon = discretised_gaussian_nll(levels, mean, sigma.expand_as(mean)).flatten(1).sum(1)  # (N,)
+    recon = discretised_logistic_nll(levels, mean, scales[level_bin(mean)]).flatten(1).sum(1)  # (N,)
     return {"tokenizer": recon, "prior": prior_nll(prior, tokens).double()}
 
 
@@ -422,7 +434,7 @@ class Run:
     data: Split
     tokenizer: VQVAE
     fit: PriorFit
-    sigma: torch.Tensor  # (8, 8)
+    scales: torch.Tensor  # (17,) the logistic scale per rounded mean level
     metrics: dict
     samples: torch.Tensor  # (n, T) tokens
 
@@ -441,8 +453,8 @@ def run(
     train_tokens, val_tokens, test_tokens = (encode(tokenizer, to_images(x)) for x in (data.train, data.val, data.test))
     fit = train_prior(train_tokens, val_tokens, config=config, seed=seed)
     t2 = time.perf_counter()
-    sigma = fit_sigma(data.val, decode(tokenizer, val_tokens))
-    parts = bound_parts(tokenizer, fit.prior, data.test, sigma)
+    scales = fit_scales(data.val, decode(tokenizer, val_tokens))
+    parts = bound_parts(tokenizer, fit.prior, data.test, scales)
     dims = SIDE * SIDE
     tokens_per_image = test_tokens.shape[1]
     samples = sample_tokens(fit.prior, n_samples, generator=torch.Generator().manual_seed(seed + 3))
@@ -469,7 +481,7 @@ def run(
     }
     if timings:
         metrics["seconds"] = {"tokenizer": t1 - t0, "prior": t2 - t1}
-    return Run(config, seed, data, tokenizer, fit, sigma, metrics, samples)
+    return Run(config, seed, data, tokenizer, fit, scales, metrics, samples)
 
 
 # ----------------------------------------------------------------------------- script

@@ -31,14 +31,14 @@ def _toy(seed: int = 0) -> pipeline.Split:
     return pipeline.split(levels, labels, seed=seed, val_fraction=0.2, test_fraction=0.2)
 
 
-def _phi(x: float) -> float:
-    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
 
 
-def test_discretised_gaussian_puts_mass_one_on_the_17_levels():
+def test_discretised_logistic_puts_mass_one_on_the_17_levels():
     mean = torch.tensor([-3.0, 0.0, 0.3, 7.5, 16.0, 21.0])  # below, at and above the level range
     for s in (0.1, 1.0, 4.0):
-        nll = pipeline.discretised_gaussian_nll(
+        nll = pipeline.discretised_logistic_nll(
             torch.arange(17)[:, None].expand(17, 6), mean.expand(17, 6), torch.full((17, 6), s)
         )
         torch.testing.assert_close(nll.neg().exp().sum(0), torch.ones(6, dtype=torch.float64), rtol=0, atol=1e-12)
@@ -57,16 +57,34 @@ def test_bits_per_dim_of_a_uniform_prior_and_a_constant_decoder_equal_their_clos
             p.zero_()
         tok.decoder[-1].bias.fill_(5.0 / 16)  # mu = 5 levels
     levels = torch.zeros(3, 8, 8, dtype=torch.long)
-    levels[0] = 5  # at the mean: p = Phi(.5/s) - Phi(-.5/s)
-    levels[1] = 0  # the open bottom bin: p = Phi((.5 - 5)/s)
-    levels[2] = 16  # the open top bin: p = 1 - Phi((15.5 - 5)/s)
-    sigma = torch.full((8, 8), 2.0)
-    parts = pipeline.bound_parts(tok, prior, levels, sigma)
+    levels[0] = 5  # at the mean: p = sigmoid(.5/s) - sigmoid(-.5/s)
+    levels[1] = 0  # the open bottom bin: p = sigmoid((.5 - 5)/s)
+    levels[2] = 16  # the open top bin: p = 1 - sigmoid((15.5 - 5)/s)
+    scales = torch.full((17,), 9.0)
+    scales[5] = 2.0  # the scale of pixels whose mean rounds to level 5
+    parts = pipeline.bound_parts(tok, prior, levels, scales)
     t, k, d = 16, 8, 64
-    p_pixel = [_phi(0.25) - _phi(-0.25), _phi(-4.5 / 2), 1 - _phi(10.5 / 2)]
+    p_pixel = [_sigmoid(0.25) - _sigmoid(-0.25), _sigmoid(-4.5 / 2), 1 - _sigmoid(10.5 / 2)]
     expected_tokenizer = sum(-d * math.log(p) for p in p_pixel) / 3 / (d * math.log(2))
     assert pipeline.bits_per_dim(parts["prior"], d) == pytest.approx(t * math.log2(k) / d, rel=1e-6)
     assert pipeline.bits_per_dim(parts["tokenizer"], d) == pytest.approx(expected_tokenizer, rel=1e-9)
+
+
+def test_each_scale_is_fitted_on_the_pixels_whose_mean_rounds_to_its_level():
+    # Pixels with mean 0 are exact, pixels with mean 8 are off by 3 levels: the first level gets the
+    # smallest candidate scale, level 8 a wide one, and a level no pixel reaches the overall best.
+    g = torch.Generator().manual_seed(0)
+    mean = torch.zeros(200, 8, 8)
+    mean[:, 4:] = 8.0
+    levels = mean.long().clone()
+    levels[:, 4:] += 3 * (torch.randint(0, 2, (200, 4, 8), generator=g) * 2 - 1)
+    cand = torch.tensor([0.05, 0.5, 1.0, 2.0, 4.0])
+    scales = pipeline.fit_scales(levels, mean, candidates=cand)
+    assert scales[0] == 0.05 and scales[8] >= 1.0
+    overall = cand[
+        torch.stack([pipeline.discretised_logistic_nll(levels, mean, c.expand_as(mean)).sum() for c in cand]).argmin()
+    ]
+    assert scales[3] == overall
 
 
 def test_prior_likelihood_sums_to_one_over_every_image_token_sequence():
