@@ -9,8 +9,8 @@ Paper and note:
       reference_impls/sedd.py (papers/lou2024discrete.md); MD4's bound (reference_impls/md4.py,
       papers/shi2024simplified.md) takes a RADD denoiser through as_md4_logits_fn.
 
-The factorisation (the paper's Theorem 1). For the absorbing process of sedd.py with total noise
-sigma = bar sigma(t), a masked position i of x_t and a data class y, the concrete score is
+The factorisation (the paper's first result). For the absorbing process of sedd.py with total
+noise sigma = bar sigma(t), a masked position i of x_t and a data class y, the concrete score is
     p_t(x_t with x^i = y) / p_t(x_t) = e^{-sigma} / (1 - e^{-sigma}) * p_0(x^i = y | x_t^UM),
 where x_t^UM are the unmasked tokens of x_t and p_0(. | x_t^UM) the conditional of clean data: the
 time enters only through the scalar (= sedd.score_scale), the conditional not at all. So a network
@@ -28,7 +28,7 @@ the four equal forms (for eps = 0, all masked at t = 1; per sequence x_0 of leng
     k-DCE      E_{k ~ U{1..L}} (L / k) E_{x_k} sum_{i masked} -log c(x_0^i | x_k)
                (x_k: k positions masked, chosen uniformly)
     AO-AR      E_{pi ~ U(S_L)} sum_{l=1}^{L} -log c(x_0^{pi(l)} | x_0^{pi(<l)})   (any-order autoregressive NLL)
-The last equality (the paper's Theorem 2, the bound as an expected any-order autoregressive NLL)
+The last equality (the paper's second result: the bound as an expected any-order autoregressive NLL)
 holds because a uniform k-subset of masked positions is the set pi(>= L - k + 1) of a uniform order.
 
 Sampler (direct_sample). All [MASK] at t = 1; at each of `steps` times t_n = linspace(1, eps)

@@ -65,7 +65,7 @@ def masks_of(x0: torch.Tensor) -> torch.Tensor:
     return torch.where(pattern, M, x0.expand(pattern.shape[0], L))
 
 
-# ----------------------------------------------------------------------------- Theorem 1
+# ----------------------------------------------------------------------------- the factorised score
 
 
 @pytest.mark.parametrize("sigma", [0.05, 0.7, 3.0])
@@ -111,7 +111,7 @@ def test_score_entropy_of_the_factorised_score_is_the_scaled_cross_entropy():
     assert not torch.allclose(absorbing_dse(unnormalised, sigma, NOISY, x0, mask_index=M).sum(dim=-1), ce)
 
 
-# ----------------------------------------------------------------------------- Theorem 2
+# ----------------------------------------------------------------------------- the bound as an any-order AR NLL
 
 
 def t_dse_integral(fn, x0: torch.Tensor, nodes: int = 8) -> float:
