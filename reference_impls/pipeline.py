@@ -71,14 +71,14 @@ SIDE = 8  # 8 x 8 images
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """Every size and budget of one run (the defaults: the digits run of the notebook)."""
+    """Every size and budget of one run (the defaults: benchmarks/digits_study.py's; the notebook trains less)."""
 
     num_codes: int = 32  # K
     code_dim: int = 16
     hidden: int = 64
     downsample: int = 1  # 8 x 8 -> 4 x 4 = 16 tokens
     beta: float = 0.25
-    vq_steps: int = 1500
+    vq_steps: int = 3000
     vq_lr: float = 2e-3
     vq_batch: int = 64  # global batch (split over the ranks)
     prior_dim: int = 64
@@ -87,8 +87,8 @@ class Config:
     prior_steps: int = 3000  # at most; early stopping usually ends sooner
     prior_lr: float = 1e-3
     prior_batch: int = 64
-    eval_every: int = 100  # validation loss every this many prior steps
-    patience: int = 5  # stop after this many evaluations without a new best
+    eval_every: int = 50  # validation loss every this many prior steps
+    patience: int = 4  # stop after this many evaluations without a new best
     val_fraction: float = 0.15
     test_fraction: float = 0.15
 
