@@ -363,11 +363,11 @@ def main() -> None:
         config = replace(config, vq_steps=20, prior_steps=20, eval_every=10)
         OVERFIT_STEPS = 20
     started = time.perf_counter()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     per_seed = []
     for seed in args.seeds:
         per_seed.append(study_seed(seed, config=config, overfit=not args.no_overfit))
         print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     result = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit,
