@@ -47,6 +47,10 @@ class OurWork(BaseModel):
     prior: str
     modality: list[str] = Field(default_factory=list)
     conditioning: list[str] = Field(default_factory=list)
+    # what the paper adds, in the author's words (one or two sentences); the export opens and closes on it
+    contribution: str | None = None
+    # our row of the comparison table: column id -> value, only what the author states
+    table: dict[str, str] = Field(default_factory=dict)
 
 
 class AtlasConfig(BaseModel):
@@ -93,6 +97,7 @@ class KeyNumber(BaseModel):
     what: str
     value: str | int | float
     source: str
+    column: str | None = None  # the comparison table's column (atlas.yml export.table_columns) this number fills
 
 
 class RelevanceOverride(BaseModel):

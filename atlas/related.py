@@ -74,12 +74,43 @@ MODALITY_WORDS = {
     "3d": r"3-?d|shapes?|point clouds?",
     "science": r"cryo-?em|molecul\w*|protein\w*",
 }
-TAG = re.compile(r"^\{([a-z]+)\}(?:\s+|$)")
+TAG = re.compile(r"^\{([a-z]+)(?:\s+([+-])contribution)?\}(?:\s+|$)")
+# {short +contribution}: kept only when atlas.yml's our_work.contribution is set; {short -contribution}: only when not.
+CONTRIBUTION = "{{contribution}}"  # replaced by our_work.contribution in a +contribution unit
+NOVELTY = re.compile(
+    r"\b(?:novel\w*|for the first time|(?:we|ours?|our work) (?:is|are) the first|first to|"
+    r"unlike (?:all )?(?:prior|previous|existing) (?:work|methods))\b",
+    re.I,
+)
 COMMENT = re.compile(r"<!--.*?-->", re.S)
 
 
 # ---------------------------------------------------------------------------------------------
 # settings: atlas.yml's export section
+
+
+class TableColumn(BaseModel):
+    """One column of the comparison table after the method: a facet of the notes, or their key numbers
+    tagged `column: <id>` (the value and its source live in the note; nothing is typed here)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    title: str  # the column head
+    means: str  # what a cell says, for the caption
+    facet: str | None = None  # latent, prior, modality or conditioning; None = the notes' tagged key numbers
+
+    @field_validator("facet")
+    @classmethod
+    def _facet(cls, v: str | None) -> str | None:
+        return v if v is None else _one_of("facet", v, ("latent", "prior", "modality", "conditioning"))
+
+
+def default_columns() -> list[TableColumn]:
+    """Without atlas.yml's export.table_columns: the kind of latent and the family of prior."""
+    return [
+        TableColumn(id="latent", title="Latent", means="the kind of latent", facet="latent"),
+        TableColumn(id="prior", title="Prior", means="the family of prior", facet="prior"),
+    ]
 
 
 class ExportSettings(BaseModel):
@@ -97,6 +128,7 @@ class ExportSettings(BaseModel):
     table_rows: int = 9  # rows of the compact table, ours included (at most 12)
     # the compact table's papers, first choice first; the rule fills the rest
     table_papers: list[str] = Field(default_factory=list)
+    table_columns: list[TableColumn] = Field(default_factory=default_columns)
     into: str | None = None  # the paper's .tex (relative to the root) that `atlas export`/`build` writes into
     lengths: dict[str, tuple[int, int]] = Field(
         default_factory=lambda: {"short": (200, 350), "column": (450, 700), "full": (700, 2200)}
@@ -182,6 +214,10 @@ class Unit:
     text: str  # Markdown, whitespace normalised to single spaces
     line: int  # 1-based line of its tag in the file
     paragraph: int  # 0-based paragraph of the text
+    when: str | None = None  # '+': only with our_work.contribution, '-': only without, None: always
+
+    def kept(self, contribution: str | None) -> bool:
+        return self.when is None or (self.when == "+") == bool(contribution)
 
     @property
     def rank(self) -> int:
@@ -214,18 +250,18 @@ def parse_related(name: str, path: str, text: str) -> tuple[RelatedText, list[Pr
     lines = text.splitlines()
     title = None
     units: list[Unit] = []
-    current: tuple[str, int, list[str]] | None = None
+    current: tuple[str, int, list[str], str | None] | None = None
     paragraph, blank_before = 0, False
 
     def close() -> None:
         nonlocal current
         if current is not None:
-            level, line, parts = current
+            level, line, parts, when = current
             body = re.sub(r"\s+", " ", " ".join(parts)).strip()
             if not body:
                 problems.append(Problem(path, line, f"the {{{level}}} unit is empty", "a sentence after the tag"))
             else:
-                units.append(Unit(level, body, line, paragraph))
+                units.append(Unit(level, body, line, paragraph, when))
         current = None
 
     for i, raw in enumerate(lines, start=1):
@@ -248,7 +284,7 @@ def parse_related(name: str, path: str, text: str) -> tuple[RelatedText, list[Pr
                     Problem(path, i, f"unknown tag '{{{level}}}'", "{short}, {column} or {full} at the start of a unit")
                 )
                 level = "full"
-            current = (level, i, [line[tag.end() :]])
+            current = (level, i, [line[tag.end() :]], tag.group(2))
             continue
         if current is None or blank_before:
             problems.append(
@@ -313,7 +349,7 @@ def check_related(survey: Survey) -> list[Problem]:
     """Every rule the related-work texts must keep; empty when the knowledge base has no related/ folder."""
     related: RelatedTexts = survey.related
     if not related.present:
-        return []
+        return _check_columns(survey)
     out: list[Problem] = []
     config = survey.config
     group_ids = [g.id for g in config.groups]
@@ -376,7 +412,7 @@ def check_related(survey: Survey) -> list[Problem]:
     for t in related.texts.values():
         out += _check_units(survey, t)
     out += _check_lengths(survey)
-    out += _check_settings(survey)
+    out += _check_settings(survey) + _check_columns(survey)
     return out
 
 
@@ -386,6 +422,27 @@ def _check_units(survey: Survey, t: RelatedText) -> list[Problem]:
     prev: Unit | None = None
     for u in t.units:
         scanned = md.scan(u.text)
+        if CONTRIBUTION in u.text and u.when != "+":
+            out.append(
+                Problem(
+                    t.path,
+                    u.line,
+                    f"{CONTRIBUTION} in a unit kept without a contribution",
+                    f"the tag {{{u.level} +contribution}}, kept only when atlas.yml sets our_work.contribution",
+                    Code.CLAIM,
+                )
+            )
+        novelty = NOVELTY.search(scanned.prose)
+        if novelty and u.when != "+":
+            out.append(
+                Problem(
+                    t.path,
+                    u.line,
+                    f"'{novelty.group(0)}' claims novelty, which only the author's contribution may do",
+                    f"a neutral sentence, or the tag {{{u.level} +contribution}} and atlas.yml's our_work.contribution",
+                    Code.CLAIM,
+                )
+            )
         for key, _ in md.citations(scanned.prose):
             if key not in survey.entries:
                 out.append(
@@ -521,6 +578,36 @@ def _check_settings(survey: Survey) -> list[Problem]:
     return out
 
 
+def _check_columns(survey: Survey) -> list[Problem]:
+    """The table columns that notes and our-work profile name exist in atlas.yml's export.table_columns."""
+    out = []
+    columns = [c.id for c in survey.config.export.table_columns]
+    for note in survey.notes.values():
+        for n in note.meta.numbers:
+            if n.column is not None and n.column not in columns:
+                out.append(
+                    Problem(
+                        note.where,
+                        note.key_lines.get("numbers", 2),
+                        f"key number '{n.what}' names the unknown table column '{n.column}'",
+                        f"one of atlas.yml's export.table_columns: {', '.join(columns)}",
+                        Code.SCHEMA,
+                    )
+                )
+    for cid in survey.config.our_work.table:
+        if cid not in columns:
+            out.append(
+                Problem(
+                    "atlas.yml",
+                    1,
+                    f"our_work.table names the unknown table column '{cid}'",
+                    f"one of export.table_columns: {', '.join(columns)}",
+                    Code.SCHEMA,
+                )
+            )
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # composing a section
 
@@ -571,14 +658,17 @@ def compose(
     level = LEVELS.index(length)
     candidates: list[tuple[int, int, RelatedText, Unit]] = []  # (rank, order, text, unit)
     order = 0
+    contribution = survey.config.our_work.contribution
     for t in survey.related.ordered(chosen):
         for u in t.units:
-            if u.rank > level:
+            if u.rank > level or not u.kept(contribution):
                 continue
             text = drop_citations(u.text, lambda k: keep(k) and not _excluded(survey, k))
             if text is None:
                 continue
-            candidates.append((u.rank, order, t, Unit(u.level, text, u.line, u.paragraph)))
+            if contribution:
+                text = text.replace(CONTRIBUTION, contribution.strip())
+            candidates.append((u.rank, order, t, Unit(u.level, text, u.line, u.paragraph, u.when)))
             order += 1
     kept = candidates
     if words is not None:

@@ -32,7 +32,7 @@ from atlas import markdown as md
 from atlas.bib import SITE_ONLY_FIELDS, format_entries, protect_title
 from atlas.model import Note, Survey
 from atlas.problems import Problem
-from atlas.related import LEVELS, MAX_COMPACT_ROWS, STYLES, TABLE_STYLES, ExportSettings, compose
+from atlas.related import LEVELS, MAX_COMPACT_ROWS, STYLES, TABLE_STYLES, ExportSettings, TableColumn, compose
 
 FILES = ("related-work.tex", "references.bib", "comparison-table.tex", "main.tex")
 APPENDIX = "appendix-papers.tex"
@@ -368,33 +368,73 @@ def table_rows(survey: Survey, notes: list[Note], opts: ExportOptions) -> list[N
     )
 
 
+FULL_ROWS_PER_PAGE = 40  # rows of one table* page at \\footnotesize, with its caption, in the AAAI kit
+
+
+def table_value(value: str | int | float) -> str:
+    """A key number as a table cell: LaTeX-escaped ASCII, '16x16' as 16$\\times$16."""
+    return re.sub(r"(?<=\d)\s*x\s*(?=\d)", r"$\\times$", ascii_latex(str(value)))
+
+
+def table_columns(survey: Survey, rows: list[Note], *, wide: bool) -> list[tuple[TableColumn, list[str], str]]:
+    """The columns worth their space: (column, the rows' cells, our cell), for those not alike in every row.
+
+    A cell is the label of a facet or the value of the note's key number tagged with the column's id
+    (empty when the note has none); our cell is what the profile states, else empty.
+    """
+    ours = survey.config.our_work
+    columns = list(survey.config.export.table_columns)
+    if wide and not any(c.facet == "modality" for c in columns):
+        columns.insert(0, TableColumn(id="modality", title="Modality", means="the modality", facet="modality"))
+
+    def facet_cell(value) -> str:
+        values = value if isinstance(value, list) else [value]
+        return ", ".join(LABELS.get(v, v) for v in values)
+
+    out = []
+    for col in columns:
+        if col.facet:
+            cells = [facet_cell(getattr(n.meta, col.facet)) for n in rows]
+            mine = facet_cell(getattr(ours, col.facet))
+        else:
+            cells = [next((table_value(k.value) for k in n.meta.numbers if k.column == col.id), "") for n in rows]
+            mine = ""
+        mine = table_value(ours.table[col.id]) if col.id in ours.table else mine
+        if len(set(cells)) > 1:
+            out.append((col, cells, mine))
+    return out
+
+
 def comparison_table(survey: Survey, rows: list[Note], wide: bool, header: bool) -> str:
     ours = survey.config.our_work
-
-    def label(v: str) -> str:
-        return LABELS.get(v, v)
-
-    data = [
-        {
-            "method": f"{ascii_latex(n.meta.short)}~\\citep{{{n.key}}}",
-            "modality": ", ".join(label(m) for m in n.meta.modality),
-            "latent": label(n.meta.latent),
-            "prior": label(n.meta.prior),
-            "year": survey.entries[n.key].year,
-        }
-        for n in rows
-    ]
-    caption = (
-        "The surveyed methods by modality, kind of latent space and family of prior; the last row is ours."
-        if wide
-        else "The closest methods: a discrete token latent with an autoregressive prior, as in our work (last row)."
-    )
+    columns = table_columns(survey, rows, wide=wide)
+    if wide:
+        methods = [f"{ascii_latex(n.meta.short)}~\\citep{{{n.key}}}" for n in rows]
+    else:  # the citations go to the caption, so that the table fits a column with author-year citations
+        methods = [ascii_latex(n.meta.short) for n in rows]
+    data = [[m, *(cells[i] for _, cells, _ in columns)] for i, m in enumerate(methods)]
+    mine = [ascii_latex(ours.name), *(c for _, _, c in columns)]
+    legend = "; ".join(f"{c.title}: {c.means}" for c, _, _ in columns)
+    if wide:
+        chunks = [data[i : i + FULL_ROWS_PER_PAGE] for i in range(0, len(data), FULL_ROWS_PER_PAGE)] or [[]]
+        captions = [
+            "The surveyed methods and ours (last row). "
+            + legend
+            + (f". Part {i + 1} of {len(chunks)}, {FULL_ROWS_PER_PAGE} rows a page." if len(chunks) > 1 else ".")
+            for i in range(len(chunks))
+        ]
+    else:
+        cited = ", ".join(f"{ascii_latex(n.meta.short)}~\\citep{{{n.key}}}" for n in rows)
+        chunks = [data]
+        blank = any("" in cells or not mine for _, cells, mine in columns)
+        end = "; empty: not stated." if blank else "."
+        captions = [f"The closest methods, {cited}, and ours (last row). {legend}{end}"]
     return _templates.get_template("table.tex.j2").render(
         header=HEADER if header else "",
         wide=wide,
-        rows=data,
-        caption=caption,
-        ours={"method": ascii_latex(ours.name), "latent": label(ours.latent), "prior": label(ours.prior)},
+        heads=["Method", *(c.title for c, _, _ in columns)],
+        chunks=list(zip(chunks, captions, strict=True)),
+        ours=mine,
     )
 
 

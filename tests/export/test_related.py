@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from export_kb import TEXTS, with_related
 
 from atlas.loader import load
@@ -157,3 +158,44 @@ def test_site_page_shows_each_length_the_conclusion_and_the_latex_to_copy(good_k
         assert f"## {length} (" in page
     assert page.count("```latex") == 3 and "% column" in page
     assert "## Conclusion: what the papers show together" in page and "remain a simple design" in page
+
+
+CONTRIBUTION = "We show that a codebook of a thousand codes suffices."
+
+
+def with_contribution(root, contribution: str | None):
+    texts = dict(TEXTS)
+    texts["intro"] += (
+        "{short +contribution} {{contribution}}\n{short -contribution} The sections below relate the papers.\n"
+    )
+    with_related(root, texts)
+    config = yaml.safe_load((root / "atlas.yml").read_text())
+    config["our_work"]["contribution"] = contribution
+    (root / "atlas.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    survey, problems = load(root, deep=False)
+    return survey, [str(p) for p in problems]
+
+
+def test_the_opening_states_the_authors_contribution_only_when_the_profile_has_one(good_kb):
+    survey, problems = with_contribution(good_kb, CONTRIBUTION)
+    assert problems == []
+    opening = " ".join(u.text for p in compose(survey, "short")[0].paragraphs for u in p.units if p.name == "intro")
+    assert CONTRIBUTION in opening and "The sections below" not in opening
+    survey, problems = with_contribution(good_kb, None)
+    assert problems == []
+    opening = " ".join(u.text for p in compose(survey, "short")[0].paragraphs for u in p.units if p.name == "intro")
+    assert "{{contribution}}" not in opening and "The sections below relate the papers." in opening
+
+
+def test_a_novelty_claim_outside_a_contribution_unit_is_reported(good_kb):
+    texts = dict(TEXTS)
+    texts["conclusion"] += "{column} Our work is the first to fit such a prior.\n"
+    with_related(good_kb, texts)
+    problems = problems_of(good_kb)
+    assert any(
+        p.startswith("related/conclusion.md:5: 'is the first' claims novelty") or "claims novelty" in p
+        for p in problems
+    ), problems
+    texts["conclusion"] = TEXTS["conclusion"] + "{column} The placeholder {{contribution}} without its tag.\n"
+    with_related(good_kb, texts)
+    assert any("{{contribution}} in a unit kept without a contribution" in p for p in problems_of(good_kb))
