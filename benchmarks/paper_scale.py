@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # paper -> (sizes, source of the sizes)
 SOURCE = {
     "VQ-Diffusion": (
-        "K = 2886 codes + [MASK], T = 100 steps, 32 x 32 tokens",
+        "K = 2887 code states + [MASK], T = 100 steps, 32 x 32 tokens",
         "papers/gu2022vector.md, Method: the authors' released text-to-image configuration",
     ),
     "RQ-VAE": (
@@ -75,7 +75,7 @@ def vq_diffusion():
     from reference_impls import discrete_diffusion as dd
     from reference_impls.attention import TransformerBlock
 
-    K, T, N = 2886, 100, 32 * 32
+    K, T, N = 2887, 100, 32 * 32
     s = dd.mask_and_replace_schedule(*dd.vq_diffusion_cumulative(T), K)
 
     class Denoiser(nn.Module):  # x_t (B, N) -> x_0 logits (B, N, K); small
