@@ -97,7 +97,7 @@ def test_ddim_previous_timestep_is_the_next_list_entry_the_scheduler_uses_t_minu
     ours_prev = [p for _, p in step_pairs(ts)]
     peer_prev = [t - T // 7 for t in ts]  # scheduling_ddim.py: prev_timestep = timestep - T // S
     assert ours_prev == [856, 713, 570, 428, 285, 142, -1]
-    assert peer_prev == [857, 714, 571, 428, 286, 143, 0]  # off the list at 5 of 7 steps, and never clean
+    assert peer_prev == [857, 714, 571, 428, 286, 143, 0]  # off the list at 6 of 7, the last to t = 0, not clean
 
 
 K, STEPS = 16, 100  # data classes (the scheduler's num_vec_classes is K + 1 with [MASK]); VQ-Diffusion's T

@@ -151,7 +151,7 @@ def test_residual_vq_same_codes_and_losses_but_the_peer_hands_the_encoder_n_q_ti
     torch.testing.assert_close(z_peer.grad, n_q * g, rtol=1e-6, atol=1e-6)
 
 
-LEVELS = [8, 5, 5, 5]  # the FSQ paper's 1000-code setting (Table 1 of Mentzer et al.)
+LEVELS = [8, 5, 5, 5]  # 8 * 5^3 = 1000 codes, an even and three odd channels
 
 
 def test_fsq_same_implicit_codebook_and_index_order():
