@@ -23,7 +23,7 @@ import torch
 from reference_impls import ddpm, discrete_diffusion, imagen
 from reference_impls.attention import sinusoidal_embedding
 from reference_impls.ddim import make_timesteps, step_pairs
-from reference_impls.dit import DiT
+from reference_impls.dit import DiT, grid_positions, patchify
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 schedulers = pytest.importorskip("diffusers.schedulers", reason="diffusers is not installed (pip install -e '.[test]')")
@@ -240,3 +240,30 @@ def test_dit_block_and_conditioning_equal_diffusers_ada_norm_zero_block_with_the
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
     peer.norm1.emb.time_proj.downscale_freq_shift = 1  # diffusers' DiT: another embedding of t
     assert (peer(x, timestep=t, class_labels=y) - ours).abs().max() > 1e-3
+
+
+def test_dit_patch_embedding_is_the_stride_p_convolution_of_the_official_and_diffusers_patch_embed():
+    from diffusers.models.embeddings import PatchEmbed
+
+    model = ours_dit()
+    peer = PatchEmbed(height=8, width=8, patch_size=2, in_channels=4, embed_dim=64, pos_embed_type=None)
+    with torch.no_grad():  # Conv2d weight (D, C, p, p) -> Linear over patches flattened as (row, col, channel)
+        peer.proj.weight.copy_(model.embed.weight.reshape(64, 2, 2, 4).permute(0, 3, 1, 2))
+        peer.proj.bias.copy_(model.embed.bias)
+    x = randn(3, shape=(2, 4, 8, 8))
+    torch.testing.assert_close(model.embed(patchify(x, 2)), peer(x), rtol=1e-5, atol=1e-6)
+
+
+def test_dit_positions_are_the_official_sin_cos_table_with_sin_and_cos_interleaved():
+    # official get_2d_sincos_pos_embed (facebookresearch/DiT models.py, also diffusers'): the first half
+    # of the channels encodes the column ("here w goes first"), the second the row, each as
+    # [sin(pos omega_0 ..), cos(pos omega_0 ..)]; ours interleaves sin and cos within each half. A fixed
+    # channel permutation: an equivalent network once every weight is permuted the same way.
+    from diffusers.models.embeddings import get_2d_sincos_pos_embed
+
+    g, dim = 16, 64
+    theirs = get_2d_sincos_pos_embed(dim, g, base_size=g)  # base_size = grid: positions 0 .. g - 1, as DiT
+    ours = grid_positions(g, g, dim)
+    halves = [torch.cat([half[:, 0::2], half[:, 1::2]], dim=1) for half in ours.split(dim // 2, dim=1)]
+    torch.testing.assert_close(torch.cat(halves, dim=1), theirs.float(), rtol=0, atol=1e-5)
+    assert not torch.allclose(ours, theirs.float(), atol=0.1)
