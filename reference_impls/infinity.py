@@ -25,6 +25,17 @@ model learns to correct it.
 
 Sampling guidance (infinity.py): l~ = cfg l_c + (1 - cfg) l_u on every bit's logits (guidance.guide_s).
 
+Conditioning (two variants, InfinityPrior(adaln=...)): the pooled text is the start token and every
+block cross-attends to the text features in both; adaln=True adds the released shared adaLN
+(infinity/models/infinity.py shared_ada_lin, basic.py CrossAttnBlock; tools/run_infinity.py builds it
+with shared_aln=True):
+one SiLU + Linear maps the start vector to six modulation vectors (gamma1, gamma2, scale1, scale2,
+shift1, shift2) for all blocks, each block adding its own learned offset ada_gss (var.AdaLNBlock with
+shared=True), and var.AdaLNBeforeHead before the bitwise head. Here the shared Linear starts at zero
+(adaLN-Zero: the blocks start as their cross-attention alone). The sampler's default cfg = 3.0 is the
+--cfg default of tools/run_infinity.py for the released (adaLN) models (scripts/infer.sh passes 4);
+the first-token variant has no released value.
+
 Notation (code -> paper / official code):
     d        codebook_dim (bits per token; V_d = 2^d)      bits       bit_label
     n_flip   noise_apply_layers                            strength   noise_apply_strength
@@ -39,7 +50,7 @@ import torch.nn.functional as F
 from reference_impls.ar_prior import sample_from_logits
 from reference_impls.attention import TransformerBlock
 from reference_impls.guidance import guide_s
-from reference_impls.var import block_causal_mask, down, scale_ids, sequence_length
+from reference_impls.var import AdaLNBeforeHead, AdaLNBlock, block_causal_mask, down, scale_ids, sequence_length
 from reference_impls.vq import straight_through
 
 # ----------------------------------------------------------------------------- bits and indices
@@ -148,9 +159,11 @@ class InfinityPrior(nn.Module):
     keep=False gives an example the empty condition (no cross-attention, zero start vector).
     """
 
-    def __init__(self, *, bits: int, dim: int, n_layers: int, n_heads: int, scales: tuple[int, ...]):
+    def __init__(
+        self, *, bits: int, dim: int, n_layers: int, n_heads: int, scales: tuple[int, ...], adaln: bool = False
+    ):
         super().__init__()
-        self.scales = tuple(scales)
+        self.scales, self.adaln, self.dim = tuple(scales), adaln, dim
         first, length = scales[0] ** 2, sequence_length(scales)
         self.word_embed = nn.Linear(bits, dim)
         self.sos = nn.Linear(dim, dim)  # pooled text -> start token
@@ -159,18 +172,33 @@ class InfinityPrior(nn.Module):
         self.level = nn.Embedding(len(scales), dim)
         self.register_buffer("ids", scale_ids(scales), persistent=False)
         self.register_buffer("mask", block_causal_mask(scales), persistent=False)
-        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads, cross_attention=True) for _ in range(n_layers))
-        self.ln_f = nn.LayerNorm(dim)
+        if adaln:
+            self.shared_ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))  # shared_ada_lin
+            nn.init.zeros_(self.shared_ada[1].weight)
+            nn.init.zeros_(self.shared_ada[1].bias)
+            self.blocks = nn.ModuleList(
+                AdaLNBlock(dim, n_heads, cond_dim=dim, cross_attention=True, shared=True) for _ in range(n_layers)
+            )
+            self.ln_f = AdaLNBeforeHead(dim, dim)
+        else:
+            self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads, cross_attention=True) for _ in range(n_layers))
+            self.ln_f = nn.LayerNorm(dim)
         self.head = BitwiseHead(dim, bits)
 
     def forward(self, context: torch.Tensor, inputs: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         b, first = context.shape[0], self.scales[0] ** 2
         pooled = context.mean(1) if keep is None else context.mean(1) * keep[:, None].to(context.dtype)
-        sos = self.sos(pooled)[:, None] + self.pos_start  # (B, h_1^2, D)
+        cond = self.sos(pooled)  # (B, D)
+        sos = cond[:, None] + self.pos_start  # (B, h_1^2, D)
         x = torch.cat([sos.expand(b, first, -1), self.word_embed(inputs)], dim=1)
         n = x.shape[1]
         x = x + self.pos[:, :n] + self.level(self.ids[:n])
         mask = self.mask[:n, :n]
+        if self.adaln:
+            shared = self.shared_ada(cond).unflatten(-1, (6, self.dim))  # (B, 6, D), computed once
+            for block in self.blocks:
+                x = block(x, shared, mask=mask, context=context, keep=keep)
+            return self.head(self.ln_f(x, cond))  # (B, n, d, 2)
         for block in self.blocks:
             x = block(x, mask=mask, context=context, keep=keep)  # TransformerBlock returns the hidden state
         return self.head(self.ln_f(x))  # (B, n, d, 2)
@@ -197,7 +225,10 @@ def infinity_loss(
 def sample(
     prior: InfinityPrior, context: torch.Tensor, *, cfg: float = 3.0, generator: torch.Generator | None = None
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Scale by scale, every bit of every token drawn from its own two-way softmax; returns (bits, f_hat)."""
+    """Scale by scale, every bit of every token drawn from its own two-way softmax; returns (bits, f_hat).
+
+    cfg = 3.0 is tools/run_infinity.py's default for the released (adaLN) models.
+    """
     b, scales, d = context.shape[0], prior.scales, prior.head.bits
     ctx = context.repeat(2, 1, 1)
     keep = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(context.device)

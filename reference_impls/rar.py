@@ -21,8 +21,16 @@ Notation (code -> paper / official code):
     target_pos    target_aware_pos_embed           power        q = guidance_scale_pow
     null_label    the class-drop id (none_condition_id)
 
-Simplifications: the shared attention.TransformerBlock replaces the official blocks (adaLN from the
-condition, QK-norm), and the class enters as the first token only.
+Conditioning (two variants, RARPrior(adaln=...)):
+    adaln=False  the class enters as the first token only (attention.TransformerBlock).
+    adaln=True   the released form (modeling/rar.py Block, FinalLayer): the class is also the first
+                 token, and each block's norms are modulated per position by
+                 c_j = e_class + e_step(j)  (timesteps_embeddings), DiT-style adaLN with gates,
+                 through var.AdaLNBlock / var.AdaLNBeforeHead; initialised at zero (adaLN-Zero), as
+                 the release does ("init for adaln-zero").
+    The sampler's defaults (scale 16.0, power 2.75) are rar.yaml's values for the released adaLN
+    model; the first-token variant has no released value.
+Simplification: QK-norm of the official attention is left out.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import torch.nn.functional as F
 from reference_impls.ar_prior import sample_from_logits
 from reference_impls.attention import TransformerBlock, causal_mask
 from reference_impls.guidance import drop_condition, guide_s
+from reference_impls.var import AdaLNBeforeHead, AdaLNBlock
 
 
 def random_ratio(step: int, *, anneal_start: int, anneal_end: int) -> float:
@@ -74,15 +83,21 @@ class RARPrior(nn.Module):
         n_layers: int,
         n_heads: int,
         target_aware: bool = True,
+        adaln: bool = False,
     ):
         super().__init__()
-        self.n_tokens, self.null_label, self.target_aware = n_tokens, n_classes, target_aware
+        self.n_tokens, self.null_label, self.target_aware, self.adaln = n_tokens, n_classes, target_aware, adaln
         self.tok_emb = nn.Embedding(vocab_size, dim)
         self.cls_emb = nn.Embedding(n_classes + 1, dim)
         self.pos = nn.Parameter(torch.randn(n_tokens + 1, dim) * 0.02)  # row n_tokens: the class token
         self.target_pos = nn.Parameter(torch.randn(n_tokens, dim) * 0.02)
-        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(n_layers))
-        self.ln_f = nn.LayerNorm(dim)
+        if adaln:
+            self.step_emb = nn.Parameter(torch.randn(n_tokens, dim) * 0.02)  # timesteps_embeddings
+            self.blocks = nn.ModuleList(AdaLNBlock(dim, n_heads, cond_dim=dim) for _ in range(n_layers))
+            self.ln_f = AdaLNBeforeHead(dim, dim)
+        else:
+            self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(n_layers))
+            self.ln_f = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size)
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
@@ -95,6 +110,11 @@ class RARPrior(nn.Module):
         if self.target_aware:
             x = x + self.target_pos[orders[:, :steps]]  # where the token predicted from this input goes
         mask = causal_mask(steps, tokens.device)
+        if self.adaln:
+            cond = self.cls_emb(labels)[:, None] + self.step_emb[:steps]  # (B, steps, D), one per position
+            for block in self.blocks:
+                x = block(x, cond, mask=mask)
+            return self.head(self.ln_f(x, cond))  # (B, steps, V)
         for block in self.blocks:
             x = block(x, mask=mask)  # TransformerBlock returns the hidden state
         return self.head(self.ln_f(x))  # (B, steps, V)
@@ -131,7 +151,10 @@ def sample(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Raster-order sampling with the cosine-ramped guidance: (B, N) tokens."""
+    """Raster-order sampling with the cosine-ramped guidance: (B, N) tokens.
+
+    scale 16.0 and power 2.75 are rar.yaml's values for the released (adaLN) RAR-B.
+    """
     b, n = labels.shape[0], model.n_tokens
     raster = torch.arange(n, device=labels.device).expand(2 * b, n)
     both = torch.cat([labels, torch.full_like(labels, model.null_label)])

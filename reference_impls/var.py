@@ -1,4 +1,4 @@
-"""VAR: next-scale prediction over a multi-scale residual token map, with a block-causal mask.
+"""VAR: next-scale prediction over a multi-scale residual token map; class as first token, or also adaLN.
 
 Paper and note: Visual Autoregressive Modeling: Scalable Image Generation via Next-Scale
 Prediction, Tian et al. 2024 (papers/tian2024visual.md). Official code: FoundationVision/VAR
@@ -26,6 +26,21 @@ Next-scale prediction (the prior):
     sampling guidance (var.py): l~ = (1 + t_k) l_c - t_k l_u with t_k = cfg * (k - 1) / (K - 1)
     (guidance.guide_w with w = t_k: no guidance at the first scale, full at the last)
 
+Conditioning (two variants, VARPrior(adaln=...)):
+    adaln=False  the class embedding is the start token only; every later token reads it by attention.
+    adaln=True   the released form (models/basic_var.py AdaLNSelfAttn, AdaLNBeforeHead): the class
+                 embedding c is also the start token, and in every block
+                     (g1, g2, s1, s2, b1, b2) = Linear(SiLU(c))             six (B, D) vectors
+                     x <- x + g1 * Attn(LN(x) (1 + s1) + b1)
+                     x <- x + g2 * FFN(LN(x) (1 + s2) + b2)                  LN without affine
+                 and before the head LN(x) (1 + s) + b from a seventh Linear(SiLU(c)).
+    The sampler's default cfg = 1.5 is the README's value for the released adaLN models; the first-
+    token variant was not tuned by anyone and has no released guidance value.
+    AdaLNBlock starts as adaLN-Zero (modulation Linear at zero: the block is the identity), as RAR's
+    release initialises it; VAR's init_weights scales the gate rows by 1e-5 and the others by 0.5
+    (models/var.py init_weights, init_adaln_gamma=1e-5, init_adaln=0.5), so it starts near it.
+    shared=True is Infinity's form (one Linear for all blocks plus a learned per-block offset ada_gss).
+
 Notation (code -> paper / official code):
     scales       (h_1, .., h_K), patch_nums (1, 2, 3, 4, 5, 6, 8, 10, 13, 16) at 256 px
     codebook     Z, V x C_vae (V = 4096, C_vae = 32)     rho   quant_resi = 0.5
@@ -42,7 +57,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls.ar_prior import sample_from_logits, top_k_filter
-from reference_impls.attention import TransformerBlock
+from reference_impls.attention import MultiHeadAttention, TransformerBlock
 from reference_impls.guidance import drop_condition, guide_w
 from reference_impls.vq import nearest_code, straight_through, vq_losses
 
@@ -169,13 +184,88 @@ class MultiScaleVQ(nn.Module):
         return torch.cat(inputs, dim=1)
 
 
+# ----------------------------------------------------------------------------- adaLN conditioning
+
+
+class AdaLNBlock(nn.Module):
+    """Pre-LN block whose norms are modulated by a condition (basic_var.py AdaLNSelfAttn).
+
+    AdaLNBlock(dim, n_heads, *, cond_dim, cross_attention=False, shared=False)
+    forward(x (B, N, D), cond, *, mask=None, context=None, keep=None) -> (B, N, D)
+        cond     (B, cond_dim) or (B, N, cond_dim) per position (RAR); with shared=True, the shared
+                 modulation (B, [N,] 6, D) that the caller computed once for all blocks (Infinity)
+        context  (B, M, D) read by an unmodulated cross-attention with its own affine LayerNorm
+    The six modulation vectors are laid out as released: gamma1, gamma2, scale1, scale2, shift1, shift2.
+    """
+
+    def __init__(self, dim: int, n_heads: int, *, cond_dim: int, cross_attention: bool = False, shared: bool = False):
+        super().__init__()
+        self.dim, self.shared = dim, shared
+        self.ln = nn.LayerNorm(dim, elementwise_affine=False)  # ln_wo_grad
+        self.attn = MultiHeadAttention(dim, n_heads)
+        self.cross = MultiHeadAttention(dim, n_heads) if cross_attention else None
+        self.ln_cross = nn.LayerNorm(dim) if cross_attention else None
+        self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        if shared:
+            self.ada_gss = nn.Parameter(torch.zeros(6, dim))  # per-block offset added to the shared modulation
+        else:
+            self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 6 * dim))
+            nn.init.zeros_(self.ada[1].weight)  # adaLN-Zero: the block starts as the identity
+            nn.init.zeros_(self.ada[1].bias)
+
+    def modulation(self, cond: torch.Tensor) -> torch.Tensor:
+        """(B, [N,] 6, D): gamma1, gamma2, scale1, scale2, shift1, shift2."""
+        if self.shared:
+            return cond + self.ada_gss
+        return self.ada(cond).unflatten(-1, (6, self.dim))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        m = self.modulation(cond)
+        if m.dim() == 3:
+            m = m[:, None]  # (B, 1, 6, D): one modulation for every position
+        g1, g2, s1, s2, b1, b2 = m.unbind(-2)  # each (B, N or 1, D)
+        x = x + g1 * self.attn(self.ln(x) * (1 + s1) + b1, mask=mask)
+        if self.cross is not None and context is not None:
+            h = self.cross(self.ln_cross(x), context=context)  # (B, N, D)
+            x = x + (h if keep is None else h * keep.view(-1, 1, 1).to(h.dtype))
+        return x + g2 * self.ffn(self.ln(x) * (1 + s2) + b2)
+
+
+class AdaLNBeforeHead(nn.Module):
+    """LN(x) (1 + scale) + shift with (scale, shift) = Linear(SiLU(c)) (basic_var.py AdaLNBeforeHead)."""
+
+    def __init__(self, dim: int, cond_dim: int):
+        super().__init__()
+        self.dim = dim
+        self.ln = nn.LayerNorm(dim, elementwise_affine=False)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 2 * dim))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.ada(cond).unflatten(-1, (2, self.dim)).unbind(-2)  # (B, [N,] D) each
+        if scale.dim() == 2:
+            scale, shift = scale[:, None], shift[:, None]
+        return self.ln(x) * (1 + scale) + shift
+
+
 # ----------------------------------------------------------------------------- the prior
 
 
 class VARPrior(nn.Module):
     """Class-conditional next-scale prior: logits (B, L, V) for all scales from the teacher-forcing inputs.
 
-    Class label n_classes is the null class of guidance.
+    Class label n_classes is the null class of guidance. adaln=True adds the released adaLN
+    conditioning (AdaLNBlock, AdaLNBeforeHead from the class embedding); the start token is the
+    class embedding in both variants.
     """
 
     def __init__(
@@ -188,9 +278,10 @@ class VARPrior(nn.Module):
         n_layers: int,
         n_heads: int,
         scales: tuple[int, ...],
+        adaln: bool = False,
     ):
         super().__init__()
-        self.scales, self.null_label = tuple(scales), n_classes
+        self.scales, self.null_label, self.adaln = tuple(scales), n_classes, adaln
         first, length = scales[0] ** 2, sequence_length(scales)
         self.word_embed = nn.Linear(code_dim, dim)
         self.class_emb = nn.Embedding(n_classes + 1, dim)
@@ -199,19 +290,28 @@ class VARPrior(nn.Module):
         self.level = nn.Embedding(len(scales), dim)  # which scale a token belongs to
         self.register_buffer("ids", scale_ids(scales), persistent=False)
         self.register_buffer("mask", block_causal_mask(scales), persistent=False)
-        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(n_layers))
-        self.ln_f = nn.LayerNorm(dim)
+        if adaln:
+            self.blocks = nn.ModuleList(AdaLNBlock(dim, n_heads, cond_dim=dim) for _ in range(n_layers))
+            self.ln_f = AdaLNBeforeHead(dim, dim)
+        else:
+            self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads) for _ in range(n_layers))
+            self.ln_f = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size)
 
     def forward(self, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """labels (B,), inputs (B, n, C) for the scales after the first (n may stop at a scale boundary)."""
         b = labels.shape[0]
         first = self.scales[0] ** 2
-        sos = self.class_emb(labels)[:, None] + self.pos_start  # (B, h_1^2, D)
+        cond = self.class_emb(labels)  # (B, D)
+        sos = cond[:, None] + self.pos_start  # (B, h_1^2, D)
         x = torch.cat([sos.expand(b, first, -1), self.word_embed(inputs)], dim=1)  # (B, l, D)
         n = x.shape[1]
         x = x + self.pos[:, :n] + self.level(self.ids[:n])
         mask = self.mask[:n, :n]
+        if self.adaln:
+            for block in self.blocks:
+                x = block(x, cond, mask=mask)
+            return self.head(self.ln_f(x, cond))  # (B, l, V)
         for block in self.blocks:
             x = block(x, mask=mask)  # TransformerBlock returns the hidden state
         return self.head(self.ln_f(x))  # (B, l, V)
@@ -251,7 +351,11 @@ def sample(
     top_k: int | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Generate the K token maps coarse to fine, all tokens of a scale drawn at once; returns (indices, f_hat)."""
+    """Generate the K token maps coarse to fine, all tokens of a scale drawn at once; returns (indices, f_hat).
+
+    cfg = 1.5 is the README's evaluation value for the released (adaLN) models; a first-token prior
+    (adaln=False) has no released value.
+    """
     b, scales = labels.shape[0], prior.scales
     both = torch.cat([labels, torch.full_like(labels, prior.null_label)])  # conditional and null branches
     inputs = torch.zeros(2 * b, 0, vq.codebook.shape[1], device=labels.device)

@@ -30,9 +30,17 @@ def features(b=2, seed=0):
     )
 
 
-def tiny_prior():
+def tiny_prior(adaln=False):
     torch.manual_seed(0)
-    return InfinityPrior(bits=D, dim=32, n_layers=2, n_heads=2, scales=SCALES).eval()
+    prior = InfinityPrior(bits=D, dim=32, n_layers=2, n_heads=2, scales=SCALES, adaln=adaln).eval()
+    if adaln:  # the shared modulation starts at zero (adaLN-Zero); give it random weights to test it
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in [*prior.shared_ada.parameters(), *prior.ln_f.ada.parameters()]:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+            for block in prior.blocks:
+                block.ada_gss.copy_(torch.randn(block.ada_gss.shape, generator=g) * 0.3)
+    return prior
 
 
 def test_bitwise_likelihood_is_the_factorised_per_bit_likelihood_and_a_softmax_over_all_2_to_the_d_tokens():
@@ -120,8 +128,9 @@ def test_loss_is_the_per_bit_cross_entropy_of_the_pyramid():
     torch.testing.assert_close(bitwise_loss(logits, target), -token_log_prob(logits, target).mean() / D)
 
 
-def test_prior_scale_sees_coarser_scales_and_none_finer():
-    prior = tiny_prior()
+@pytest.mark.parametrize("adaln", [False, True])
+def test_prior_scale_sees_coarser_scales_and_none_finer(adaln):
+    prior = tiny_prior(adaln)
     ctx = torch.randn(1, 3, 32, generator=torch.Generator().manual_seed(7))
     inputs = torch.randn(1, 20, D, generator=torch.Generator().manual_seed(8), requires_grad=True)
     logits = prior(ctx, inputs)
@@ -131,8 +140,9 @@ def test_prior_scale_sees_coarser_scales_and_none_finer():
     assert grad[:, in_ids == 2].abs().sum() == 0
 
 
-def test_dropped_condition_ignores_the_text_and_sampling_decodes_its_bits():
-    prior = tiny_prior()
+@pytest.mark.parametrize("adaln", [False, True])
+def test_dropped_condition_ignores_the_text_and_sampling_decodes_its_bits(adaln):
+    prior = tiny_prior(adaln)
     g = torch.Generator().manual_seed(9)
     c1, c2 = torch.randn(2, 3, 32, generator=g), torch.randn(2, 3, 32, generator=g)
     inputs = torch.randn(2, 20, D, generator=g)
@@ -141,3 +151,21 @@ def test_dropped_condition_ignores_the_text_and_sampling_decodes_its_bits():
     assert (prior(c1, inputs) - prior(c2, inputs)).abs().max() > 1e-5
     bits, f_hat = sample(prior, c1, cfg=3.0, generator=torch.Generator().manual_seed(10))
     torch.testing.assert_close(f_hat, decode_bits(bits, 4))
+
+
+def test_shared_adaln_modulation_is_one_linear_plus_each_blocks_own_offset():
+    """infinity.py shared_ada_lin + basic.py ada_gss: block l's six vectors are Linear(SiLU(c)) + ada_gss_l."""
+    prior = tiny_prior(adaln=True)
+    c = torch.randn(2, 32, generator=torch.Generator().manual_seed(4))
+    shared = prior.shared_ada(c).view(2, 6, 32)
+    for block in prior.blocks:
+        torch.testing.assert_close(block.modulation(shared), shared + block.ada_gss)
+    fresh = InfinityPrior(bits=D, dim=32, n_layers=2, n_heads=2, scales=SCALES, adaln=True)
+    ctx = torch.randn(1, 3, 32, generator=torch.Generator().manual_seed(7))
+    inputs = torch.randn(1, 20, D, generator=torch.Generator().manual_seed(8))
+    out = fresh(ctx, inputs)
+    with torch.no_grad():  # at zero shared weights and zero offsets the gates are zero: no self-attention or MLP
+        for block in fresh.blocks:
+            block.attn.out_proj.weight.normal_()
+            block.ffn[2].weight.normal_()
+    torch.testing.assert_close(fresh(ctx, inputs), out, rtol=0, atol=0)

@@ -13,13 +13,22 @@ from reference_impls.rar import (
     sample,
     sample_orders,
 )
+from reference_impls.var import AdaLNBeforeHead, AdaLNBlock
 
 N, V = 9, 11
 
 
 def tiny(**kw):
     torch.manual_seed(0)
-    return RARPrior(vocab_size=V, n_classes=4, n_tokens=N, dim=32, n_layers=2, n_heads=2, **kw).eval()
+    model = RARPrior(vocab_size=V, n_classes=4, n_tokens=N, dim=32, n_layers=2, n_heads=2, **kw).eval()
+    if kw.get("adaln"):  # the modulation starts at zero (adaLN-Zero); give it random weights to test it
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, (AdaLNBlock, AdaLNBeforeHead)):
+                    for p in m.ada.parameters():
+                        p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return model
 
 
 def tokens(b=2, seed=1):
@@ -50,9 +59,10 @@ def test_before_annealing_orders_are_permutations_and_almost_never_raster():
     assert abs((half == torch.arange(N)).all(dim=1).float().mean() - 0.5) < 0.05
 
 
-def test_permuted_prior_is_causal_under_its_order():
+@pytest.mark.parametrize("adaln", [False, True])
+def test_permuted_prior_is_causal_under_its_order(adaln):
     """The prediction at step j depends on exactly the tokens at steps < j of the order."""
-    model = tiny()
+    model = tiny(adaln=adaln)
     x, c = tokens(1), torch.tensor([2])
     order = torch.tensor([[4, 0, 8, 2, 6, 1, 3, 7, 5]])
     step_of = order[0].argsort()  # raster position -> its step in the order
@@ -95,8 +105,25 @@ def test_guidance_schedule_starts_neutral_and_rises_to_the_scale():
     assert guidance_schedule(256, 256, scale=16.0, power=2.75) == pytest.approx(16.0)
 
 
-def test_raster_sampling_with_unit_guidance_and_the_prior_agree_step_by_step():
-    model, c = tiny(), torch.tensor([1, 2])
+@pytest.mark.parametrize("adaln", [False, True])
+def test_raster_sampling_with_unit_guidance_and_the_prior_agree_step_by_step(adaln):
+    model, c = tiny(adaln=adaln), torch.tensor([1, 2])
     out = sample(model, c, scale=1.0, temperature=1e-4, generator=torch.Generator().manual_seed(7))
     logits = model(out, c, torch.arange(N).expand(2, N))  # teacher-forced, raster
     assert torch.equal(out, logits.argmax(-1))
+
+
+def test_adaln_modulation_is_per_position_from_the_class_plus_a_step_embedding():
+    """rar.py: c_j = e_class + timesteps_embeddings[j]; zeroing the step table makes every position's
+    modulation the same, which changes the output; at zero modulation weights neither matters."""
+    model, x, c = tiny(adaln=True), tokens(1), torch.tensor([2])
+    order = torch.arange(N)[None]
+    base = model(x, c, order)
+    with torch.no_grad():
+        model.step_emb.zero_()
+    assert (model(x, c, order) - base).abs().max() > 1e-4
+    fresh = RARPrior(vocab_size=V, n_classes=4, n_tokens=N, dim=32, n_layers=2, n_heads=2, adaln=True)
+    out = fresh(x, c, order)
+    with torch.no_grad():
+        fresh.step_emb.normal_()
+    torch.testing.assert_close(fresh(x, c, order), out, rtol=0, atol=0)  # adaLN-Zero: the blocks are the identity

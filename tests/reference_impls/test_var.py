@@ -2,7 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reference_impls.attention import TransformerBlock
 from reference_impls.var import (
+    AdaLNBeforeHead,
+    AdaLNBlock,
     MultiScaleVQ,
     PhiBank,
     VARPrior,
@@ -146,3 +149,75 @@ def test_greedy_sample_at_zero_guidance_reproduces_the_argmax_of_the_teacher_for
 def test_feature_map_that_is_not_the_last_scale_is_refused():
     with pytest.raises(ValueError, match="not the last scale"):
         tiny_vq().encode(torch.zeros(1, C, 5, 5))
+
+
+# ----------------------------------------------------------------------------- adaLN conditioning
+
+
+def randomised(module, seed=0, std=0.3):
+    """Give every adaLN modulation Linear random weights (they start at zero)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (AdaLNBlock, AdaLNBeforeHead)):
+                for p in m.ada.parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) * std)
+    return module
+
+
+def test_zero_initialised_adaln_block_is_the_identity_and_the_head_norm_a_plain_layer_norm():
+    torch.manual_seed(0)
+    block, head = AdaLNBlock(16, 2, cond_dim=8), AdaLNBeforeHead(16, 8)
+    x, c = torch.randn(2, 5, 16), torch.randn(2, 8)
+    torch.testing.assert_close(block(x, c), x, rtol=0, atol=0)  # gates g1 = g2 = 0
+    torch.testing.assert_close(head(x, c), F.layer_norm(x, (16,)))
+
+
+def test_adaln_block_with_unit_gates_and_no_scale_or_shift_equals_the_unconditioned_pre_ln_block():
+    torch.manual_seed(0)
+    block, plain = AdaLNBlock(16, 2, cond_dim=8), TransformerBlock(16, 2)
+    block.attn.load_state_dict(plain.attn.state_dict())
+    block.ffn.load_state_dict(plain.ffn.state_dict())
+    with torch.no_grad():
+        block.ada[1].bias[:32] = 1.0  # gamma1 = gamma2 = 1, scales and shifts 0, whatever the condition
+    x, mask = torch.randn(2, 5, 16), block_causal_mask((1, 2))
+    for c in (torch.randn(2, 8), torch.randn(2, 8) * 10):
+        torch.testing.assert_close(block(x, c, mask=mask), plain(x, mask=mask), rtol=1e-5, atol=1e-6)
+
+
+def test_adaln_block_reads_the_condition_only_through_its_six_modulation_vectors():
+    torch.manual_seed(0)
+    block = randomised(AdaLNBlock(16, 2, cond_dim=8))
+    with torch.no_grad():
+        block.ada[1].weight[:, 0] = 0.0  # condition channel 0 does not reach the modulation
+    x, c = torch.randn(2, 5, 16), torch.randn(2, 8)
+    moved_in_null = c.clone()
+    moved_in_null[:, 0] += 3.0
+    moved = c.clone()
+    moved[:, 1] += 3.0
+    torch.testing.assert_close(block(x, moved_in_null), block(x, c), rtol=0, atol=0)
+    assert (block(x, moved) - block(x, c)).abs().max() > 1e-3
+    # and the output is exactly the released formula of the six vectors
+    g1, g2, s1, s2, b1, b2 = block.ada(c).view(2, 1, 6, 16).unbind(2)
+    ln = lambda t: F.layer_norm(t, (16,))  # noqa: E731
+    h = x + g1 * block.attn(ln(x) * (1 + s1) + b1)
+    torch.testing.assert_close(block(x, c), h + g2 * block.ffn(ln(h) * (1 + s2) + b2))
+
+
+def test_adaln_prior_keeps_the_block_causal_structure_and_the_sampler_its_teacher_forced_argmax():
+    torch.manual_seed(0)
+    prior = randomised(
+        VARPrior(vocab_size=17, code_dim=C, n_classes=3, dim=32, n_layers=2, n_heads=2, scales=SCALES, adaln=True)
+    ).eval()
+    vq = tiny_vq()
+    with torch.no_grad():
+        inputs = vq.next_scale_inputs(vq.encode(feature_map())[0])
+    inputs.requires_grad_(True)
+    logits = prior(torch.tensor([0, 2]), inputs)
+    ids = scale_ids(SCALES)
+    (grad,) = torch.autograd.grad(logits[:, ids == 1].sum(), inputs)
+    assert grad[:, ids[1:] == 1].abs().sum() > 0 and grad[:, ids[1:] > 1].abs().sum() == 0
+    labels = torch.tensor([0, 1])
+    indices, _ = sample(prior, vq, labels, cfg=0.0, top_k=1, generator=torch.Generator().manual_seed(3))
+    logits = prior(labels, vq.next_scale_inputs(indices))
+    assert torch.equal(torch.cat([i.flatten(1) for i in indices], dim=1), logits.argmax(-1))
