@@ -14,14 +14,20 @@ Equations implemented (d channels, channel i has L_i levels):
     codebook    C = prod_i {(k - floor(L_i/2)) / floor(L_i/2) : k = 0 .. L_i - 1},   |C| = prod_i L_i
     index       idx = sum_i k_i * b_i,   k_i = zhat_i * floor(L_i/2) + floor(L_i/2),
                 b_i = prod_{j < i} L_j                                 (channel 0 is the least significant digit)
-There is no codebook, no codebook loss and no commitment loss: the only parameters are the
-optional projections D -> d and d -> D around the quantiser.
+There is no codebook, no codebook loss and no commitment loss: no loss term belongs to the quantiser,
+and its only parameters are the optional projections D -> d and d -> D around it. The tokenizer it
+is plugged into keeps its own objective (in the paper's MaskGIT experiments, the VQGAN's perceptual
+and adversarial terms beside the reconstruction).
 
 Even L: tanh(.) * h alone takes values in (-h, h) and rounds to only L - 1 integers; the offset
 o = 0.5 moves the range to (-h - 0.5, h - 0.5), which rounds to the L integers -L/2 .. L/2 - 1, and
 the shift s puts the input 0 near the output 0. The official code computes s with tan where the
-inverse of tanh (atanh) is meant; for L >= 4 the two differ by less than 1e-3 and no rounding
-changes, and for L = 2 only tan is defined (o / h > 1). We follow the official code.
+inverse of tanh (atanh) is meant; for L >= 4 the two shifts differ by less than 1e-3, which changes
+the rounding only in thin bands at the rounding boundaries, and for L = 2 only tan is defined
+(o / h > 1). The module follows the official code.
+
+Index order: grid neighbours differ in one channel, but consecutive indices can differ in several
+(levels [8, 5, 5, 5]: index 7 is the levels (7, 0, 0, 0), index 8 is (0, 1, 0, 0)).
 
 Notation (code -> paper):
     levels     L (one per channel)       eps     epsilon of the official bound (1e-3)
