@@ -20,13 +20,17 @@ Equations implemented (L bits, encoder width D):
                 quantisation error never exceeds sqrt(2 - 2/sqrt(L)) < sqrt(2), whatever the input,
                 while unnormalised sign quantisation (LFQ) has no such bound.
     entropy     LFQ's L_ent with codes of magnitude s = 1/sqrt(L): p_i(+ | u) = sigmoid(4 u_i / (sqrt(L) tau))
-                (group_size=g sums the codebook entropy over groups of g channels, as the
-                official code does for large L, default group_size 9)
+                (group_size=g sums the codebook entropy over groups of g channels; the official
+                quantiser class defaults to g = 9, but the released 256-px 18- and 36-bit configs set
+                embed_group_size: 1, one-bit groups; group_size=None here is the exact entropy)
     total       loss = entropy_weight * (H_sample - gamma * H_codebook) + beta * ||u - sg[uhat]||^2
 
 Notation (code -> paper / official code):
     bits      L (embed_dim)          scale     1/sqrt(L) (q_scale)        beta   commitment weight
     gamma     weight of the codebook entropy (official: gamma / gamma0)   temperature  tau (1 / inv_temperature)
+
+Defaults: temperature=0.01 is LFQ's value (reference_impls/lfq.py), not BSQ-ViT's: the released
+VITBSQModel uses inv_temperature = 1, i.e. temperature=1.0 here; pass it to match the release.
 """
 
 from __future__ import annotations
