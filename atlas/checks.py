@@ -51,7 +51,8 @@ def draft_missing(data: dict) -> list[str]:
     return keys + ["the sections " + ", ".join(SECTIONS)]
 
 
-def check_body(note: Note) -> list[Problem]:
+def check_body(note: Note, profile=None) -> list[Problem]:
+    """The note's sections, citations, math and sentences about our work (held to `profile`, atlas.yml's our_work)."""
     out: list[Problem] = []
     where, first = note.where, note.body_line
     found = md.sections(note.body)
@@ -85,7 +86,7 @@ def check_body(note: Note) -> list[Problem]:
                 Code.CITATION,
             )
         )
-    for line, message in our_work_claims(scanned.prose):
+    for line, message in our_work_claims(scanned.prose, profile):
         expected = "only what atlas.yml's our_work profile states, or a hedged 'if'/'whether' sentence"
         out.append(Problem(where, first + line - 1, message, expected, Code.CLAIM))
     for line in scanned.stray_dollars:

@@ -1,24 +1,29 @@
-"""Claims a note may not make about our work: what atlas.yml's profile leaves open stays open.
+"""The our-work rule, one for notes, related texts and the catalogue: a sentence about our work states
+only what atlas.yml's `our_work` profile states.
 
 The profile fixes our latent (a VQ-VAE codebook) and our prior (autoregressive over its indices);
-it does not say whether, or on what, that prior is conditioned. A note that calls our setting
-conditional or unconditional therefore says more than is known. The rule is mechanical, on
-sentences of the prose (code and math already blanked by `atlas.markdown.scan`):
+it leaves open whether and on what that prior is conditioned, its network, how it is trained and
+sampled, its size, its generation order and the modality. The rule is mechanical, on sentences of
+the prose (code and math already blanked by `atlas.markdown.scan`):
 
 - a sentence *speaks of our work* when it contains `our`, `ours`, `we` or `us` as a word;
-- it *states a conditioning* when it contains `conditional`/`unconditional` (any form, also
-  `class-conditional`), a hyphenated `<thing>-conditioned`/`<thing>-conditional`, a task name
-  such as `text-to-image` or `class-to-image`, or
-  `conditioned on` followed within three words by a kind of condition (class, label, text, caption,
-  prompt, image, segmentation, layout, frame, audio, speaker, lyrics, metadata, scene);
-- it *states an architecture* when our work is said to be one: `our`/`ours is a` followed within two
-  words by transformer, PixelCNN, WaveNet, RNN, LSTM, convolutional or recurrent (the profile fixes
-  only that our prior is autoregressive over the tokens, not what network computes it);
-- a sentence that speaks of our work and states either is reported, unless it is visibly hedged
-  (`if`, `whether`, `unknown`, `not known`, `were`), which is how a note says what would follow
-  for a conditioned or an unconditioned prior without claiming either.
+- it *states a conditioning* when it contains `conditional`/`unconditional` (any form), a hyphenated
+  `<thing>-conditioned`, a task name such as `text-to-image`, or `conditioned on` followed within
+  three words by a kind of condition (class, text, caption, prompt, image, frame, ...);
+- it *states* an architecture, a training choice, a sampler, a size or an order when, in the
+  same clause (no `,;:()` or `where`/`while`/`whereas`/`but` between), `our`/`ours` is followed
+  within eight words by a word of that kind (transformer, decoder-only, adversarial loss, top-k,
+  one token per forward pass, 300M parameters, raster order, ...): "our prior is a small
+  decoder-only transformer" states a size and a network, "unlike our work, LlamaGen uses a
+  transformer" states nothing about ours;
+- it *states a modality* the profile does not set when such a clause names images, video, audio,
+  music, speech or 3-D shapes;
+- a sentence that speaks of our work and states any of these is reported, unless it is visibly
+  hedged (`if`, `whether`, `unknown`, `not known`, `were`), or the profile states it: a word
+  found in the profile's own text (summary, contribution, or the optional `network`, `training`,
+  `sampling`, `size`, `order` fields; `modality`, `conditioning`) may be said.
 
-`claims(prose)` is pure: text in, `(line, message)` pairs out, lines 1-based within the text.
+`claims(prose, profile)` is pure: text in, `(line, message)` pairs out, lines 1-based within the text.
 """
 
 from __future__ import annotations
@@ -37,11 +42,43 @@ CONDITIONING = re.compile(
     rf"|\bconditioned\s+on\s+(?:\w+\s+){{0,3}}?{KINDS}\b",
     re.IGNORECASE,
 )
-ARCHITECTURES = r"(?:transformers?|pixelcnn\+*|wavenet|rnns?|lstms?|convolutional|recurrent)"
+ARCHITECTURES = (
+    r"(?:transformers?|decoder-only|encoder-decoder|pixelcnn\+*|wavenet|rnns?|lstms?|convolutional|recurrent"
+    r"|u-?nets?|mlps?|bidirectional|causal(?: attention| mask)?|self-attention|cross-attention)"
+)
 ARCHITECTURE = re.compile(
     rf"\b(?:our|ours\s+is\s+an?)\s+(?:[\w-]+\s+){{0,2}}?{ARCHITECTURES}\b",
     re.IGNORECASE,
 )
+# what a clause about our work may state only when the profile does (kind -> pattern)
+KINDS_OF_CLAIM = {
+    "network": ARCHITECTURES,
+    "training": (
+        r"(?:adversarial|perceptual|discriminator|lpips|gan loss|k-?means|label smoothing|dropout|early stopping"
+        r"|learning rate|ema updates?|exponential moving average|(?:trained|fitted) on (?:one|a single|\d[\d,.]*))"
+    ),
+    "sampling": (
+        r"(?:top-?[kp]|nucleus|temperature|beam search|greedy|kv[ -]cache|key-value cache"
+        r"|classifier-free|(?:one|a) (?:token|step) per (?:forward )?pass|per forward pass)"
+    ),
+    "size": (
+        r"(?:\d[\d,.]*\s*(?:[mb]illion|[mbk]\b|parameters|layers|heads|codes|tokens)|parameters|(?:small|large|tiny|"
+        r"base|huge)\s+(?:model|prior|transformer|decoder|network|codebook))"
+    ),
+    "order": (
+        r"(?:raster|scan(?:line)? order|left-to-right|random(?:ised|ized)? order|(?:one )?fixed order|next-scale"
+        r"|coarse-to-fine|row-major|zig-?zag|position(?:al)? (?:table|embeddings?|encodings?)|learned positions?)"
+    ),
+}
+MODALITIES = {
+    "image": r"images?|pixels?|photo\w*",
+    "video": r"videos?|video clips?|frames?",
+    "audio": r"audio|speech|sounds?|waveforms?",
+    "music": r"music\w*|songs?",
+    "3d": r"3-?d|point clouds?|voxels?|signed distance",
+    "science": r"cryo-?em|molecul\w*|protein\w*",
+}
+CLAUSE_BREAK = re.compile(r"[,;:()]|\b(?:where|while|whereas|but|unlike|than)\b", re.IGNORECASE)
 HEDGE = re.compile(r"\b(?:if|whether|unknown|not known|were)\b", re.IGNORECASE)
 # abbreviations whose full stop does not end a sentence
 _ABBREV = re.compile(r"\b(?:e\.g|i\.e|cf|vs|et al|Fig|Figs|Sec|Secs|Eq|Eqs|App|Tab|resp|approx|incl)\.", re.IGNORECASE)
@@ -67,14 +104,71 @@ def sentences(prose: str) -> list[tuple[int, str]]:
     return out
 
 
-def claims(prose: str) -> list[tuple[int, str]]:
-    """Sentences that call our work conditional or unconditional, or name its prior's network: (line, what is wrong)."""
+def _attributed(clause: str, pattern: str) -> re.Match | None:
+    """The first word of the kind that `our`/`ours` governs in the clause (within eight words after it)."""
+    return re.search(rf"\b(?:our|ours|we)\b(?:\W+[\w-]+){{0,8}}?\W+({pattern})\b", clause, re.IGNORECASE)
+
+
+SHARED = re.compile(r"\b(?:shares?|shared with|as (?:we|ours) do)\b", re.IGNORECASE)
+NEGATED = re.compile(r"\b(?:lacks?|not|no|cannot|never|unlike|without)\b", re.IGNORECASE)
+# where a sentence turns from our work back to the paper's own instance ("..., here a causal transformer")
+INSTANCE = re.compile(r"[,;(]\s*(?:here|in (?:this|the) paper|in its case)\b|\bhere\s*,", re.IGNORECASE)
+IS_OURS = re.compile(r"^(.*?)\b(?:is|are)\s+(?:exactly\s+|essentially\s+|simply\s+)?(?:our|ours)\b", re.IGNORECASE)
+
+
+def _about_ours(sentence: str, *, similarity: bool) -> list[tuple[str, bool]]:
+    """The stretches of a sentence that describe our work: (text, whether a word must follow `our` closely).
+
+    Besides the clauses that name our work (a word counts when `our` governs it), a whole stretch
+    describes our work when a colon joins it to a short clause naming ours ("the same as ours: a
+    transformer ..."), when it is the subject of "... is our prior", and, in the Similarity section,
+    when the sentence says what the paper shares with ours.
+    """
+    out: list[tuple[str, bool]] = []
+    if ":" in sentence:
+        left, right = sentence.split(":", 1)
+        right = INSTANCE.split(right)[0]
+        if OURS.search(left) and not OURS.search(right) and len(left.split()) <= 12 and not NEGATED.search(left):
+            out.append((right, False))
+        if OURS.search(right) and not OURS.search(left) and len(right.split()) <= 10:
+            out.append((left, False))
+    for clause in CLAUSE_BREAK.split(sentence):
+        m = IS_OURS.match(clause)
+        if m and m.group(1).strip():
+            out.append((m.group(1), False))
+    if similarity and SHARED.search(sentence):
+        out.append((INSTANCE.split(sentence)[0], False))
+    return out + [(c, True) for c in CLAUSE_BREAK.split(sentence) if OURS.search(c)]
+
+
+def _find(text: str, pattern: str, *, close: bool) -> re.Match | None:
+    return _attributed(text, pattern) if close else re.search(rf"\b({pattern})\b", text, re.IGNORECASE)
+
+
+def _fold(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower())
+
+
+def claims(prose: str, profile=None) -> list[tuple[int, str]]:
+    """Sentences that say of our work what the profile does not: (line, what is wrong).
+
+    `profile` is atlas.yml's our_work (None: the bare profile, a VQ codebook and an autoregressive
+    prior, nothing else set).
+    """
+    conditioning = list(getattr(profile, "conditioning", []) or [])
+    modality = list(getattr(profile, "modality", []) or [])
+    stated = _fold(" ".join(str(getattr(profile, f, "") or "") for f in ("summary", "contribution", *KINDS_OF_CLAIM)))
+    summary = getattr(profile, "summary", None) or "a VQ-VAE codebook with an autoregressive prior over its indices"
     out = []
+    similarity = False
     for line, sentence in sentences(prose):
-        if not OURS.search(sentence) or HEDGE.search(sentence):
+        if sentence.startswith("#"):
+            similarity = "similarit" in sentence.lower()
             continue
-        m = CONDITIONING.search(sentence)
-        if m:
+        if HEDGE.search(sentence) or not (OURS.search(sentence) or (similarity and SHARED.search(sentence))):
+            continue
+        m = CONDITIONING.search(sentence) if OURS.search(sentence) else None
+        if m and not conditioning:
             out.append(
                 (
                     line,
@@ -83,13 +177,38 @@ def claims(prose: str) -> list[tuple[int, str]]:
                 )
             )
             continue
-        m = ARCHITECTURE.search(sentence)
-        if m:
+        m = ARCHITECTURE.search(sentence) if OURS.search(sentence) else None
+        if m and _fold(m.group(0).split()[-1]).strip() not in stated:
             out.append(
                 (
                     line,
                     f"a sentence about our work says '{m.group(0)}', but only that our prior is "
                     "autoregressive over the tokens is known, not its network",
+                )
+            )
+            continue
+        found = None
+        for clause, close in _about_ours(sentence, similarity=similarity):
+            for kind, pattern in KINDS_OF_CLAIM.items():
+                hit = _find(clause, pattern, close=close)
+                if hit and _fold(hit.group(1)).strip() not in stated:
+                    found = (kind, hit.group(1))
+                    break
+            if found is None:
+                for name, pattern in MODALITIES.items():
+                    hit = None if name in modality else _find(clause, pattern, close=close)
+                    if hit:
+                        found = ("modality", hit.group(1))
+                        break
+            if found:
+                break
+        if found:
+            kind, word = found
+            out.append(
+                (
+                    line,
+                    f"a sentence about our work says '{word}' (its {kind}), but the our-work profile states only "
+                    f"{summary}",
                 )
             )
     return out

@@ -249,7 +249,7 @@ def _validate_note(read: _Text, config: AtlasConfig, problems: list[Problem]) ->
     if draft:
         note.missing = checks.draft_missing(data)
         return note
-    problems += checks.check_body(note)
+    problems += checks.check_body(note, config.our_work)
     if valid:
         problems += checks.check_aliases(note) + provenance.check_numbers(note)
     return note

@@ -51,6 +51,13 @@ class OurWork(BaseModel):
     contribution: str | None = None
     # our row of the comparison table: column id -> value, only what the author states
     table: dict[str, str] = Field(default_factory=dict)
+    # what else the author states, so that notes and texts may say it (atlas.claims): the prior's
+    # network, the training (losses, codebook updates), the sampler, the size, the generation order
+    network: str | None = None
+    training: str | None = None
+    sampling: str | None = None
+    size: str | None = None
+    order: str | None = None
 
 
 class AtlasConfig(BaseModel):

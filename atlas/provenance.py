@@ -24,8 +24,12 @@ _REFERENCE = re.compile(
 _ASIDE_SUFFIX = re.compile(r"(?:st|nd|rd|th|D)\b")
 
 
-def numeric(token: str) -> float:
-    return float(token.replace(",", ""))
+def numeric(token: str) -> float | None:
+    """The value of '1,024' or '0.25'; None for what only looks like a number ('3.2.3', a version or a section)."""
+    try:
+        return float(token.replace(",", ""))
+    except ValueError:
+        return None
 
 
 def listed_values(note: Note) -> set[float]:
@@ -33,7 +37,7 @@ def listed_values(note: Note) -> set[float]:
     for n in note.meta.numbers:
         if isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
             values.add(float(n.value))
-        values |= {numeric(t) for t in NUMBER.findall(str(n.value))}
+        values |= {v for t in NUMBER.findall(str(n.value)) if (v := numeric(t)) is not None}
     return values
 
 
@@ -54,6 +58,8 @@ def method_numbers(text: str) -> list[tuple[str, int]]:
         if after[:1].isalpha() and _ASIDE_SUFFIX.match(after):
             continue  # an ordinal or a dimension: 2nd, 3D
         value = numeric(token)
+        if value is None:
+            continue  # a dotted name or section: v1.2.3, 3.2.3
         if (value.is_integer() and value < 10) or (len(token) == 4 and token.isdigit() and 1900 <= value <= 2099):
             continue
         if _REFERENCE.search(before[-40:]):

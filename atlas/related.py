@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from atlas import markdown as md
-from atlas.claims import ARCHITECTURE
+from atlas.claims import claims
 from atlas.problems import Code, Problem
 
 if TYPE_CHECKING:
@@ -58,22 +58,6 @@ CONNECTIVE_OPENING = re.compile(
     r"also|yet|still|thus|hence|therefore|consequently|in turn|in particular|otherwise|nevertheless)\b",
     re.I,
 )
-# A sentence about our work ...
-OURS = re.compile(
-    r"\b(?:our (?:work|method|model|prior|tokeni[sz]er|codebook|latent|approach|setting|design|choice)|ours)\b", re.I
-)
-# ... may not say what the profile leaves open (conditioning; modality when the profile sets none).
-CONDITIONING_WORDS = re.compile(
-    r"\b(?:(?:un)?condition(?:al|ally|ed|ing|s)?|prompts?|captions?|text-to-\w+|class labels?|guidance)\b", re.I
-)
-MODALITY_WORDS = {
-    "image": r"images?|pixels?|photo\w*",
-    "video": r"videos?|frames?|clips?",
-    "audio": r"audio|speech|sounds?|waveforms?",
-    "music": r"music\w*|songs?",
-    "3d": r"3-?d|shapes?|point clouds?",
-    "science": r"cryo-?em|molecul\w*|protein\w*",
-}
 TAG = re.compile(r"^\{([a-z]+)(?:\s+([+-])contribution)?\}(?:\s+|$)")
 # {short +contribution}: kept only when atlas.yml's our_work.contribution is set; {short -contribution}: only when not.
 CONTRIBUTION = "{{contribution}}"  # replaced by our_work.contribution in a +contribution unit
@@ -488,52 +472,19 @@ def _check_units(survey: Survey, t: RelatedText) -> list[Problem]:
                     "a connective only after a unit of the same or a shorter length, in the same paragraph",
                 )
             )
-        for sentence in _sentences(u.text):
-            arch = ARCHITECTURE.search(sentence)  # the notes' rule (atlas.claims): it names 'our' itself
-            if arch:
-                out.append(
-                    Problem(
-                        t.path,
-                        u.line,
-                        f"a sentence about our work says '{arch.group(0)}', a network the profile does not name",
-                        "statements about our work within atlas.yml's our_work (only an autoregressive prior is set)",
-                    )
+        for line, message in claims(scanned.prose, ours):  # the notes' rule, one for every text
+            out.append(
+                Problem(
+                    t.path,
+                    u.line + line - 1,
+                    message,
+                    "only what atlas.yml's our_work states (its optional fields let a text say more), "
+                    "or a hedged 'if'/'whether' sentence",
+                    Code.CLAIM,
                 )
-            if not OURS.search(sentence):
-                continue
-            if not ours.conditioning:
-                w = CONDITIONING_WORDS.search(sentence)
-                if w:
-                    out.append(
-                        Problem(
-                            t.path,
-                            u.line,
-                            f"a sentence about our work says '{w.group(0)}', which the our-work profile leaves open",
-                            "statements about our work within atlas.yml's our_work "
-                            "(it does not say whether or on what the prior is conditioned)",
-                        )
-                    )
-            if not ours.modality:
-                for _, pattern in MODALITY_WORDS.items():
-                    w = re.search(rf"\b(?:{pattern})\b", sentence, re.I)
-                    if w:
-                        out.append(
-                            Problem(
-                                t.path,
-                                u.line,
-                                f"a sentence about our work says '{w.group(0)}', "
-                                "a modality the our-work profile does not set",
-                                "statements about our work within atlas.yml's our_work (no modality is set there)",
-                            )
-                        )
-                        break
+            )
         prev = u
     return out
-
-
-def _sentences(text: str) -> list[str]:
-    protected = re.sub(r"\b(e\.g|i\.e|et al|cf|vs|Fig|Eq|Sec)\.", lambda m: m.group(0).replace(".", "\0"), text)
-    return [s.replace("\0", ".") for s in re.split(r"(?<=[.!?])\s+(?=[A-Z@\[])", protected)]
 
 
 def _check_lengths(survey: Survey) -> list[Problem]:
@@ -578,12 +529,25 @@ def _check_settings(survey: Survey) -> list[Problem]:
     return out
 
 
+MAX_CELL = 14  # characters of a comparison-table cell that fits the one-column table
+
+
 def _check_columns(survey: Survey) -> list[Problem]:
     """The table columns that notes and our-work profile name exist in atlas.yml's export.table_columns."""
     out = []
     columns = [c.id for c in survey.config.export.table_columns]
     for note in survey.notes.values():
         for n in note.meta.numbers:
+            if n.column is not None and len(str(n.value)) > MAX_CELL:
+                out.append(
+                    Problem(
+                        note.where,
+                        note.key_lines.get("numbers", 2),
+                        f"key number '{n.what}' fills a table cell with '{n.value}' ({len(str(n.value))} characters)",
+                        f"a value of at most {MAX_CELL} characters (a one-column table cell), the rest in 'what'",
+                        Code.SCHEMA,
+                    )
+                )
             if n.column is not None and n.column not in columns:
                 out.append(
                     Problem(

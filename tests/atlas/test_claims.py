@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -118,3 +119,65 @@ def test_check_reports_the_claim_at_its_file_line(good_kb: Path):
 def test_a_heading_directly_above_a_sentence_does_not_move_its_line():
     prose = "## Similarity to our work\nOur prior is unconditional."
     assert [line for line, _ in claims(prose)] == [2]
+
+
+# The kinds of sentence issue 26 found in ten notes, and the example of the export issue.
+BEYOND_THE_PROFILE = [
+    ("The interface is the same as ours: a transformer is then fitted to the index sequences.", "transformer"),
+    ("The tokens are integers, and a transformer prior is fitted to them: the same pattern as ours.", "transformer"),
+    ("This is the closest instance of our design: a causal transformer on the raster-ordered indices.", "causal"),
+    ("Its causal raster variant is our prior with the softmax replaced by a diffusion head.", "causal"),
+    ("Unlike RAR, our prior is trained on one fixed order.", "trained on one"),
+    ("The image half of Chameleon is our model: a VQ codebook over an image grid.", "image"),
+    ("The first stage is our prior in another modality: a decoder-only transformer with a prefix.", "decoder-only"),
+    ("The prior is the one our work uses: a decoder-only transformer sampled one step at a time.", "decoder-only"),
+    ("DiT shares the two-stage structure: a class-conditional transformer models the grid.", "transformer"),
+    ("The system is our setting at scale: a VQ codebook modelled by an autoregressive transformer.", "transformer"),
+    (
+        "Our codebook is trained without an adversarial loss, and our prior is a small decoder-only transformer "
+        "sampled one token per forward pass.",
+        "adversarial",
+    ),
+    ("Our prior has 300M parameters.", "300M"),
+    ("Our prior is sampled with top-k filtering.", "top-k"),
+]
+
+
+@pytest.mark.parametrize(("sentence", "word"), BEYOND_THE_PROFILE)
+def test_a_sentence_that_says_more_of_our_work_than_the_profile_is_reported(sentence: str, word: str):
+    prose = "## Similarity to our work\n\n" + sentence if sentence.startswith("DiT") else sentence
+    found = claims(prose)
+    assert len(found) == 1 and f"'{word}'" in found[0][1], found
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Unlike our work, LlamaGen uses a transformer with rotary position embeddings.",
+        "The image half has the two parts of our work: a VQ codebook and an autoregressive prior over its "
+        "indices, here a causal transformer over an image grid.",
+        "MaskGIT lives in our latent space, a learned VQ codebook; its indices are modelled by a transformer.",
+        "It shows a property our autoregressive prior lacks: every token stays revisable during sampling.",
+        "Our prior is autoregressive over the token indices of a VQ-VAE codebook.",
+    ],
+)
+def test_sentences_that_keep_to_the_profile_pass(sentence: str):
+    assert claims(sentence) == []
+
+
+def test_a_profile_that_states_more_lets_the_texts_say_it():
+    sentence = "Our prior is a decoder-only transformer sampled with top-k filtering."
+    assert claims(sentence)
+    profile = SimpleNamespace(
+        summary="a VQ-VAE codebook with an autoregressive prior",
+        contribution=None,
+        network="a decoder-only transformer",
+        training=None,
+        sampling="top-k filtering",
+        size=None,
+        order=None,
+        modality=[],
+        conditioning=[],
+    )
+    assert claims(sentence, profile) == []
+    assert claims("Our prior is a PixelCNN.", profile), "a network the profile does not name is still reported"

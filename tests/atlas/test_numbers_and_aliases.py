@@ -84,3 +84,10 @@ def test_an_alias_that_is_not_a_list_of_strings_is_a_schema_error(good_kb: Path)
     edit(good_kb, "short: VQ-VAE\n", "short: VQ-VAE\naliases: vector quantization\n")
     (line,) = run_check(good_kb)
     assert "'aliases' has a value of the wrong type" in line and "a list like [a, b]" in line
+
+
+def test_a_dotted_section_or_version_number_is_set_aside_not_a_crash(good_kb: Path):
+    assert method_numbers("As in Sec. 3.2.3 and release 1.2.3.4, with 512 codes.\n") == [("512", 1)]
+    edit(good_kb, "tests: [tests/check_vq.py]\n", "tests: [tests/check_vq.py]\n" + NUMBERS)
+    edit(good_kb, "## Method\n", "## Method\nAs in Sec. 3.2.3 of release 1.2.3.4, with 512 codes.\n")
+    assert run_check(good_kb) == []
