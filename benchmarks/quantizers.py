@@ -112,12 +112,13 @@ def _unpack(out, loss=None):
     return out.z_q, out.indices.reshape(-1), out.loss if loss is None else loss
 
 
-def _init_codebook(torch, name: str, quant, z) -> None:
+def _init_codebook(torch, name: str, quant, z, *, seed: int = SEED) -> None:
     """Data-dependent start for the codebook quantisers: each code is a randomly chosen encoder output
-    (projected to the code space for dac-l2) plus 1% noise. FSQ, LFQ and BSQ have no codebook."""
+    (projected to the code space for dac-l2) plus 1% noise, the picks drawn with seed + 5. FSQ, LFQ
+    and BSQ have no codebook."""
     if name not in ("vq", "vq-ema", "vq-rot", "dac-l2"):
         return
-    g = torch.Generator().manual_seed(SEED + 5)
+    g = torch.Generator().manual_seed(seed + 5)
     if name == "dac-l2":
         level = quant.levels[0]
         book, z = level.codebook, level.in_proj(z)
@@ -129,12 +130,9 @@ def _init_codebook(torch, name: str, quant, z) -> None:
         quant.embed_sum.copy_(book * quant.cluster_size.unsqueeze(1))
 
 
-def run_case(name: str, bits: int, steps: int) -> dict:
-    import torch
-
-    torch.set_num_threads(1)
-    torch.manual_seed(SEED)
-    draw = _data(torch, SEED)
+def autoencoder(torch):
+    """The toy's MLP encoder 32 -> 128 -> 128 -> 16 and decoder 16 -> 128 -> 128 -> 32, initialised
+    from torch's global generator (seed it first): (encoder, decoder)."""
     enc = torch.nn.Sequential(
         torch.nn.Linear(IN_DIM, HIDDEN),
         torch.nn.ReLU(),
@@ -149,6 +147,16 @@ def run_case(name: str, bits: int, steps: int) -> dict:
         torch.nn.ReLU(),
         torch.nn.Linear(HIDDEN, IN_DIM),
     )
+    return enc, dec
+
+
+def run_case(name: str, bits: int, steps: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(SEED)
+    draw = _data(torch, SEED)
+    enc, dec = autoencoder(torch)
     quant, num_codes, step_q = _quantizer(name, bits)
     params = [*enc.parameters(), *dec.parameters(), *quant.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
@@ -178,6 +186,19 @@ def run_case(name: str, bits: int, steps: int) -> dict:
 
     for m in (enc, dec, quant):
         m.eval()
+    return {
+        "quantizer": name,
+        "bits": bits,
+        "codes": num_codes,
+        **evaluate(torch, enc, dec, step_q, eval_x, num_codes),
+        "ms": 1000 * statistics.median(times),
+        "peak_mb": peak,
+    }
+
+
+def evaluate(torch, enc, dec, step_q, eval_x, num_codes: int) -> dict:
+    """Held-out figures of a trained autoencoder (put it in eval mode first): mean squared
+    reconstruction error per value, share of the num_codes codes used, perplexity of the histogram."""
     err, idx = 0.0, []
     with torch.no_grad():
         for x in eval_x.split(1024):
@@ -188,14 +209,9 @@ def run_case(name: str, bits: int, steps: int) -> dict:
     counts = torch.bincount(idx, minlength=num_codes).double()
     p = counts[counts > 0] / counts.sum()
     return {
-        "quantizer": name,
-        "bits": bits,
-        "codes": num_codes,
         "recon": err / eval_x.numel(),
         "usage": (counts > 0).double().mean().item(),
         "ppl": torch.exp(-(p * p.log()).sum()).item(),
-        "ms": 1000 * statistics.median(times),
-        "peak_mb": peak,
     }
 
 
