@@ -7,7 +7,11 @@ Paper and note:
     The codec body is SoundStream's (reference_impls/soundstream.py: causal conv encoder and
     decoder, papers/zeghidour2022soundstream.md) and the quantiser is reference_impls/residual_vq.py
     (one codebook per level); this module adds the bandwidth arithmetic that picks how many levels
-    are sent.
+    are sent. EnCodec(form="encodec") uses the released quantiser instead (residual_vq.EncodecRVQ:
+    per-level EMA codebooks with k-means initialisation, per-level straight-through, the loss
+    mean_d ||r_{d-1} - sg[q_d]||^2); the default form="partial_sums" is residual_vq.ResidualVQ's.
+    Both give the same codes and values; only level 1's commitment reaches the encoder in the
+    released form, every level's in the default.
 
 Equations implemented (encodec/model.py, encodec/quantization/vq.py):
     frame rate        f = ceil(sample_rate / prod(strides))                    frames per second
@@ -64,11 +68,18 @@ class EnCodec(SoundStream):
         dim: int = 8,
         codebook_size: int = 16,
         generator: torch.Generator | None = None,
+        form: str = "partial_sums",
     ):
         fps = frame_rate(sample_rate, strides)
         depth = num_codebooks(max(target_bandwidths), fps, codebook_size)
         super().__init__(
-            channels=channels, strides=strides, dim=dim, depth=depth, num_codes=codebook_size, generator=generator
+            channels=channels,
+            strides=strides,
+            dim=dim,
+            depth=depth,
+            num_codes=codebook_size,
+            generator=generator,
+            form=form,
         )
         self.sample_rate, self.target_bandwidths, self.frames_per_second = sample_rate, tuple(target_bandwidths), fps
 

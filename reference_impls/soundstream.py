@@ -21,9 +21,16 @@ Notation (code -> paper):
     depth            N_q                                n_q        n_q active quantizers
     num_codes        N (codebook size per level)        dim        D (embedding dimension)
 
+Two quantiser forms (SoundStream(form=...), reference_impls/residual_vq.py):
+    "partial_sums"  residual_vq.ResidualVQ: gradient codebooks, commitment to every partial sum, one
+                    straight-through from the sum to the encoder output (the default).
+    "encodec"       residual_vq.EncodecRVQ: the released EnCodec quantiser, per-level EMA codebooks with
+                    k-means initialisation and a per-level straight-through. Same codes and values;
+                    the encoder receives only level 1's commitment gradient.
+
 Left out: the adversarial (wave and STFT discriminator) and feature/multi-scale spectral
-reconstruction losses, FiLM conditioning for denoising, and the EMA codebook updates with k-means
-initialisation; the module keeps the signal path and the bitrate arithmetic.
+reconstruction losses, FiLM conditioning for denoising, and dead-code replacement; the module keeps
+the signal path and the bitrate arithmetic.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_impls.residual_vq import ResidualVQ, RVQOutput
+from reference_impls.residual_vq import EncodecRVQ, ResidualVQ, RVQOutput
 
 
 def hop_length(strides: tuple[int, ...]) -> int:
@@ -120,13 +127,20 @@ class SoundStream(nn.Module):
         depth: int = 4,
         num_codes: int = 16,
         generator: torch.Generator | None = None,
+        *,
+        form: str = "partial_sums",
     ):
         super().__init__()
         self.strides = tuple(strides)
         self.encoder = Encoder(channels, self.strides, dim)
-        self.quantizer = ResidualVQ(
-            num_codes, dim, depth, shared_codebook=False, quantizer_dropout=True, generator=generator
-        )
+        if form == "partial_sums":
+            self.quantizer = ResidualVQ(
+                num_codes, dim, depth, shared_codebook=False, quantizer_dropout=True, generator=generator
+            )
+        elif form == "encodec":
+            self.quantizer = EncodecRVQ(num_codes, dim, depth, quantizer_dropout=True, generator=generator)
+        else:
+            raise ValueError(f"form must be 'partial_sums' or 'encodec', got {form!r}")
         self.decoder = Decoder(channels, self.strides, dim)
 
     def encode(self, x: torch.Tensor, n_q: int | None = None) -> torch.Tensor:

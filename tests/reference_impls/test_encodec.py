@@ -71,3 +71,21 @@ def test_codebook_count_uses_log2_of_the_codebook_size_not_ten_bits():
 def test_frame_rate_rounds_up_like_the_released_code():
     assert frame_rate(44_100, (2, 4, 5, 8)) == 138  # 137.8125 frames/s
     assert frame_rate(32_000, (4, 4, 5, 8)) == 50
+
+
+def test_released_form_initialises_its_codebooks_by_kmeans_and_keeps_the_bandwidth_prefixes():
+    torch.manual_seed(0)
+    model = EnCodec(
+        sample_rate=800,
+        target_bandwidths=(0.4, 0.8, 1.6),
+        codebook_size=16,
+        form="encodec",
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert not model.quantizer.inited.any()
+    model.train()(_wave(seed=3), 2)  # a level is initialised on the first training batch that reaches it
+    assert model.quantizer.inited.tolist() == [True, True, False, False]
+    model(_wave(seed=4), 4)
+    assert model.quantizer.inited.all()
+    codes = {b: model.eval().encode_at(_wave(), bandwidth=b) for b in (0.4, 0.8, 1.6)}
+    assert torch.equal(codes[1.6][..., :2], codes[0.8]) and torch.equal(codes[0.8][..., :1], codes[0.4])

@@ -2,12 +2,15 @@ import pytest
 import torch
 
 from reference_impls.residual_vq import (
+    EncodecRVQ,
     ResidualVQ,
+    kmeans,
     residual_quantize,
     sample_num_quantizers,
     sequence_to_stack,
     stack_to_sequence,
 )
+from reference_impls.vq import ema_update
 
 
 def _rvq(depth=4, shared=True, num_codes=16, dim=3, seed=0, **kw):
@@ -209,3 +212,114 @@ def test_n_q_outside_one_to_depth_is_refused_with_the_allowed_range():
     for bad in (0, 5):
         with pytest.raises(ValueError, match=rf"n_q must be in \[1, 4\], got {bad}"):
             rvq(z, n_q=bad)
+
+
+# ----------------------------------------------------------------------------- EnCodec's released form
+
+
+def _both(depth=3, num_codes=8, dim=4):
+    """The two forms with the same per-level codebooks (the released one marked as initialised)."""
+    ours = _rvq(depth=depth, shared=False, num_codes=num_codes, dim=dim)
+    released = EncodecRVQ(num_codes, dim, depth)
+    with torch.no_grad():
+        released.codebook.copy_(ours.codebook)
+        released.embed_sum.copy_(ours.codebook)
+        released.cluster_size.fill_(1.0)
+        released.inited.fill_(True)
+    return ours, released
+
+
+def test_kmeans_is_lloyds_algorithm_from_rows_of_the_batch_and_keeps_empty_clusters_in_place():
+    x = torch.randn(30, 2, generator=torch.Generator().manual_seed(0))
+    means, bins = kmeans(x, 5, iters=4, generator=torch.Generator().manual_seed(1))
+    # core_vq.kmeans by hand: start at rows randperm(N)[:K], then assign / average, empty clusters stay
+    m = x[torch.randperm(30, generator=torch.Generator().manual_seed(1))[:5]]
+    for _ in range(4):
+        assign = ((x[:, None] - m[None]) ** 2).sum(-1).argmin(1)  # (N,)
+        counts = torch.bincount(assign, minlength=5)
+        m = torch.stack([x[assign == k].mean(0) if counts[k] else m[k] for k in range(5)])
+    torch.testing.assert_close(means, m, rtol=1e-6, atol=1e-6)
+    assert torch.equal(bins, counts.float()) and bins.sum() == 30
+    # a cluster nobody chooses keeps its starting row
+    far = torch.cat([x, torch.full((1, 2), 100.0)])
+    means, bins = kmeans(far, 31, iters=2, generator=torch.Generator().manual_seed(2))
+    assert (bins == 1).all()  # 31 rows, 31 clusters started at the 31 rows: each keeps its own
+
+
+def test_released_form_gives_the_same_codes_values_and_commitment_per_level_as_the_partial_sums_form():
+    ours, released = _both()
+    z = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(3))
+    a, b = ours.eval()(z), released.eval()(z)
+    assert torch.equal(a.indices, b.indices)
+    torch.testing.assert_close(b.z_q, a.z_q, rtol=0, atol=1e-6)
+    # ||r_{d-1} - q_d||^2 = ||z - zhat^(d)||^2: the released loss is the mean of ours' summed terms
+    torch.testing.assert_close(b.commitment_loss, a.commitment_loss / 3, rtol=1e-6, atol=0)
+    torch.testing.assert_close(b.loss, b.commitment_loss)  # commitment_weight 1, no codebook term
+
+
+def test_released_form_hands_the_encoder_only_level_ones_commitment_the_partial_sums_form_every_level():
+    ours, released = _both()
+    z = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(4))
+    g = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(5))
+    grads, outs = [], []
+    for q in (ours.train(), released.train()):
+        x = z.clone().requires_grad_(True)
+        out = q(x)
+        ((out.z_q * g).sum() + out.loss).backward()
+        grads.append(x.grad)
+        outs.append(out)
+    n = z.numel()  # N C: the mean in every squared error
+    partial = outs[0].partial_sums
+    by_hand_ours = g + 0.25 * sum(2 * (z - p) / n for p in partial)  # beta sum_d d||z - sg[zhat^(d)]||^2 / dz
+    by_hand_released = g + 2 * (z - partial[0]) / n / 3  # only d = 1, divided by n_q (the mean)
+    torch.testing.assert_close(grads[0], by_hand_ours, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads[1], by_hand_released, rtol=1e-5, atol=1e-7)
+    assert (grads[0] - grads[1]).abs().max() > 1e-3  # the forms differ in the encoder gradient only
+    torch.testing.assert_close(outs[0].z_q, outs[1].z_q, rtol=0, atol=1e-6)
+
+
+def test_first_training_batch_initialises_each_level_by_kmeans_of_its_input_then_takes_one_ema_step():
+    k, dim = 6, 3
+    released = EncodecRVQ(k, dim, 2, kmeans_iters=5, generator=torch.Generator().manual_seed(7)).train()
+    z = torch.randn(2, dim, 20, generator=torch.Generator().manual_seed(6))
+    out = released(z)
+    g = torch.Generator().manual_seed(7)  # the draws the module makes, in the same order
+    rows = z.movedim(1, -1).reshape(-1, dim)
+    residual = rows
+    for d in range(2):
+        means, bins = kmeans(residual, k, iters=5, generator=g)
+        idx = ((residual[:, None] - means[None]) ** 2).sum(-1).argmin(1)
+        assert torch.equal(out.indices[..., d].reshape(-1), idx)  # coded with the k-means means
+        counts = 0.99 * bins + 0.01 * torch.bincount(idx, minlength=k)  # EMA of the k-means counts
+        sums = 0.99 * means + 0.01 * torch.zeros(k, dim).index_add_(0, idx, residual)
+        smoothed = (counts + 1e-5) / (counts.sum() + k * 1e-5) * counts.sum()
+        torch.testing.assert_close(released.cluster_size[d], counts)
+        torch.testing.assert_close(released.codebook[d], sums / smoothed[:, None], rtol=1e-5, atol=1e-6)
+        residual = residual - means[idx]
+    assert released.inited.all()
+
+
+def test_released_dead_code_expiry_is_overwritten_by_the_ema_step_of_the_same_call():
+    """core_vq.EuclideanCodebook.forward: expire_codes_ writes batch rows into `embed` where the EMA count
+    is below 2, then the EMA step sets embed = embed_avg / smoothed counts for every row, from buffers the
+    expiry left alone. vq.ema_update is that step (tests/parity/test_parity_encodec.py checks it against
+    the released code): after it, the expired and the untouched codebooks are equal."""
+    k, dim = 8, 2
+    g = torch.Generator().manual_seed(8)
+    codebook, counts = torch.randn(k, dim, generator=g), torch.rand(k, generator=g) * 4
+    embed_sum = codebook * counts[:, None]
+    x = torch.randn(12, dim, generator=g)
+    idx = ((x[:, None] - codebook[None]) ** 2).sum(-1).argmin(1)  # chosen before the expiry, as released
+    dead = counts < 2
+    assert dead.any()
+
+    def step(book, cnt, sums):
+        book, cnt, sums = book.clone(), cnt.clone(), sums.clone()
+        ema_update(book, cnt, sums, x, idx, 0.99, 1e-5)
+        return book
+
+    expired = torch.where(dead[:, None], x[:k], codebook)  # replace_: only `embed` changes
+    torch.testing.assert_close(step(expired, counts, embed_sum), step(codebook, counts, embed_sum), rtol=0, atol=0)
+    # vector-quantize-pytorch's replace also resets the count (to 1) and embed_avg (to the row): the codes move
+    revived = step(expired, torch.where(dead, 1.0, counts), torch.where(dead[:, None], x[:k], embed_sum))
+    assert (revived - step(codebook, counts, embed_sum))[dead].abs().max() > 1e-3

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from reference_impls.soundstream import SoundStream, bitrate, frame_rate, hop_length
@@ -76,3 +77,20 @@ def test_decoder_restores_the_input_length_and_is_causal():
     assert y.shape == (1, 1, 64)
     y[0, 0, 15].backward()  # sample 15 belongs to frame 1
     assert torch.all(z.grad[..., 2:] == 0)
+
+
+def test_encodec_form_with_the_same_codebooks_reconstructs_the_same_and_unknown_forms_are_refused():
+    torch.manual_seed(0)
+    ours = SoundStream(generator=torch.Generator().manual_seed(1)).eval()
+    torch.manual_seed(0)
+    released = SoundStream(generator=torch.Generator().manual_seed(1), form="encodec").eval()
+    with torch.no_grad():
+        released.quantizer.codebook.copy_(ours.quantizer.codebook)
+        released.quantizer.inited.fill_(True)
+    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(2))
+    (y, q), (y2, q2) = ours(x, 3), released(x, 3)
+    assert torch.equal(q.indices, q2.indices)
+    torch.testing.assert_close(y2, y, rtol=0, atol=1e-6)
+    torch.testing.assert_close(released.decode(q2.indices), y, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="form must be"):
+        SoundStream(form="ema")
