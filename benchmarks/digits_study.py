@@ -24,8 +24,12 @@ samples per prior, the classifier's agreement with the label of each sample's ne
 digit, the entropy of its predicted classes (log2 10 = 3.32 bits when all ten are equally frequent)
 and its mean top probability; the same for real test digits and their reconstructions as anchors.
 
-Run: .venv/bin/python benchmarks/digits_study.py            (5 seeds; about 15 minutes on one core)
-     .venv/bin/python benchmarks/digits_study.py --seeds 0 1 --no-overfit   (a quick look)
+Run: .venv/bin/python benchmarks/digits_study.py            (5 seeds, one after the other)
+     seeds in parallel processes, then one file:
+        .venv/bin/python benchmarks/digits_study.py --seeds 0 2 4 --out /tmp/a.json &
+        .venv/bin/python benchmarks/digits_study.py --seeds 1 3 --out /tmp/b.json; wait
+        .venv/bin/python benchmarks/digits_study.py --merge /tmp/a.json /tmp/b.json
+     .venv/bin/python benchmarks/digits_study.py --quick --seeds 0   (a few steps of everything: it runs)
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ MASKGIT_STEPS = 8
 DIFFUSION_STEPS = 16  # D3PM's T and MD4's sampling steps (= the 16 tokens)
 MD4_SCHEDULE = md4.MaskingSchedule("linear")
 OVERFIT_STEPS = 3000  # the autoregressive prior without early stopping
+VAL_TERMS = 4  # Monte Carlo terms per validation sequence in early stopping (16 on test)
 
 
 # ----------------------------------------------------------------------------- the classifier
@@ -115,23 +120,34 @@ def md4_loss(net: nn.Module, x: torch.Tensor, g: torch.Generator, config: pipeli
 
 
 @torch.no_grad()
-def d3pm_nll(net: nn.Module, x: torch.Tensor, g: torch.Generator, config: pipeline.Config) -> torch.Tensor:
-    """The absorbing chain's negative ELBO, nats per sequence (N,): sum over t of L_{t-1}, one x_t each."""
+def d3pm_nll(
+    net: nn.Module, x: torch.Tensor, g: torch.Generator, config: pipeline.Config, *, terms: int = DIFFUSION_STEPS
+) -> torch.Tensor:
+    """The absorbing chain's negative ELBO, nats per sequence (N,): sum over t of L_{t-1}, one x_t each.
+
+    terms < T: each sequence's sum estimated from `terms` draws of t ~ U{1..T} (times T / terms),
+    unbiased and cheaper (the validation reading of early stopping).
+    """
     s = absorbing(config)
     total = torch.zeros(x.shape[0], dtype=torch.float64)
-    for step in range(1, DIFFUSION_STEPS + 1):
-        t = torch.full((x.shape[0],), step, dtype=torch.long)
+    for i in range(terms):
+        if terms == DIFFUSION_STEPS:
+            t = torch.full((x.shape[0],), i + 1, dtype=torch.long)
+        else:
+            t = torch.randint(1, DIFFUSION_STEPS + 1, (x.shape[0],), generator=g)
         xt = discrete_diffusion.q_sample(s, x, t, g)
         _, probs = discrete_diffusion.model_x0_probs(s, lambda z, _t: net(z), xt, t)
         total += discrete_diffusion.vlb_terms(s, x, xt, t, probs)
-    return total
+    return total * (DIFFUSION_STEPS / terms)
 
 
 @torch.no_grad()
-def md4_nll(net: nn.Module, x: torch.Tensor, g: torch.Generator, config: pipeline.Config) -> torch.Tensor:
-    """MD4's bound, nats per sequence (N,), 16 Monte Carlo times per sequence."""
+def md4_nll(
+    net: nn.Module, x: torch.Tensor, g: torch.Generator, config: pipeline.Config, *, terms: int = 16
+) -> torch.Tensor:
+    """MD4's bound, nats per sequence (N,), `terms` Monte Carlo times per sequence (16 on test)."""
     return md4.masked_diffusion_nll_bound(
-        lambda z, t: net(z), x, mask_id=config.num_codes, schedule=MD4_SCHEDULE, n_t=16, generator=g
+        lambda z, t: net(z), x, mask_id=config.num_codes, schedule=MD4_SCHEDULE, n_t=terms, generator=g
     )
 
 
@@ -159,7 +175,7 @@ def train_early_stopped(
         if step % config.eval_every:
             continue
         net.eval()
-        val = val_nll(net, val_tokens, torch.Generator().manual_seed(seed + 5), config).mean().item()
+        val = val_nll(net, val_tokens, torch.Generator().manual_seed(seed + 5), config, terms=VAL_TERMS).mean().item()
         net.train()
         if val < best:
             best, best_step, since = val, step, 0
@@ -355,7 +371,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-overfit", action="store_true", help="skip the prior trained without early stopping")
     parser.add_argument("--quick", action="store_true", help="a few steps of everything: checks the script runs")
+    parser.add_argument("--merge", type=Path, nargs="+", help="combine the per-seed results of these files into --out")
     args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        per_seed = sorted((s for p in parts for s in p["per_seed"]), key=lambda s: s["seed"])
+        result = parts[0] | {
+            "seeds": [s["seed"] for s in per_seed],
+            "command": parts[0]["command"].split(" --seeds")[0]
+            + " --seeds "
+            + " ".join(str(s["seed"]) for s in per_seed),
+            "seconds": sum(p["seconds"] for p in parts),
+            "summary": summarise(per_seed),
+            "per_seed": per_seed,
+        }
+        args.out.write_text(json.dumps(result, indent=1))
+        report(result)
+        return
     torch.set_num_threads(1)
     config = pipeline.Config()
     if args.quick:
@@ -368,17 +400,21 @@ def main() -> None:
     for seed in args.seeds:
         per_seed.append(study_seed(seed, config=config, overfit=not args.no_overfit))
         print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
-    result = {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit,
-        "command": "python benchmarks/digits_study.py " + " ".join(f"--seeds {' '.join(map(str, args.seeds))}".split()),
-        "seconds": time.perf_counter() - started,
-        "config": asdict(config),
-        "seeds": args.seeds,
-        "summary": summarise(per_seed),
-        "per_seed": per_seed,
-    }
-    args.out.write_text(json.dumps(result, indent=1))
+        result = {  # written after every seed, so that a stopped run keeps the seeds it finished
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": commit,
+            "command": "python benchmarks/digits_study.py --seeds " + " ".join(map(str, args.seeds)),
+            "seconds": time.perf_counter() - started,
+            "config": asdict(config),
+            "seeds": [s["seed"] for s in per_seed],
+            "summary": summarise(per_seed),
+            "per_seed": per_seed,
+        }
+        args.out.write_text(json.dumps(result, indent=1))
+    report(result)
+
+
+def report(result: dict) -> None:
     for name, r in result["summary"]["priors"].items():
         print(
             f"{name:28s} {r['test_bpd']['mean']:.3f} +- {r['test_bpd']['std']:.3f} bits/dim  "
