@@ -1,11 +1,12 @@
 import inspect
+import math
 
 import pytest
 import torch
 
 import reference_impls.mar as mar_module
 from reference_impls import ddpm
-from reference_impls.mar import ContinuousARPrior, DenoiserMLP, DiffusionLoss, mar_loss, sample
+from reference_impls.mar import ContinuousARPrior, DenoiserMLP, DiffusionLoss, MaskedARPrior, mar_loss, sample
 
 C, N, DIM = 4, 6, 32
 
@@ -126,3 +127,162 @@ def test_too_many_tokens_are_refused():
     prior, _ = models(randomise_head=False)
     with pytest.raises(ValueError, match="exceed"):
         prior(torch.zeros(1, N + 1, C), torch.tensor([0]))
+
+
+# ----------------------------------------------------------------------------- the learned-variance loss
+
+
+def learned(num_steps=50):
+    torch.manual_seed(0)
+    diffloss = DiffusionLoss(token_dim=C, cond_dim=DIM, width=24, depth=2, num_steps=num_steps, learn_sigma=True)
+    for p in diffloss.net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    return diffloss
+
+
+def test_released_diffloss_head_outputs_twice_the_token_channels():
+    assert learned().net.out.out_features == 2 * C
+    assert DiffusionLoss(token_dim=C, cond_dim=DIM, width=8, depth=1).net.out.out_features == C
+
+
+def test_learned_variance_loss_is_the_eps_mse_plus_the_vlb_term_computed_by_hand():
+    """gaussian_diffusion.py training_losses (MSE, LEARNED_RANGE) on a small case, every quantity written out."""
+    diffloss = learned()
+    s = diffloss.schedule
+    g = torch.Generator().manual_seed(1)
+    x0, z = torch.randn(4, C, generator=g).clamp(-0.9, 0.9), torch.randn(4, DIM, generator=g)
+    t, noise = torch.tensor([0, 1, 17, 49]), torch.randn(4, C, generator=g)
+    loss = diffloss.per_token(x0, z, t, noise)
+    b = s.betas.float()
+    ab = torch.cumprod(1 - b, 0)
+    ab_prev = torch.cat([torch.ones(1), ab[:-1]])
+    x_t = ab[t, None].sqrt() * x0 + (1 - ab[t, None]).sqrt() * noise
+    out = diffloss.net(x_t, t, z)
+    eps, v = out[:, :C], out[:, C:]
+    post_var = b * (1 - ab_prev) / (1 - ab)
+    log_post = torch.cat([post_var[1:2], post_var[1:]]).log()  # the clipped log posterior variance
+    log_var = (v + 1) / 2 * b.log()[t, None] + (1 - v) / 2 * log_post[t, None]
+    x0_hat = (x_t - (1 - ab[t, None]).sqrt() * eps) / ab[t, None].sqrt()
+    coef0, coeft = ab_prev.sqrt() * b / (1 - ab), (1 - b).sqrt() * (1 - ab_prev) / (1 - ab)
+    mean = coef0[t, None] * x0_hat + coeft[t, None] * x_t
+    true_mean = coef0[t, None] * x0 + coeft[t, None] * x_t
+    lv1 = log_post[t, None]
+    kl = 0.5 * (-1 + log_var - lv1 + (lv1 - log_var).exp() + (true_mean - mean) ** 2 / log_var.exp())
+    sd = (0.5 * log_var).exp()
+
+    def phi(u):  # the tanh approximation of the normal CDF
+        return 0.5 * (1 + torch.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u**3)))
+
+    nll = -(phi((x0 - mean + 1 / 255) / sd) - phi((x0 - mean - 1 / 255) / sd)).log()  # x0 inside (-0.999, 0.999)
+    vb = torch.where(t == 0, nll.mean(-1), kl.mean(-1)) / math.log(2)
+    expected = ((noise - eps) ** 2).mean(-1) + vb
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
+    assert (vb > 0).all()
+
+
+def test_the_vlb_term_trains_only_the_variance_the_mean_learns_from_the_mse_alone():
+    diffloss = learned()
+    g = torch.Generator().manual_seed(2)
+    x0, t, noise = torch.randn(5, C, generator=g), torch.tensor([0, 3, 10, 30, 49]), torch.randn(5, C, generator=g)
+    out = torch.randn(5, 2 * C, generator=g, requires_grad=True)
+    mse, vb = mar_module.hybrid_loss(diffloss.schedule, x0, t, noise, out)
+    (g_vb,) = torch.autograd.grad(vb.sum(), out)
+    assert g_vb[:, :C].abs().max() == 0 and g_vb[:, C:].abs().max() > 0  # frozen mean, learned variance
+    (g_mse,) = torch.autograd.grad(mse.sum(), out)
+    assert g_mse[:, C:].abs().max() == 0
+
+
+def test_learned_variance_interpolates_log_beta_tilde_and_log_beta():
+    s = learned().schedule
+    t = torch.tensor([5, 20])
+    lo = mar_module.learned_log_variance(s, t, -torch.ones(2, C))
+    hi = mar_module.learned_log_variance(s, t, torch.ones(2, C))
+    torch.testing.assert_close(hi, s.betas.log()[t, None].expand(2, C).float())
+    torch.testing.assert_close(lo, s.posterior_variance.log()[t, None].expand(2, C).float())
+
+
+def test_respacing_keeps_the_alpha_bars_at_the_kept_steps():
+    s = learned(num_steps=1000).schedule
+    use = mar_module.space_timesteps(1000, 100)
+    assert len(use) == 100 and use[0] == 0 and use[-1] == 999
+    r = mar_module.respaced(s, use)
+    torch.testing.assert_close(r.alpha_bars, s.alpha_bars[use])
+
+
+# ----------------------------------------------------------------------------- MAR proper
+
+
+def test_masking_ratio_lies_in_its_support_and_has_the_truncated_normal_mean():
+    g = torch.Generator().manual_seed(3)
+    r = torch.tensor([mar_module.truncated_normal_ratio(generator=g) for _ in range(4000)])
+    assert r.min() >= 0.7 and r.max() <= 1.0
+    a = (0.7 - 1) / 0.25
+    pdf = lambda u: math.exp(-u * u / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    cdf = lambda u: 0.5 * (1 + math.erf(u / math.sqrt(2)))  # noqa: E731
+    mean = 1 + 0.25 * (pdf(a) - pdf(0)) / (cdf(0) - cdf(a))  # truncated-normal mean on [0.7, 1]: 0.867
+    assert abs(mean - 0.867) < 1e-3
+    assert abs(float(r.mean()) - mean) < 3 * float(r.std()) / math.sqrt(len(r))
+
+
+@pytest.mark.parametrize(("n", "steps"), [(256, 64), (256, 256), (16, 64), (6, 6)])
+def test_cosine_unmasking_predicts_every_token_once_and_counts_sum_to_n(n, steps):
+    remaining = mar_module.unmasking_schedule(n, steps)
+    counts = [n - remaining[0]] + [a - b for a, b in zip(remaining, remaining[1:], strict=False)]
+    assert sum(counts) == n and remaining[-1] == 0 and all(c >= 0 for c in counts)
+    if steps <= n:
+        assert all(c >= 1 for c in counts)  # at least one token per step
+    # where the clamps are idle, what stays masked after step s is floor(N cos(pi/2 (s+1)/S))
+    if (n, steps) == (256, 64):
+        assert remaining[:3] == [255, 254, 253]  # early on the cosine rounds to 255: one token per step
+        assert [remaining[k - 1] for k in (32, 48)] == [
+            math.floor(256 * math.cos(math.pi / 2 * k / 64)) for k in (32, 48)
+        ]
+
+
+def masked_models():
+    torch.manual_seed(0)
+    prior = MaskedARPrior(
+        token_dim=C, n_tokens=N, n_classes=3, dim=DIM, enc_layers=1, dec_layers=1, n_heads=2, buffer=2
+    )
+    return prior.eval()
+
+
+def test_masked_prior_is_bidirectional_reads_every_known_token_and_no_unknown_one():
+    prior, x = masked_models(), tokens(1).requires_grad_(True)
+    mask = torch.tensor([[True, False, True, False, False, True]])
+    z = prior(x, mask, torch.tensor([1]))
+    w = torch.randn(DIM, generator=torch.Generator().manual_seed(5))  # a sum would vanish after the LayerNorm
+    for i in range(N):
+        (g,) = torch.autograd.grad((z[0, i] * w).sum(), x, retain_graph=True)
+        per_token = g[0].abs().sum(-1)
+        assert (per_token[~mask[0]] > 0).all(), i  # every known token, before and after i
+        assert (per_token[mask[0]] == 0).all(), i  # an unknown token's value is never read
+
+
+def test_masked_loss_is_the_diffusion_loss_of_the_masked_tokens_in_a_random_order():
+    prior, diffloss = masked_models(), models()[1]
+    x, c = tokens(), torch.tensor([0, 2])
+    loss = mar_module.masked_mar_loss(prior, diffloss, x, c, batch_mul=2, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)  # the same draws: orders, ratio, then the diffusion's t and noise
+    orders = torch.rand(2, N, generator=g).argsort(1)
+    n_masked = math.ceil(N * mar_module.truncated_normal_ratio(generator=g))
+    mask = torch.zeros(2, N, dtype=torch.bool).scatter(1, orders[:, :n_masked], True)
+    z = prior(x, mask, c)
+    expected = diffloss(x.reshape(-1, C), z.reshape(2 * N, -1), mask=mask.reshape(-1), batch_mul=2, generator=g)
+    torch.testing.assert_close(loss, expected)
+    assert 5 <= n_masked <= N  # ceil(6 r) with r in [0.7, 1]
+
+
+def test_masked_sampler_fills_the_schedules_counts_in_reverse_generation_order():
+    prior, diffloss = masked_models(), models(num_steps=5)[1]
+    tokens_out, step = mar_module.masked_sample(
+        prior, diffloss, torch.tensor([0, 1]), token_dim=C, num_iter=4, generator=torch.Generator().manual_seed(6)
+    )
+    remaining = mar_module.unmasking_schedule(N, 4)
+    counts = [N - remaining[0]] + [a - b for a, b in zip(remaining, remaining[1:], strict=False)]
+    for row in step:
+        assert [int((row == s).sum()) for s in range(4)] == counts
+    orders = torch.rand(2, N, generator=torch.Generator().manual_seed(6)).argsort(1)  # the sampler's first draw
+    for b in range(2):
+        assert torch.equal(step[b, orders[b]], step[b, orders[b]].sort(descending=True).values)
+    assert (step >= 0).all() and tokens_out.abs().sum(-1).gt(0).all()
