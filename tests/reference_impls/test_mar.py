@@ -286,3 +286,15 @@ def test_masked_sampler_fills_the_schedules_counts_in_reverse_generation_order()
     for b in range(2):
         assert torch.equal(step[b, orders[b]], step[b, orders[b]].sort(descending=True).values)
     assert (step >= 0).all() and tokens_out.abs().sum(-1).gt(0).all()
+
+
+def test_respaced_sampler_over_all_steps_is_ddpm_ancestral_sampling_and_fewer_steps_differ():
+    _, diffloss = models(num_steps=20)
+    z = torch.randn(3, DIM, generator=torch.Generator().manual_seed(9))
+    full = diffloss.sample(z, token_dim=C, generator=torch.Generator().manual_seed(10))
+    loop = diffloss.sample(z, token_dim=C, num_sampling_steps=20, generator=torch.Generator().manual_seed(10))
+    torch.testing.assert_close(loop, full, rtol=1e-4, atol=1e-5)
+    fewer = diffloss.sample(z, token_dim=C, num_sampling_steps=5, generator=torch.Generator().manual_seed(10))
+    assert (fewer - full).abs().max() > 1e-3
+    sampled = learned(num_steps=20).sample(z, token_dim=C, num_sampling_steps=5, generator=torch.Generator())
+    assert sampled.shape == (3, C) and torch.isfinite(sampled).all()
