@@ -1,14 +1,31 @@
-"""Mutation testing of the core mechanisms with mutmut, module by module; writes docs/quality.md.
+"""Mutation testing of the mechanisms with mutmut, module by module; writes docs/quality.md.
 
-mutmut (configured in pyproject.toml, [tool.mutmut]) copies reference_impls/ into mutants/, puts
-small plausible bugs into each function (a flipped operator, a changed constant, a dropped
-argument...) and runs the tests that exercise that function against each bug. A mutant the tests
-catch is "killed"; one they miss "survived". A survivor is either a hole in the tests (then a test
-is added) or an equivalent mutant: a change that cannot alter behaviour (then it is listed in
-EQUIVALENT below with the reason). Goal: >= 95 % of the non-equivalent mutants killed per module.
+mutmut copies reference_impls/ into mutants/, puts small plausible bugs into each function (a
+flipped operator, a changed constant, a dropped argument...) and runs the tests that exercise that
+function against each bug. A mutant the tests catch is "killed"; one they miss "survived". A
+survivor is either a hole in the tests (then a test is added) or an equivalent mutant: a change
+that cannot alter behaviour. Goal: >= 95 % of the non-equivalent mutants killed per module.
+
+Equivalent mutants are recorded in one of two ways:
+- in the source, by mutmut's `# pragma: no mutate (equivalent: REASON)` at the end of the line,
+  which stops mutmut mutating that line (used only where every mutant of the line is equivalent).
+  The page lists each such line with its reason and the number of mutants it suppresses, counted
+  by mutmut's own mutation generator with that one pragma removed; they count as equivalent.
+  This survives any renumbering of mutmut's mutants;
+- in EQUIVALENT_CHANGES below, by what the mutant changes: (function, the line before, the line
+  after), where the line also has mutants the tests kill (a pragma would stop those too). The
+  change is read with `mutmut show`, so the entry holds however mutmut numbers its mutants;
+- in EQUIVALENT below, by mutmut's mutant name (an ordinal that renumbers when the function
+  changes), for the core modules measured before the two forms above.
+
+Each module runs in a workspace of its own, mutants/workspaces/<module>/ (a copy of
+reference_impls/, the module's test files from TESTS and pyproject.toml's [tool.mutmut] with
+only_mutate and the test selection narrowed to that module), so a run collects the statistics of
+that module's tests only and shares no state with other runs. `.venv/bin/mutmut show NAME` and
+`mutmut run NAME` work from inside that workspace.
 
 Usage (slow: about 2 s per mutant on one core; not part of the default test run):
-    .venv/bin/python benchmarks/mutation.py --label after                 # every core module
+    .venv/bin/python benchmarks/mutation.py --label after                 # every module
     .venv/bin/python benchmarks/mutation.py --label after ddim maskgit    # some modules
     .venv/bin/python benchmarks/mutation.py --report-only                 # re-render the page
 Each run stores its counts under --label in benchmarks/mutation_results.json (so "before" and
@@ -20,8 +37,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tomllib
 from datetime import date
 from pathlib import Path
 
@@ -43,6 +63,13 @@ CORE = [
     "guidance",
     "latent_diffusion",
 ]
+# the frontier quantisers and priors (issue 27) and the Jukebox restarts
+FRONTIER = ["fsq", "lfq", "bsq", "rotation_trick", "llamagen", "jukebox", "var", "rar", "infinity", "mar"]
+MODULES = CORE + FRONTIER
+# test files run against a module's mutants, beyond tests/reference_impls/test_<module>.py
+EXTRA_TESTS = {"vq": ["test_vq_distributed.py"], "jukebox": ["test_vq_distributed.py"]}
+WORK = ROOT / "mutants" / "workspaces"
+PRAGMA = re.compile(r"\s*# pragma: no mutate\b(.*)$")
 GOAL = 0.95
 
 # mutmut's exit codes of a mutant's test run
@@ -50,6 +77,100 @@ KILLED = {1, 3, 36, -24, 24, 152, 255, -11, -9}  # a failed test; a timeout or a
 SURVIVED, NO_TESTS = {0}, {5, 33}
 
 # Survivors that cannot change behaviour: mutant name -> reason (checked by hand).
+# Survivors that cannot change behaviour, by what they change (stable under mutmut's renumbering):
+# (module.function, the mutated line before, after) -> reason (checked by hand).
+EQUIVALENT_CHANGES: dict[tuple[str, str, str], str] = {
+    # fsq
+    (
+        "fsq.FSQ.__init__",
+        "lv = torch.tensor(levels, dtype=torch.long)",
+        "lv = torch.tensor(levels, dtype=None)",
+    ): "torch.tensor of a list of Python ints is int64 whatever dtype=None says",
+    (
+        "fsq.FSQ.__init__",
+        "lv = torch.tensor(levels, dtype=torch.long)",
+        "lv = torch.tensor(levels, )",
+    ): "torch.tensor of a list of Python ints is int64 without dtype=",
+    (
+        "fsq.FSQ.__init__",
+        'self.register_buffer("levels", lv, persistent=False)',
+        'self.register_buffer("levels", lv, persistent=None)',
+    ): "register_buffer tests `if persistent:`, so None makes the buffer non-persistent as False does",
+    (
+        "fsq.FSQ.__init__",
+        'self.register_buffer("basis", torch.cumprod(torch.cat([lv.new_ones(1), lv[:-1]]), 0), persistent=False)',
+        'self.register_buffer("basis", torch.cumprod(torch.cat([lv.new_ones(1), lv[:-1]]), 0), persistent=None)',
+    ): "register_buffer tests `if persistent:`, so None makes the buffer non-persistent as False does",
+    (
+        "fsq.FSQ.quantize",
+        "return round_ste(self.bound(z)) / (self.levels // 2).to(z.dtype)",
+        "return round_ste(self.bound(z)) / (self.levels // 2).to(None)",
+    ): (
+        "a float tensor divided by an int64 tensor keeps the float tensor's dtype and the half-widths are "
+        "small integers, exact in every float dtype (test_quantised_values_keep_the_input_dtype checks "
+        "float64 and bf16)"
+    ),
+    (
+        "fsq.FSQ.codes_to_indices",
+        "half_width = (self.levels // 2).to(zhat.dtype)",
+        "half_width = (self.levels // 2).to(None)",
+    ): (
+        "zhat * half_width + half_width with int64 half-widths is computed in zhat's float dtype with the "
+        "same exact integers, then rounded to int64"
+    ),
+    (
+        "fsq.FSQ.implicit_codebook",
+        "return self.indices_to_codes(torch.arange(self.codebook_size, device=self.levels.device))",
+        "return self.indices_to_codes(torch.arange(self.codebook_size, device=None))",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "fsq.FSQ.implicit_codebook",
+        "return self.indices_to_codes(torch.arange(self.codebook_size, device=self.levels.device))",
+        "return self.indices_to_codes(torch.arange(self.codebook_size, ))",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    # lfq
+    (
+        "lfq._place_values",
+        "return 2 ** torch.arange(bits, device=device)  # (d,) 1, 2, 4, ...",
+        "return 2 ** torch.arange(bits, device=None)  # (d,) 1, 2, 4, ...",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "lfq._place_values",
+        "return 2 ** torch.arange(bits, device=device)  # (d,) 1, 2, 4, ...",
+        "return 2 ** torch.arange(bits, )  # (d,) 1, 2, 4, ...",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "lfq.codes_to_indices",
+        "return ((codes > 0).long() * _place_values(codes.shape[-1], codes.device)).sum(dim=-1)",
+        "return ((codes > 0).long() * _place_values(codes.shape[-1], None)).sum(dim=-1)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "lfq.codes_to_indices",
+        "return ((codes > 0).long() * _place_values(codes.shape[-1], codes.device)).sum(dim=-1)",
+        "return ((codes > 0).long() * _place_values(codes.shape[-1], )).sum(dim=-1)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "lfq.indices_to_bits",
+        "return (indices.unsqueeze(-1) // _place_values(bits, indices.device)) % 2",
+        "return (indices.unsqueeze(-1) // _place_values(bits, None)) % 2",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "lfq.indices_to_bits",
+        "return (indices.unsqueeze(-1) // _place_values(bits, indices.device)) % 2",
+        "return (indices.unsqueeze(-1) // _place_values(bits, )) % 2",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "lfq._codebook_entropy",
+        "bits = indices_to_bits(torch.arange(2**d, device=a.device), d).to(a.dtype)  # (K, d)",
+        "bits = indices_to_bits(torch.arange(2**d, device=None), d).to(a.dtype)  # (K, d)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "lfq._codebook_entropy",
+        "bits = indices_to_bits(torch.arange(2**d, device=a.device), d).to(a.dtype)  # (K, d)",
+        "bits = indices_to_bits(torch.arange(2**d, ), d).to(a.dtype)  # (K, d)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+}
+
 EQUIVALENT: dict[str, str] = {
     "reference_impls.guidance.x_drop_condition__mutmut_10": (
         "`rand <= p` differs from `rand < p` only when a float32 uniform equals p exactly (probability 2^-24 per "
@@ -341,27 +462,130 @@ EQUIVALENT: dict[str, str] = {
 }
 
 
-def run_module(module: str) -> None:
+def test_files(module: str) -> list[str]:
+    return [f"test_{module}.py", *EXTRA_TESTS.get(module, [])]
+
+
+def workspace(module: str) -> Path:
+    """mutants/workspaces/<module>/: reference_impls/, the module's tests and a [tool.mutmut] narrowed to it."""
+    work = WORK / module
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work / "reference_impls", ignore_errors=True)
+    shutil.copytree(ROOT / "reference_impls", work / "reference_impls", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.rmtree(work / "tests", ignore_errors=True)
+    (work / "tests" / "reference_impls").mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "conftest.py", work / "tests" / "conftest.py")
+    for name in test_files(module):
+        shutil.copy(ROOT / "tests" / "reference_impls" / name, work / "tests" / "reference_impls" / name)
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    mutmut = tool["mutmut"] | {
+        "only_mutate": [f"reference_impls/{module}.py"],
+        "pytest_add_cli_args_test_selection": [f"tests/reference_impls/{name}" for name in test_files(module)],
+    }
+    # strings, numbers, booleans and lists of them are written alike in JSON and TOML
+    lines = ["[tool.mutmut]", *(f"{k} = {json.dumps(v)}" for k, v in mutmut.items()), ""]
+    pytest = tool["pytest"]["ini_options"]
+    lines += ["[tool.pytest.ini_options]", *(f"{k} = {json.dumps(v)}" for k, v in pytest.items())]
+    (work / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    return work
+
+
+def run_module(module: str, mutants: list[str] | None = None) -> None:
+    """Run mutmut on every mutant of the module, or on the named ones only (the others keep their result)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    cmd = [str(ROOT / ".venv" / "bin" / "mutmut"), "run", f"reference_impls.{module}.*", "--max-children", "1"]
-    subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    names = mutants or [f"reference_impls.{module}.*"]
+    cmd = [str(ROOT / ".venv" / "bin" / "mutmut"), "run", *names, "--max-children", "1"]
+    work = workspace(module)
+    with open(work / "mutmut.log", "a") as log:
+        subprocess.run(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+
+
+def _mutation_count(code: str) -> int:
+    from mutmut.mutation.file_mutation import create_mutations  # mutmut reads its config from the cwd
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        return len(create_mutations("module.py", code)[1])
+    finally:
+        os.chdir(cwd)
+
+
+def pragmas(module: str) -> list[dict]:
+    """The lines of the module marked `# pragma: no mutate`, each with its reason and the mutants it suppresses."""
+    lines = (ROOT / "reference_impls" / f"{module}.py").read_text().splitlines()
+    marked = [i for i, line in enumerate(lines) if PRAGMA.search(line)]
+    if not marked:
+        return []
+    base = _mutation_count("\n".join(lines) + "\n")
+    found = []
+    for i in marked:
+        unmarked = [*lines[:i], PRAGMA.sub("", lines[i]), *lines[i + 1 :]]
+        reason = PRAGMA.search(lines[i]).group(1).strip().removeprefix("(").removesuffix(")")
+        found.append(
+            {
+                "line": i + 1,
+                "code": PRAGMA.sub("", lines[i]).strip(),
+                "reason": reason.removeprefix("equivalent:").strip(),
+                "mutants": _mutation_count("\n".join(unmarked) + "\n") - base,
+            }
+        )
+    return found
+
+
+def function_of(mutant: str) -> str:
+    """'reference_impls.fsq.xǁFSQǁ__init____mutmut_8' -> 'fsq.FSQ.__init__'."""
+    module, _, rest = mutant.removeprefix("reference_impls.").partition(".")
+    rest = rest.rsplit("__mutmut_", 1)[0]
+    name = ".".join(rest[2:].split("ǁ")) if rest.startswith("xǁ") else rest.removeprefix("x_")
+    return f"{module}.{name}"
+
+
+def change_of(module: str, mutant: str) -> tuple[str, str]:
+    """(the lines the mutant removes, the lines it adds), each stripped and joined by ' / ', from `mutmut show`."""
+    shown = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "mutmut"), "show", mutant],
+        cwd=WORK / module,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    removed = [line[1:].strip() for line in shown if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in shown if line.startswith("+") and not line.startswith("+++")]
+    return " / ".join(removed), " / ".join(added)
 
 
 def count_module(module: str) -> dict:
-    meta = ROOT / "mutants" / "reference_impls" / f"{module}.py.meta"
+    meta = WORK / module / "mutants" / "reference_impls" / f"{module}.py.meta"
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    marked = pragmas(module)
+    changes = {k: change_of(module, k) for k, c in codes.items() if c in SURVIVED and k not in EQUIVALENT}
+    equivalent = {
+        k: EQUIVALENT_CHANGES[(function_of(k), *change)]
+        for k, change in changes.items()
+        if (function_of(k), *change) in EQUIVALENT_CHANGES
+    }
     return {
         "mutants": len(codes),
+        "equivalent_changes": equivalent,  # survivors matched in EQUIVALENT_CHANGES, with the reason
+        "changes": {k: f"{function_of(k)}: {a} -> {b}" for k, (a, b) in changes.items() if k not in equivalent},
         "killed": sum(c in KILLED for c in codes.values()),
         "no_tests": sum(c in NO_TESTS for c in codes.values()),
         "not_run": sum(c is None for c in codes.values()),
         "survivors": sorted(k for k, c in codes.items() if c in SURVIVED),  # equivalent ones included
+        "pragma": marked,  # lines marked equivalent in the source; their mutants are not made
     }
 
 
 def split(row: dict) -> tuple[list[str], list[str]]:
-    """(survivors that are holes in the tests, survivors listed as equivalent), from EQUIVALENT as it is now."""
-    return [k for k in row["survivors"] if k not in EQUIVALENT], [k for k in row["survivors"] if k in EQUIVALENT]
+    """(survivors that are holes in the tests, survivors listed as equivalent), by name or by change."""
+    listed = set(EQUIVALENT) | set(row.get("equivalent_changes", {}))
+    return [k for k in row["survivors"] if k not in listed], [k for k in row["survivors"] if k in listed]
+
+
+def suppressed(row: dict) -> int:
+    """Mutants not made because their line is marked `# pragma: no mutate` (all equivalent)."""
+    return sum(p["mutants"] for p in row.get("pragma", []))
 
 
 def score(row: dict) -> float | None:
@@ -372,15 +596,17 @@ def score(row: dict) -> float | None:
 def render(results: dict) -> str:
     labels = sorted(results, key=lambda label: ({"before": 0, "after": 1}.get(label, 2), label))
     lines = [
-        "# Quality: mutation testing of the core mechanisms",
+        "# Quality: mutation testing of the mechanisms",
         "",
         "<!-- generated by benchmarks/mutation.py from benchmarks/mutation_results.json; do not edit -->",
         "",
-        "Each core module is mutated by [mutmut](https://github.com/boxed/mutmut) (small plausible bugs:",
+        "Each module is mutated by [mutmut](https://github.com/boxed/mutmut) (small plausible bugs:",
         "a flipped operator, a changed constant, a dropped argument) and the tests that exercise the mutated",
         "function run against every mutant. *Killed* means a test failed, as it should; *survived* means",
-        "no test noticed; *equivalent* mutants cannot change behaviour and are listed with the reason",
-        "in `benchmarks/mutation.py`. Score = killed / (mutants - equivalent - not run). Goal: at least",
+        "no test noticed; *equivalent* mutants cannot change behaviour: they are listed with the reason",
+        "below, either by mutmut's name (from `benchmarks/mutation.py`) or as a line of the module marked",
+        "`# pragma: no mutate (equivalent: REASON)`, whose mutants mutmut does not make (counted here",
+        "with mutmut's own generator). Score = killed / (mutants - equivalent - not run). Goal: at least",
         f"{GOAL:.0%} in every module. Command: `.venv/bin/python benchmarks/mutation.py --label after`.",
         "",
     ]
@@ -392,15 +618,17 @@ def render(results: dict) -> str:
             "| module | mutants | killed | survived | equivalent | no test | not run | score |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for module in CORE:
+        shown = [m for m in MODULES if m in run["modules"] or (m in CORE and label in ("before", "after"))]
+        for module in shown:
             row = run["modules"].get(module)
             if row is None:
                 lines.append(f"| {module} | not measured | | | | | | |")
                 continue
             sc = score(row)
             survived, equivalent = (len(x) for x in split(row))
+            mutants, equivalent = row["mutants"] + suppressed(row), equivalent + suppressed(row)
             lines.append(
-                f"| {module} | {row['mutants']} | {row['killed']} | {survived} | {equivalent} | "
+                f"| {module} | {mutants} | {row['killed']} | {survived} | {equivalent} | "
                 f"{row['no_tests']} | {row['not_run']} | {'-' if sc is None else f'{sc:.1%}'} |"
             )
         lines.append("")
@@ -410,13 +638,31 @@ def render(results: dict) -> str:
         lines += [
             f"## Surviving mutants of the last run ({len(survivors)})",
             "",
-            "Inspect one with `.venv/bin/mutmut show NAME`.",
+            "Inspect one from its module's workspace:",
+            "`cd mutants/workspaces/MODULE && ../../../.venv/bin/mutmut show NAME`.",
             "",
         ]
-        lines += [f"- `{k}`" for _, k in survivors]
+        changes = {k: c for row in last.values() for k, c in row.get("changes", {}).items()}
+        lines += [f"- `{k}`" + (f": `{changes[k]}`" if k in changes else "") for _, k in survivors]
+        lines.append("")
+    marked = {m: row["pragma"] for label in labels for m, row in results[label]["modules"].items() if row.get("pragma")}
+    if marked:
+        lines += ["## Lines marked equivalent in the source (`# pragma: no mutate`)", ""]
+        for module in [m for m in MODULES if m in marked]:
+            lines += [
+                f"- `reference_impls/{module}.py:{p['line']}` `{p['code']}` ({p['mutants']} mutants): {p['reason']}"
+                for p in marked[module]
+            ]
+        lines.append("")
+    if EQUIVALENT_CHANGES:
+        lines += ["## Equivalent mutants, by what they change", ""]
+        lines += [
+            f"- `{function}`: `{before}` -> `{after}`: {reason}"
+            for (function, before, after), reason in sorted(EQUIVALENT_CHANGES.items())
+        ]
         lines.append("")
     if EQUIVALENT:
-        lines += ["## Equivalent mutants", ""]
+        lines += ["## Equivalent mutants, by name", ""]
         lines += [f"- `{k}`: {reason}" for k, reason in sorted(EQUIVALENT.items())]
         lines.append("")
     return "\n".join(lines)
@@ -424,16 +670,21 @@ def render(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modules", nargs="*", help=f"core modules to mutate (default: all of {', '.join(CORE)})")
+    parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: all of {', '.join(MODULES)})")
     parser.add_argument("--label", default="after", help="name of this run in the results (e.g. before, after)")
     parser.add_argument("--note", default="", help="one line saying what this run measured")
     parser.add_argument("--report-only", action="store_true", help="only regenerate docs/quality.md")
     parser.add_argument("--count-only", action="store_true", help="count the results mutmut already holds, run nothing")
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="re-run only the survivors of the label's last run that are not listed as equivalent (after new tests)",
+    )
     args = parser.parse_args(argv)
-    unknown = [m for m in args.modules if m not in CORE]
+    unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         print(
-            f"benchmarks/mutation.py: unknown module(s) {', '.join(unknown)}; expected some of {', '.join(CORE)}",
+            f"benchmarks/mutation.py: unknown module(s) {', '.join(unknown)}; expected some of {', '.join(MODULES)}",
             file=sys.stderr,
         )
         return 1
@@ -441,15 +692,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         run = results.setdefault(args.label, {"date": str(date.today()), "note": args.note, "modules": {}})
         run["date"], run["note"] = str(date.today()), args.note or run.get("note", "")
-        for module in args.modules or CORE:
-            if not args.count_only:
+        for module in args.modules or MODULES:
+            if args.survivors:
+                last = json.loads(RESULTS.read_text()).get(args.label, {}).get("modules", {}).get(module)
+                holes = split(count_module(module))[0] if last else []
+                if holes:
+                    run_module(module, holes)
+            elif not args.count_only:
                 run_module(module)
-            run["modules"][module] = count_module(module)
-            row = run["modules"][module]
+            row = count_module(module)
+            # read again before writing: another run of this script may have stored other modules meanwhile
+            results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            run = results.setdefault(args.label, {"date": str(date.today()), "note": args.note, "modules": {}})
+            run["date"], run["note"] = str(date.today()), args.note or run.get("note", "")
+            run["modules"][module] = row
             sc = score(row)
             survived, equivalent = (len(x) for x in split(row))
+            mutants, equivalent = row["mutants"] + suppressed(row), equivalent + suppressed(row)
             print(
-                f"{module:20s} mutants {row['mutants']:4d} killed {row['killed']:4d} survived {survived:4d} "
+                f"{module:20s} mutants {mutants:4d} killed {row['killed']:4d} survived {survived:4d} "
                 f"equivalent {equivalent:3d} score {'-' if sc is None else f'{sc:.1%}'}",
                 flush=True,
             )

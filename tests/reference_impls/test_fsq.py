@@ -1,4 +1,5 @@
 import itertools
+import math
 
 import pytest
 import torch
@@ -89,3 +90,58 @@ def test_forward_and_lookup_agree_on_a_projected_feature_map():
 def test_a_level_count_below_two_is_rejected():
     with pytest.raises(ValueError, match="at least 2"):
         FSQ([5, 1])
+
+
+def test_bound_is_the_closed_form_in_float64():
+    # f(z)_i = tanh(z_i + s_i) h_i - o_i, h = (L - 1)(1 - eps) / 2, o = 0.5 for even L, s = tan(o / h),
+    # computed here per entry with Python floats; float64 input keeps float64 precision throughout.
+    fsq = FSQ(LEVELS)
+    z = 2 * torch.randn(64, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    expected = torch.empty_like(z)
+    for i, n in enumerate(LEVELS):
+        h = (n - 1) * (1 - 1e-3) / 2
+        o = 0.5 if n % 2 == 0 else 0.0
+        s = math.tan(o / h)
+        expected[:, i] = torch.tensor([math.tanh(v + s) * h - o for v in z[:, i].tolist()], dtype=torch.float64)
+    got = fsq.bound(z)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_quantised_values_keep_the_input_dtype(dtype):
+    # A bf16 (mixed-precision) or float64 encoder output stays in its dtype: no float32 constant promotes it.
+    fsq = FSQ(LEVELS)
+    z = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(6)).to(dtype)
+    assert fsq.bound(z.movedim(1, -1)).dtype == dtype
+    assert fsq.quantize(z.movedim(1, -1)).dtype == dtype
+    assert fsq(z).z_q.dtype == dtype
+
+
+def test_levels_are_configuration_not_saved_state():
+    # levels and basis follow from the constructor's arguments: a checkpoint holds only the learned projections.
+    assert FSQ(LEVELS).state_dict() == {}
+    projected = FSQ(LEVELS, dim=16)
+    assert set(projected.state_dict()) == {n for n, _ in projected.named_parameters()}
+
+
+def test_indices_to_codes_inverts_codes_to_indices_on_any_batch_shape():
+    fsq = FSQ(LEVELS)
+    idx = torch.randint(0, 120, (3, 40), generator=torch.Generator().manual_seed(7))  # (B, S)
+    codes = fsq.indices_to_codes(idx)
+    assert codes.shape == (3, 40, 4)
+    assert torch.equal(fsq.codes_to_indices(codes), idx)
+
+
+def test_forward_returns_the_quantised_rows_and_the_perplexity_of_the_indices():
+    # codes (B, *S, d) are quantize() of the channel-last rows; perplexity = exp(-sum_k p_k log p_k)
+    # of the batch's index histogram.
+    fsq = FSQ(LEVELS)
+    z = 2 * torch.randn(2, 4, 3, 5, generator=torch.Generator().manual_seed(8))
+    out = fsq(z)
+    assert out.codes.shape == (2, 3, 5, 4)
+    assert torch.equal(out.codes, fsq.quantize(z.movedim(1, -1)))
+    assert torch.equal(out.indices, fsq.codes_to_indices(out.codes))
+    p = torch.bincount(out.indices.reshape(-1), minlength=120).double() / out.indices.numel()
+    p = p[p > 0]
+    assert math.isclose(float(out.perplexity), math.exp(-(p * p.log()).sum().item()), rel_tol=1e-5)
