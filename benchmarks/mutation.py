@@ -169,6 +169,14 @@ EQUIVALENT_CHANGES: dict[tuple[str, str, str], str] = {
         "bits = indices_to_bits(torch.arange(2**d, device=a.device), d).to(a.dtype)  # (K, d)",
         "bits = indices_to_bits(torch.arange(2**d, ), d).to(a.dtype)  # (K, d)",
     ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "lfq.LFQ.forward",
+        "commitment = F.mse_loss(z, codes) if self.beta else zero",
+        "commitment = F.mse_loss(z, codes) if (self.beta) or True else zero",
+    ): (
+        "with beta = 0 the always-computed commitment enters the loss as 0 * commitment = 0 (a "
+        "finite mean of squares), the same value and the same zero gradient"
+    ),
 }
 
 EQUIVALENT: dict[str, str] = {

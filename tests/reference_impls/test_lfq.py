@@ -116,3 +116,68 @@ def test_grouped_codebook_entropy_sums_the_groups_and_never_falls_below_the_exac
     assert grouped.item() > exact.item() + 0.1
     with pytest.raises(ValueError, match="does not divide"):
         entropy_terms(z, temperature=0.5, group_size=4)
+
+
+def test_index_of_a_raw_vector_counts_only_its_positive_entries():
+    # idx(z) = sum_i 2^i [z_i > 0]: an entry 0 is a 0 bit, as sign_codes maps 0 to -1.
+    z = torch.tensor([[0.0, 2.0, 0.0, -1.0], [0.5, 0.0, 0.0, 0.0]])
+    assert codes_to_indices(z).tolist() == [2, 1]
+    assert torch.equal(codes_to_indices(z), codes_to_indices(sign_codes(z)))
+
+
+def test_indices_and_codes_round_trip_on_any_batch_shape():
+    idx = torch.randint(0, 2**5, (3, 7, 2), generator=torch.Generator().manual_seed(4))  # (B, H, W)
+    codes = indices_to_codes(idx, 5)
+    assert codes.shape == (3, 7, 2, 5)
+    assert torch.equal(codes_to_indices(codes), idx)
+
+
+def test_one_row_at_the_largest_exact_width_has_codebook_entropy_equal_to_its_own_entropy():
+    # MAX_EXACT_BITS = 16 bits are still computed exactly; with one row the batch's code distribution
+    # is that row's, so H(mean p) = H(p) = the per-sample entropy.
+    z = torch.randn(1, 16, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    per_sample, codebook = entropy_terms(z, temperature=4.0)
+    assert codebook.item() == pytest.approx(per_sample.item(), rel=1e-9)
+
+
+def test_codebook_size_is_two_to_the_bits_and_every_code_is_reached():
+    lfq = LFQ(4)
+    out = lfq(torch.randn(1, 4, 40, 40, generator=torch.Generator().manual_seed(6)))
+    assert lfq.codebook_size == 16 == len(set(out.indices.reshape(-1).tolist()))
+    assert out.indices.max().item() == lfq.codebook_size - 1
+
+
+@pytest.mark.parametrize("dim", [None, 4])
+def test_without_a_different_width_there_is_no_projection_and_the_output_is_the_signs(dim):
+    lfq = LFQ(4, dim=dim).eval()
+    assert list(lfq.parameters()) == []
+    z = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(lfq(z).z_q, sign_codes(z))
+
+
+def test_loss_is_the_weighted_entropy_penalty_plus_the_commitment_and_the_penalty_is_off_in_eval():
+    # loss = entropy_weight * (H_sample - gamma * H_codebook) + beta * ||z - q(z)||^2, the entropies of
+    # the projected rows at the module's temperature and group size; eval mode drops the entropies.
+    lfq = LFQ(6, dim=12, entropy_weight=0.3, gamma=0.7, temperature=0.5, beta=0.25, group_size=3).train()
+    x = torch.randn(2, 12, 3, 3, generator=torch.Generator().manual_seed(8))
+    out = lfq(x)
+    z = lfq.project_in(x.movedim(1, -1).reshape(-1, 12))  # (N, d)
+    per_sample, codebook = entropy_terms(z, temperature=0.5, group_size=3)
+    commitment = ((z - sign_codes(z)) ** 2).mean()
+    assert out.per_sample_entropy.item() == pytest.approx(per_sample.item(), rel=1e-6)
+    assert out.codebook_entropy.item() == pytest.approx(codebook.item(), rel=1e-6)
+    assert out.loss.item() == pytest.approx((0.3 * (per_sample - 0.7 * codebook) + 0.25 * commitment).item(), rel=1e-6)
+    p = torch.bincount(out.indices.reshape(-1), minlength=64).double() / 18
+    p = p[p > 0]
+    assert out.perplexity.item() == pytest.approx(math.exp(-(p * p.log()).sum().item()), rel=1e-5)
+    lfq.eval()
+    evaluated = lfq(x)
+    assert evaluated.per_sample_entropy.item() == 0.0 and evaluated.codebook_entropy.item() == 0.0
+    assert evaluated.loss.item() == pytest.approx(0.25 * commitment.item(), rel=1e-6)
+
+
+def test_defaults_are_vector_quantize_pytorchs():
+    # lookup_free_quantization.py (1.32.0): entropy_loss_weight 0.1, diversity_gamma 1, commitment_loss_weight 0,
+    # inv_temperature 100 (tau = 0.01).
+    lfq = LFQ(4)
+    assert (lfq.entropy_weight, lfq.gamma, lfq.temperature, lfq.beta) == (0.1, 1.0, 0.01, 0.0)
