@@ -43,7 +43,9 @@ Two forms of the per-level quantiser (the values agree, the encoder gradients do
                      issue 25; the code keeps it "for reproducibility", with a warning).
     Under torch.distributed the k-means sums and counts and the EMA statistics are all-reduced
     (vq.distributed(), vq.ema_update), and the k-means starting rows are drawn from the global
-    batch, so N processes fed shards keep the codebooks of one process fed the whole batch.
+    batch, so N processes fed shards keep the codebooks of one process fed the whole batch. (core_vq.py
+    itself runs k-means on each rank's own batch and broadcasts rank 0's buffers, and takes the EMA step
+    from each rank's batch alone.)
     The released dead-code expiry (threshold_ema_dead_code=2) is left out: it rewrites rows of
     `embed` that the EMA step of the same call overwrites from embed_avg, so it never changes
     the codebook (see papers/defossez2023high.md, Pitfalls).
