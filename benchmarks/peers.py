@@ -15,15 +15,19 @@ Both sides get the same seeded inputs in their own native layout (channel-first 
 
 Sizes are paper-like (SIZES: each with its source; "ours" marks sizes the paper does not fix).
 
-Each case runs in its own subprocess (fresh process, nothing shared with the other side):
+Each case runs in its own subprocess (fresh process, nothing shared with the other side), ROUNDS
+times (--rounds, default 3), the implementations of a case one after the other in every round:
     time      torch.utils.benchmark.Timer(...).blocked_autorange(min_run_time=MIN_RUN), median of
-              its blocks, after one untimed warm-up step; THREADS threads (default 1: the machine
-              is shared, one thread gives steadier ratios; --threads N to change)
+              its blocks, after one untimed warm-up step. With one thread (the default; --threads N
+              to change) the Timer reads the CPU time of that thread (time.thread_time), so the
+              other processes of a shared machine do not count; with more, the wall clock. The
+              figure printed is the median over the rounds
     peak MB   growth of the process's peak resident set size (getrusage ru_maxrss) from just before
               the warm-up step to the end: the extra memory the step needs at its high-water mark,
               beyond the module and the inputs (a resident-set figure, not a tensor count)
-    ratio     ours / peer for both; goal: at most 1.0 x vector-quantize-pytorch for VQ, EMA, residual
-              VQ, FSQ, LFQ and the rotation trick, at most 1.2 x the peer elsewhere (issue 27)
+    ratio     ours / peer (time: the median of the rounds' ratios); goal: at most 1.0 x
+              vector-quantize-pytorch for VQ, EMA, residual VQ, FSQ, LFQ and the rotation trick, at
+              most 1.2 x the peer elsewhere (issue 27)
 
 Run:  /path/to/venv/bin/python benchmarks/peers.py [case ...] [--threads N]   (about five minutes)
 """
@@ -39,8 +43,11 @@ import os
 import resource
 import subprocess
 import sys
+import time
+import timeit
 import types
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_RUN = 1.0  # seconds of timed blocks per case
@@ -445,7 +452,10 @@ def measure(case: str, impl: str, threads: int) -> dict:
     step = build(case, impl)
     base = _maxrss_mb()
     step()  # warm-up
-    m = Timer("step()", globals={"step": step}, num_threads=threads).blocked_autorange(min_run_time=MIN_RUN)
+    clock = time.thread_time if threads == 1 else timeit.default_timer
+    m = Timer("step()", globals={"step": step}, num_threads=threads, timer=clock).blocked_autorange(
+        min_run_time=MIN_RUN
+    )
     return {"time": m.median, "peak_mb": _maxrss_mb() - base, "runs": len(m.times)}
 
 
@@ -467,6 +477,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("cases", nargs="*", help=f"some of: {', '.join(CASES)}")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--one", nargs=2, metavar=("CASE", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -476,32 +487,42 @@ def main() -> None:
     import torch
 
     cases = args.cases or list(CASES)
-    print(f"peers.py: CPU, torch {torch.__version__}, {args.threads} thread(s), median of >= {MIN_RUN} s of steps")
-    print(f"{'case':<24}{'impl':<14}{'step ms':>10}{'peak MB':>9}   ours / peer: time, memory (goal)")
+    clock = "thread CPU time" if args.threads == 1 else "wall clock"
+    print(
+        f"peers.py: CPU, torch {torch.__version__}, {args.threads} thread(s), {clock}, median of >= {MIN_RUN} s "
+        f"of steps per process, median of {args.rounds} rounds of fresh processes"
+    )
+    print(f"{'case':<24}{'impl':<14}{'step ms':>10}{'peak MB':>9}   ours / peer: time (rounds), memory (goal)")
     verdicts = []
     for case in cases:
         _, impls = CASES[case]
-        results = {impl: run(case, impl, args.threads) for impl in impls}
+        rounds: dict[str, list[dict]] = {impl: [] for impl in impls}
+        for _ in range(args.rounds):
+            for impl in impls:
+                rounds[impl].append(run(case, impl, args.threads))
+        ok_runs = {impl: [r for r in rs if "error" not in r] for impl, rs in rounds.items()}
+        for impl, rs in rounds.items():
+            if not ok_runs[impl]:
+                print(f"{case:<24}{impl:<14}   skipped: {rs[0]['error'][:90]}")
+                continue
+            t, mb = median(r["time"] for r in ok_runs[impl]), median(r["peak_mb"] for r in ok_runs[impl])
+            print(f"{case:<24}{impl:<14}{1000 * t:>10.2f}{mb:>9.0f}")
         ours_impls = [i for i in impls if i.startswith("ours")]
-        for impl, r in results.items():
-            if "error" in r:
-                print(f"{case:<24}{impl:<14}   skipped: {r['error'][:90]}")
-                continue
-            print(f"{case:<24}{impl:<14}{1000 * r['time']:>10.2f}{r['peak_mb']:>9.0f}")
         for peer in (i for i in impls if not i.startswith("ours")):
-            p = results[peer]
-            if "error" in p:
-                continue
             for mine in ours_impls:
-                o = results[mine]
-                if "error" in o:
+                pairs = [(o, p) for o, p in zip(rounds[mine], rounds[peer], strict=True) if "error" not in o | p]
+                if not pairs:
                     continue
-                t_ratio = o["time"] / p["time"]
-                m_ratio = f"{o['peak_mb'] / p['peak_mb']:.2f}" if p["peak_mb"] >= 1 else "n/a (peer < 1 MB)"
+                per_round = [o["time"] / p["time"] for o, p in pairs]
+                t_ratio = median(per_round)
+                p_mb = median(p["peak_mb"] for _, p in pairs)
+                o_mb = median(o["peak_mb"] for o, _ in pairs)
+                m_ratio = f"{o_mb / p_mb:.2f}" if p_mb >= 1 else "n/a (peer < 1 MB)"
                 ok = t_ratio <= goal(peer)
                 verdicts.append((case, mine, peer, t_ratio, ok))
+                spread = ", ".join(f"{r:.2f}" for r in per_round)
                 print(
-                    f"{'':<24}{mine + ' / ' + peer:<30} time {t_ratio:5.2f}x  memory {m_ratio}  "
+                    f"{'':<24}{mine + ' / ' + peer:<30} time {t_ratio:5.2f}x ({spread})  memory {m_ratio}  "
                     f"(<= {goal(peer):.1f}x: {'met' if ok else 'MISSED'})"
                 )
     print()
