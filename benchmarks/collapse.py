@@ -21,7 +21,9 @@ measured in the same run, and every ratio (x VQ) is taken seed by seed against i
     straightened  straightened_vq.StraightenedVQ           vqtorch README: beta 0.98, affine_lr 10, sync_nu 0.2
                                                            (no alternating step, no dead-code replacement)
     simvq         simvq.SimVQ                              frozen random C (K, 16), trained linear W, beta 0.25
-    ibq           ibq.IBQ                                  dot-product logits, straight-through on the softmax
+    ibq           ibq.IBQ                                  dot-product logits (`--ibq-logits distance`: -||z - c||^2),
+                                                           straight-through on the softmax; no entropy loss
+                                                           (ibq.py leaves the official one out)
     frozen-proj   vqgan_lc.FrozenTableVQ                   table = k-means centres (10 Lloyd steps) of the
                                                            16-d features of 2K toy inputs under a frozen,
                                                            randomly initialised copy of the toy encoder (the
@@ -205,7 +207,7 @@ def frozen_table(k: int, draw) -> tuple[torch.Tensor, float, float]:
 DATA_START = ("vq", "vq-ema", "restarts", "kmeans")  # the methods started on the data under --init paper
 
 
-def build_case(method: str, k: int, seed: int, draw, enc: nn.Module, init: str) -> Case:
+def build_case(method: str, k: int, seed: int, draw, enc: nn.Module, init: str, ibq_logits: str = "dot") -> Case:
     """The bottleneck `method` with k codes, its codebook started as `init` says (module docstring)."""
     bits = SIZES[k]
     on_data = init == "data" or (init == "paper" and method in DATA_START)
@@ -246,7 +248,7 @@ def build_case(method: str, k: int, seed: int, draw, enc: nn.Module, init: str) 
     elif method == "straightened":
         quant = StraightenedVQ(k, LATENT, beta=0.98, sync_nu=0.2, affine_lr=10.0, generator=g)
     elif method == "ibq":
-        quant = IBQ(k, LATENT, generator=g)
+        quant = IBQ(k, LATENT, logits=ibq_logits, generator=g)
     elif method == "simvq":
         quant = SimVQ(k, LATENT, generator=g)
         return Case(quant, k, lambda z: _unpack(quant(z)))
@@ -275,14 +277,22 @@ def build_case(method: str, k: int, seed: int, draw, enc: nn.Module, init: str) 
     return case
 
 
-def run_case(method: str, k: int, seed: int, steps: int, init: str = "paper", min_run_time: float = 0.3) -> dict:
+def run_case(
+    method: str,
+    k: int,
+    seed: int,
+    steps: int,
+    init: str = "paper",
+    min_run_time: float = 0.3,
+    ibq_logits: str = "dot",
+) -> dict:
     """Train one bottleneck for `steps` steps, evaluate it on the held-out points, then time and
     profile further steps. Returns the figures of one row and seed."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     draw = _data(torch, SEED)  # the same toy problem for every seed
     enc, dec = autoencoder(torch)
-    case = build_case(method, k, seed, draw, enc, init)
+    case = build_case(method, k, seed, draw, enc, init, ibq_logits)
     if case.groups:  # kmeans: the codebook at 10x lr; the decoder joins the rest at the base lr
         case.groups[1]["params"] += list(dec.parameters())
         opt = torch.optim.Adam(case.groups, lr=LR)
@@ -388,6 +398,7 @@ def main() -> int:
     )
     ap.add_argument("--init", choices=("paper", "data", "module"), default="paper", help="codebook start (docstring)")
     ap.add_argument("--sq-sizes", type=int, nargs="*", default=[1024], help="sizes at which sq runs (default 1024)")
+    ap.add_argument("--ibq-logits", choices=("dot", "distance"), default="dot", help="IBQ's scores (default: dot)")
     ap.add_argument("--min-run-time", type=float, default=0.3, help="seconds of CPU the Timer spends per row")
     ap.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
     args = ap.parse_args()
@@ -401,7 +412,8 @@ def main() -> int:
     )
     print(
         f"collapse: commit {commit}, {date}, torch {torch.__version__}, 1 thread, {args.steps} steps of batch "
-        f"{BATCH}, seeds {args.seeds}, init {args.init}; anchor: plain VQ of the same size and seed",
+        f"{BATCH}, seeds {args.seeds}, init {args.init}, IBQ logits {args.ibq_logits}; "
+        "anchor: plain VQ of the same size and seed",
         flush=True,
     )
     rows, t_start = [], time.process_time()
@@ -410,7 +422,7 @@ def main() -> int:
             if method == "sq" and k not in args.sq_sizes:
                 continue
             for seed in args.seeds:
-                r = run_case(method, k, seed, args.steps, args.init, args.min_run_time)
+                r = run_case(method, k, seed, args.steps, args.init, args.min_run_time, args.ibq_logits)
                 rows.append(r)
                 print(
                     f"  {k:>5} {method:<12} seed {seed}: recon {r['recon']:.4f} usage {100 * r['usage']:5.1f}% "
@@ -428,7 +440,8 @@ def main() -> int:
     one_offs = [s for s in summary if s["one_off_cpu_s"] > 0]
     for s in one_offs:
         print(
-            f"One-off, {s['codes']} codes, {s['label']}: {s['one_off_cpu_s']:.1f} s CPU per run "
+            f"One-off, {s['codes']} codes, {s['label']}: {s['one_off_cpu_s']:.1f} s CPU "
+            f"{'once, shared by the seeds' if s['method'] == 'frozen-proj' else 'per training run'} "
             f"(peak {s['one_off_peak_mb']:.0f} MB), outside the steps timed above."
         )
     print(
