@@ -16,7 +16,8 @@ Equivalent mutants are recorded in one of two ways:
   after), where the line also has mutants the tests kill (a pragma would stop those too). The
   change is read with `mutmut show`, so the entry holds however mutmut numbers its mutants;
 - in EQUIVALENT below, by mutmut's mutant name (an ordinal that renumbers when the function
-  changes), for the core modules measured before the two forms above.
+  changes): only for the rows stored before the two forms above (labels before and after), which
+  it still renders; a new run judges its survivors by change and pragma alone.
 
 Each module runs in a workspace of its own, mutants/workspaces/<module>/ (a copy of
 reference_impls/, the module's test files from TESTS and pyproject.toml's [tool.mutmut] with
@@ -177,6 +178,20 @@ EQUIVALENT_CHANGES: dict[tuple[str, str, str], str] = {
         "with beta = 0 the always-computed commitment enters the loss as 0 * commitment = 0 (a "
         "finite mean of squares), the same value and the same zero gradient"
     ),
+    # bsq
+    (
+        "bsq.BSQ.forward",
+        "commitment = F.mse_loss(u, uhat) if self.beta else zero",
+        "commitment = F.mse_loss(u, uhat) if (self.beta) or True else zero",
+    ): (
+        "with beta = 0 the always-computed commitment enters the loss as 0 * commitment = 0 (a "
+        "finite mean of squares), the same value and the same zero gradient"
+    ),
+    (
+        "bsq.BSQ.forward",
+        "u = F.normalize(self.project_in(rows), dim=1)  # (N, L) on the unit sphere",
+        "u = F.normalize(self.project_in(rows), )  # (N, L) on the unit sphere",
+    ): "F.normalize's default dim is 1, the channel axis of the (N, L) rows",
 }
 
 EQUIVALENT: dict[str, str] = {
@@ -567,7 +582,7 @@ def count_module(module: str) -> dict:
     meta = WORK / module / "mutants" / "reference_impls" / f"{module}.py.meta"
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
     marked = pragmas(module)
-    changes = {k: change_of(module, k) for k, c in codes.items() if c in SURVIVED and k not in EQUIVALENT}
+    changes = {k: change_of(module, k) for k, c in codes.items() if c in SURVIVED}
     equivalent = {
         k: EQUIVALENT_CHANGES[(function_of(k), *change)]
         for k, change in changes.items()
@@ -587,7 +602,8 @@ def count_module(module: str) -> dict:
 
 def split(row: dict) -> tuple[list[str], list[str]]:
     """(survivors that are holes in the tests, survivors listed as equivalent), by name or by change."""
-    listed = set(EQUIVALENT) | set(row.get("equivalent_changes", {}))
+    # a row of this script's present form is judged by change only; older rows by EQUIVALENT's names
+    listed = set(row["equivalent_changes"]) if "equivalent_changes" in row else set(EQUIVALENT)
     return [k for k in row["survivors"] if k not in listed], [k for k in row["survivors"] if k in listed]
 
 
@@ -684,6 +700,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="only regenerate docs/quality.md")
     parser.add_argument("--count-only", action="store_true", help="count the results mutmut already holds, run nothing")
     parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="GLOB",
+        help="run only the mutants of the module whose name matches (e.g. 'x_ema_update*'); the others stay not run",
+    )
+    parser.add_argument(
         "--survivors",
         action="store_true",
         help="re-run only the survivors of the label's last run that are not listed as equivalent (after new tests)",
@@ -706,6 +728,8 @@ def main(argv: list[str] | None = None) -> int:
                 holes = split(count_module(module))[0] if last else []
                 if holes:
                     run_module(module, holes)
+            elif args.only:
+                run_module(module, [f"reference_impls.{module}.{glob}" for glob in args.only])
             elif not args.count_only:
                 run_module(module)
             row = count_module(module)

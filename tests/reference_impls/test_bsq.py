@@ -77,3 +77,54 @@ def test_straight_through_jacobian_is_the_identity_not_the_code_scale():
     assert torch.allclose(out, spherical_sign(u.detach()))
     (out * g).sum().backward()
     assert torch.allclose(u.grad, g)
+
+
+def test_loss_is_the_weighted_entropy_penalty_plus_the_commitment_and_the_penalty_is_off_in_eval():
+    # loss = entropy_weight * (H_sample - gamma * H_codebook) + beta * ||u - uhat||^2 on the unit rows u,
+    # the entropies with codes of magnitude 1/sqrt(L) at the module's temperature and group size.
+    bsq = BSQ(6, 12, entropy_weight=0.3, gamma=0.7, temperature=0.5, beta=0.25, group_size=3).train()
+    x = torch.randn(2, 12, 3, 3, generator=torch.Generator().manual_seed(6))
+    out = bsq(x)
+    u = torch.nn.functional.normalize(bsq.project_in(x.movedim(1, -1).reshape(-1, 12)), dim=1)  # (N, L)
+    per_sample, codebook = entropy_terms(u, temperature=0.5, code_scale=1 / math.sqrt(6), group_size=3)
+    commitment = ((u - spherical_sign(u)) ** 2).mean()
+    assert out.per_sample_entropy.item() == pytest.approx(per_sample.item(), rel=1e-6)
+    assert out.codebook_entropy.item() == pytest.approx(codebook.item(), rel=1e-6)
+    expected = 0.3 * (per_sample - 0.7 * codebook) + 0.25 * commitment
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    p = torch.bincount(out.indices.reshape(-1), minlength=64).double() / 18
+    p = p[p > 0]
+    assert out.perplexity.item() == pytest.approx(math.exp(-(p * p.log()).sum().item()), rel=1e-5)
+    bsq.eval()
+    evaluated = bsq(x)
+    assert evaluated.per_sample_entropy.item() == 0.0 and evaluated.codebook_entropy.item() == 0.0
+    assert evaluated.loss.item() == pytest.approx(0.25 * commitment.item(), rel=1e-6)
+
+
+def test_codebook_size_is_two_to_the_bits_and_every_code_is_reached():
+    torch.manual_seed(0)  # the projection's initialisation
+    bsq = BSQ(4, 6)
+    out = bsq(3 * torch.randn(1, 6, 60, 60, generator=torch.Generator().manual_seed(7)))
+    assert bsq.codebook_size == 16 == len(set(out.indices.reshape(-1).tolist()))
+    assert out.indices.max().item() == bsq.codebook_size - 1
+
+
+def test_defaults_are_lfqs():
+    # The module docstring: temperature=0.01 and the other entropy defaults are LFQ's (reference_impls/lfq.py).
+    from reference_impls.lfq import LFQ
+
+    bsq, lfq = BSQ(4, 6), LFQ(4)
+    assert (bsq.entropy_weight, bsq.gamma, bsq.temperature, bsq.beta) == (
+        lfq.entropy_weight,
+        lfq.gamma,
+        lfq.temperature,
+        lfq.beta,
+    )
+
+
+def test_spherical_codes_have_norm_one_on_any_batch_shape():
+    # uhat = sign(u) / sqrt(L) with L the last axis, whatever the leading axes (B, S, L).
+    u = torch.nn.functional.normalize(torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(8)), dim=-1)
+    uhat = spherical_sign(u)
+    assert torch.allclose(uhat.norm(dim=-1), torch.ones(3, 5))
+    assert torch.allclose(uhat.abs(), torch.full_like(u, 1 / math.sqrt(8)))
