@@ -42,7 +42,8 @@ measured in the same run, and every ratio (x VQ) is taken seed by seed against i
     sizes   1024 codes (10 bits; FSQ 1000 codes) and 16384 codes (14 bits; FSQ 15360 codes)
     start   `--init paper` (default): vq, vq-ema, restarts and kmeans start their codes on encoder
             outputs of 4096 fresh draws plus 1% noise, as in quantizers.py (Jukebox's released
-            bottleneck also starts from encoder outputs; kmeans from the projected ones); cvq,
+            bottleneck also starts from encoder outputs: openai/jukebox, jukebox/vqvae/bottleneck.py,
+            init_k; kmeans from the projected ones); cvq,
             straightened, ibq and sq keep their module's start, that of their official code
             (U(-1/K, 1/K) for cvq, N(0, 1) for the others). `--init data` starts every learnt table on
             the data, `--init module` none (plain VQ from N(0, 1) collapses to one code in this toy).
