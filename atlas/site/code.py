@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from atlas.model import Survey
 from atlas.site.common import api_page, cell, link, paper_name, paper_page, render, source_page
+from atlas.site.search import API_BOOST
 
 
 def _paper_links(survey: Survey, keys: list[str], page: str) -> list[str]:
@@ -35,6 +36,7 @@ def api_markdown(survey: Survey, module: str) -> str:
     return render(
         "api.md.j2",
         module=module,
+        boost=API_BOOST,
         source=link(page, source_page(f"reference_impls/{module}.py")),
         tests=tests,
         papers=_paper_links(survey, survey.users_of_module(module), page),

@@ -23,6 +23,7 @@ from atlas.site.common import (
     source_page,
     title_of,
 )
+from atlas.site.search import paper_search_meta
 
 
 def entry_data(entry: BibEntry) -> dict:
@@ -123,11 +124,6 @@ def _notebook(note: Note, page: str, notebooks: dict[str, Path]) -> dict | None:
     return data
 
 
-# Material's search multiplies a page's score by its boost: a paper's own page ranks above the
-# pages that merely mention its mechanism (groups, the API, notebooks, other papers). The page's
-# front-matter tags (its short name and aliases) are indexed with Material's tag weight, so a
-# reader's name for the mechanism finds the paper that introduced it.
-PAPER_BOOST = 4
 GITHUB_SOURCE = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+) (\S.*)$")  # owner/repo path/in/repo
 
 
@@ -199,7 +195,7 @@ def paper_markdown(survey: Survey, note: Note, notebooks: dict[str, Path]) -> st
     return render(
         "paper.md.j2",
         title=f"{m.short}: {title_of(entry)}",
-        boost=PAPER_BOOST,
+        search=paper_search_meta(),
         aliases=m.aliases,
         tags=[m.short, *m.aliases],
         relevance=survey.relevance(note),

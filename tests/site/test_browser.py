@@ -1,40 +1,20 @@
 """The built site in a real browser (Chromium, headless, offline): search finds the RQ-VAE page,
 which shows typeset math, the BibTeX block and the reference implementation; nothing is requested
-from another host and the console stays free of errors. A reader's name for a mechanism puts the
-paper's page among the first three results; the comparison table sorts by any column (relevance by
-its rank) and fits the content width or scrolls inside it."""
+from another host and the console stays free of errors; the comparison table sorts by any column
+(relevance by its rank) and fits the content width or scrolls inside it. Readers' queries are in
+test_search.py."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from browser import ARGS, CHROMIUM, need_chromium  # tests/site/browser.py: pytest puts this folder on the path
 
 from atlas.model import RELEVANCE
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 KEY = "lee2022autoregressive"
-
-
-def _need_chromium() -> None:
-    if Path(CHROMIUM).is_file() and shutil.which(CHROMIUM):
-        return
-    reason = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)"
-    if os.environ.get("ATLAS_REQUIRE_SYSTEM") == "1":
-        pytest.fail(reason + " and ATLAS_REQUIRE_SYSTEM=1")
-    pytest.skip(reason)
 
 
 # Text of the article outside code, with KaTeX's own markup removed: a '$' left here is raw math.
@@ -47,7 +27,7 @@ VISIBLE_TEXT = """() => {
 
 @pytest.mark.slow
 def test_search_finds_rq_vae_and_its_page_renders_offline(served_site: str, tmp_path: Path):
-    _need_chromium()
+    need_chromium()
     from playwright.sync_api import sync_playwright
 
     base = served_site
@@ -119,7 +99,7 @@ def test_search_finds_rq_vae_and_its_page_renders_offline(served_site: str, tmp_
 
 @pytest.mark.slow
 def test_comparison_table_sorts_by_a_clicked_column(served_site: str):
-    _need_chromium()
+    need_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -150,68 +130,6 @@ def test_comparison_table_sorts_by_a_clicked_column(served_site: str):
             browser.close()
 
 
-# A reader's names for mechanisms, each with the paper that introduced (or defines) it.
-QUERIES = [
-    ("straight-through estimator", "oord2017neural"),
-    ("commitment loss", "oord2017neural"),
-    ("Gumbel-softmax", "jang2017categorical"),
-    ("residual quantization", "lee2022autoregressive"),
-    ("residual vector quantization", "zeghidour2022soundstream"),
-    ("classifier-free guidance", "ho2022classifier"),
-    ("iterative decoding", "chang2022maskgit"),
-    ("absorbing state", "austin2021structured"),
-    ("adaptive weight", "esser2021taming"),
-    ("Sandwich-LN", "ding2021cogview"),
-    ("semantic tokens", "borsos2023audiolm"),
-    ("negative prompting", "chang2023muse"),
-    ("deterministic sampling", "song2021denoising"),
-    ("nearby attention", "wu2022nuwa"),
-    ("point cloud", "zeng2022lion"),
-    ("discrete VAE", "ramesh2021zero"),
-    ("hierarchical VQ-VAE", "razavi2019generating"),
-    ("latent diffusion", "rombach2022high"),
-]
-RESULT_LINKS = ".md-search-result__list > .md-search-result__item > a"
-
-
-def _result_pages(page, query: str) -> list[str]:
-    """The distinct pages Material's search lists for `query`, in order, once the list stops changing."""
-    box = page.locator('input[data-md-component="search-query"]')
-    box.fill("")
-    box.press_sequentially(query, delay=20)
-    page.wait_for_selector(".md-search-result__meta", timeout=20_000)
-    page.wait_for_timeout(800)  # the search worker answers each keystroke; a loaded machine lags behind
-    reads: list[list[str]] = []
-    for _ in range(40):  # results update as the query is typed: wait for three equal reads in a row
-        page.wait_for_timeout(400)
-        hrefs = page.locator(RESULT_LINKS).evaluate_all("as => as.map(a => a.pathname)")
-        reads.append(hrefs)
-        if hrefs and len(reads) >= 3 and reads[-1] == reads[-2] == reads[-3]:
-            break
-    return list(dict.fromkeys(hrefs))
-
-
-@pytest.mark.slow
-def test_a_readers_name_for_a_mechanism_puts_its_paper_in_the_first_three_results(served_site: str):
-    _need_chromium()
-    from playwright.sync_api import sync_playwright
-
-    misses = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(served_site + "/", wait_until="load")
-            page.locator("label.md-search__icon, .md-search__input").first.click()
-            for query, key in QUERIES:
-                pages = _result_pages(page, query)
-                if f"/papers/{key}/" not in pages[:3]:
-                    misses.append(f"{query!r}: papers/{key} not in the first three of {pages[:5]}")
-        finally:
-            browser.close()
-    assert not misses, "\n".join(misses)
-
-
 TABLE_BOX = """() => {
   const t = document.querySelector('.atlas-sortable table');
   const art = document.querySelector('article').getBoundingClientRect();
@@ -226,7 +144,7 @@ TABLE_BOX = """() => {
 
 @pytest.mark.slow
 def test_comparison_table_fits_the_content_width_or_scrolls_inside_it(served_site: str):
-    _need_chromium()
+    need_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -1,4 +1,4 @@
-"""What the generated pages say (fast; no mkdocs): a paper page's search boost, tags, aliases,
+"""What the generated pages say (fast; no mkdocs): a paper page's search boosts, tags, aliases,
 relevance and key numbers; the comparison table's relevance and key-number columns; the home
 page's core papers; the Pitfalls page; an index page for every folder of pages."""
 
@@ -54,11 +54,14 @@ def test_a_paper_page_is_boosted_in_search_and_tagged_with_its_names(survey):
     page = files["papers/lee2022autoregressive.md"]
     meta = front_matter(page)
     assert meta["search"]["boost"] > 1
+    weights = meta["search"]["section_boost"]  # atlas/site/search.py: the Summary and Method weigh most
+    assert weights["summary"] > 1 and weights["method"] > 1 and weights["*"] < 1
     assert meta["tags"] == [note.meta.short, *note.meta.aliases] and "residual quantization" in meta["tags"]
     assert f"**Also known as:** {', '.join(note.meta.aliases)}" in page
     assert f"relevance to it: **{survey.relevance(note)}**" in page
-    for other in ("groups/autoregressive-priors.md", "api/vq.md", "index.md"):
+    for other in ("groups/autoregressive-priors.md", "index.md"):
         assert "boost" not in (files.get(other) or "")
+    assert front_matter(files["api/vq.md"])["search"]["boost"] < 1  # a function's page below the paper's
 
 
 def test_key_numbers_show_on_the_paper_page_with_their_sources(numbered):
