@@ -61,6 +61,11 @@ CONNECTIVE_OPENING = re.compile(
 TAG = re.compile(r"^\{([a-z]+)(?:\s+([+-])contribution)?\}(?:\s+|$)")
 # {short +contribution}: kept only when atlas.yml's our_work.contribution is set; {short -contribution}: only when not.
 CONTRIBUTION = "{{contribution}}"  # replaced by our_work.contribution in a +contribution unit
+SURVEY_VOICE = re.compile(
+    r"\b(?:the papers|the literature|read together|this survey|the survey|the works? (?:above|below)"
+    r"|(?:are|is) grouped (?:below|by)|surveyed here)\b",
+    re.I,
+)
 NOVELTY = re.compile(
     r"\b(?:novel\w*|for the first time|(?:we|ours?|our work) (?:is|are) the first|first to|"
     r"unlike (?:all )?(?:prior|previous|existing) (?:work|methods))\b",
@@ -413,6 +418,17 @@ def _check_units(survey: Survey, t: RelatedText) -> list[Problem]:
                     u.line,
                     f"{CONTRIBUTION} in a unit kept without a contribution",
                     f"the tag {{{u.level} +contribution}}, kept only when atlas.yml sets our_work.contribution",
+                    Code.CLAIM,
+                )
+            )
+        voice = SURVEY_VOICE.search(scanned.prose)
+        if voice:
+            out.append(
+                Problem(
+                    t.path,
+                    u.line,
+                    f"'{voice.group(0)}' is a survey's voice, not an author's",
+                    "a sentence that states what the cited work does, as a paper's related work does",
                     Code.CLAIM,
                 )
             )

@@ -384,8 +384,12 @@ def table_columns(survey: Survey, rows: list[Note], *, wide: bool) -> list[tuple
     """
     ours = survey.config.our_work
     columns = list(survey.config.export.table_columns)
-    if wide and not any(c.facet == "modality" for c in columns):
-        columns.insert(0, TableColumn(id="modality", title="Modality", means="the modality", facet="modality"))
+    if wide:  # every paper in a page-wide table: the facets every note has, the citation beside the name
+        columns = [
+            TableColumn(id="modality", title="Modality", means="the modality", facet="modality"),
+            TableColumn(id="latent", title="Latent", means="the kind of latent", facet="latent"),
+            TableColumn(id="prior", title="Prior", means="the family of prior", facet="prior"),
+        ]
 
     def facet_cell(value) -> str:
         values = value if isinstance(value, list) else [value]

@@ -150,8 +150,10 @@ class Identity:
             return f"arXiv id {self.arxiv}"
         if self.doi and self.doi == other.doi:
             return f"DOI {self.doi}"
-        if self.title_year and self.title_year == other.title_year:
-            return "title and year"
+        if self.title_year and other.title_year and self.title_year[0] == other.title_year[0]:
+            years = {self.title_year[1], other.title_year[1]}
+            if len(years) == 1 or max(map(int, years)) - min(map(int, years)) == 1:  # arXiv year and venue year
+                return "title and year"
         return None
 
 

@@ -117,5 +117,7 @@ def navigation(survey: Survey, notebooks: dict[str, Path]) -> list:
         }
     )
     nav.append({"Quality": "quality.md"})  # written by benchmarks/mutation.py
+    nav.append({"Parity with peers": "parity.md"})  # tests/parity and benchmarks/peers.py
+    nav.append({"Collapse benchmark": "collapse.md"})  # benchmarks/collapse.py
     nav.append({"Contributing": "contributing.md"})
     return nav

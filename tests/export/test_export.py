@@ -82,7 +82,8 @@ def bundle(tmp_path_factory) -> Path:
     assert m, result.output
     words, cited, rows, seconds = int(m[1]), int(m[2]), int(m[3]), float(m[4])
     print(f"\ndefault export: {words} words, {cited} papers cited, {rows} table rows, {seconds:.2f} s")
-    assert 450 <= words <= 720 and cited >= 25 and 2 <= rows <= 12  # its time: benchmarks/export_speed.py
+    low, high = load(REPO, deep=False)[0].config.export.lengths["column"]
+    assert low <= words <= high + 30 and cited >= 25 and 2 <= rows <= 12  # its time: benchmarks/export_speed.py
     return out
 
 
@@ -101,13 +102,16 @@ def test_section_synthesises_by_theme_with_several_citations_per_sentence(bundle
     assert tex.count("\\section{Related Work}") == 1
     for g in survey.config.groups:
         assert f"\\paragraph{{{g.title}.}}" in tex
-    assert "\\paragraph{What the papers show together.}" in tex
+    assert "\\paragraph{Summary.}" in tex
     multi = re.findall(r"\\citep\{[^}]*,[^}]*\}", tex)
     assert len(multi) >= 8, "papers that share an idea are cited together"
     assert "Table~\\ref{tab:related-work}" in tex  # the text refers to the table
     last = tex.rstrip().rsplit("\n", 1)[-1]
-    assert "our work" in last.lower() and not re.search(r"\b(no|not|never)\b[^.]*\.$", last), (
-        "the section ends on our work, not a negation"
+    assert not re.search(r"\b(no|not|never|weak|judged|concede)\w*\b[^.]*\.$", last), (
+        "without a contribution in the profile the section ends on the synthesis, not a concession"
+    )
+    assert not re.search(r"\b(the papers|the literature|read together|this survey|the survey)\b", tex, re.I), (
+        "no survey voice in a paper's related work"
     )
     assert "$" not in re.sub(r"\\\$", "", tex), "math must come out as \\( \\) or \\[ \\], never raw dollars"
     assert "\\input" not in (bundle / "main.tex").read_text()
@@ -131,7 +135,9 @@ def test_full_length_cites_every_paper_that_is_not_excluded_and_short_only_core(
     )
     assert all(survey.relevance(survey.notes[k]) == "core" for k in short if k in survey.notes)
     words = [compose(survey, length)[0].words for length in ("short", "column", "full")]
-    assert 200 <= words[0] <= 350 and 450 <= words[1] <= 700 and words[2] > words[1]
+    ranges = survey.config.export.lengths
+    assert ranges["short"][0] <= words[0] <= ranges["short"][1] and ranges["column"][0] <= words[1]
+    assert words[1] <= ranges["column"][1] and words[2] > words[1]
 
 
 def test_references_hold_only_cited_entries_in_ascii_with_protected_acronyms(bundle: Path):
@@ -431,7 +437,7 @@ def test_the_default_section_ends_on_its_first_page_with_no_undefined_citation_o
         )
     section = (bundle / "related-work.tex").read_text()
     last = section.rstrip().rsplit("\n", 1)[-1]
-    tail = fold(" ".join(re.sub(r"\\cite[tp]\{[^}]*\}", " ", last).split()[-8:]))
+    tail = fold(" ".join(re.sub(r"\\cite[tp]\{[^}]*\}", " ", last).split()[-3:]))
     assert fold("Related Work") in pages[0] and tail in "".join(pages), "the whole section is in the PDF"
     log = (work / "main.log").read_text(errors="replace")
     main = (work / "main.tex").read_text().splitlines()
@@ -457,6 +463,7 @@ STAND_IN_KIT = r"""\NeedsTeXFormat{LaTeX2e}
 \ProvidesPackage{aaai2026}[2026/01/01 stand-in for the AAAI 2026 kit's bibliography behaviour]
 \DeclareOption{submission}{}
 \ProcessOptions\relax
+\newcommand{\affiliations}[1]{}
 % As the kit does: when natbib is loaded, the style file sets the bibliography style itself.
 \AtBeginDocument{\@ifpackageloaded{natbib}{\bibliographystyle{plainnat}}{}}
 """
@@ -609,3 +616,15 @@ def test_a_hand_edit_in_the_bib_block_is_refused_with_a_hint_naming_the_bib(tmp_
     bib.write_text(bib.read_text().replace("Neural Discrete Representation Learning", "Neural Discrete Learning"))
     result = export(REPO, tmp_path / "b", "--into", str(paper))
     assert result.exit_code == 1 and "bib/references.bib" in result.output and "related/*.md" not in result.output
+
+
+def test_in_every_length_every_theme_paragraph_cites_a_paper_of_its_family():
+    survey, _ = load(REPO, deep=False)
+    for length in ("short", "column", "full"):
+        section, _ = compose(survey, length)
+        for paragraph in section.paragraphs:
+            if paragraph.name not in {g.id for g in survey.config.groups}:
+                continue
+            cited = {k for u in paragraph.units for k in re.findall(r"@([\w-]+)", u.text)}
+            family = {n.key for n in survey.in_group(paragraph.name)}
+            assert cited & family, f"{length}: the paragraph '{paragraph.name}' cites no paper of its group"

@@ -94,12 +94,12 @@ def test_an_excluded_paper_need_not_be_cited_and_leaves_the_section(good_kb):
         ),
         (
             "{column} Our prior is class-conditional like this [@oord2017neural].",
-            "a sentence about our work says 'conditional'",
+            "a sentence about our work says 'class-conditional'",
         ),
         ("{column} Our work generates images [@oord2017neural].", "a sentence about our work says 'images'"),
         (
             "{column} Our transformer prior reads the tokens in raster order [@oord2017neural].",
-            "a sentence about our work says 'Our transformer', a network the profile does not name",
+            "a sentence about our work says 'Our transformer', but only that our prior is autoregressive",
         ),
         ("{column} A citation of @nobody2020x here.", "citation '@nobody2020x' is not a key"),
     ],
@@ -166,7 +166,7 @@ CONTRIBUTION = "We show that a codebook of a thousand codes suffices."
 def with_contribution(root, contribution: str | None):
     texts = dict(TEXTS)
     texts["intro"] += (
-        "{short +contribution} {{contribution}}\n{short -contribution} The sections below relate the papers.\n"
+        "{short +contribution} {{contribution}}\n{short -contribution} A neutral opening sentence stands here.\n"
     )
     with_related(root, texts)
     config = yaml.safe_load((root / "atlas.yml").read_text())
@@ -180,11 +180,11 @@ def test_the_opening_states_the_authors_contribution_only_when_the_profile_has_o
     survey, problems = with_contribution(good_kb, CONTRIBUTION)
     assert problems == []
     opening = " ".join(u.text for p in compose(survey, "short")[0].paragraphs for u in p.units if p.name == "intro")
-    assert CONTRIBUTION in opening and "The sections below" not in opening
+    assert CONTRIBUTION in opening and "A neutral opening" not in opening
     survey, problems = with_contribution(good_kb, None)
     assert problems == []
     opening = " ".join(u.text for p in compose(survey, "short")[0].paragraphs for u in p.units if p.name == "intro")
-    assert "{{contribution}}" not in opening and "The sections below relate the papers." in opening
+    assert "{{contribution}}" not in opening and "A neutral opening sentence stands here." in opening
 
 
 def test_a_novelty_claim_outside_a_contribution_unit_is_reported(good_kb):
