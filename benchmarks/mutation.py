@@ -192,6 +192,37 @@ EQUIVALENT_CHANGES: dict[tuple[str, str, str], str] = {
         "u = F.normalize(self.project_in(rows), dim=1)  # (N, L) on the unit sphere",
         "u = F.normalize(self.project_in(rows), )  # (N, L) on the unit sphere",
     ): "F.normalize's default dim is 1, the channel axis of the (N, L) rows",
+    # rotation_trick
+    (
+        "rotation_trick.rotate_to",
+        "e_hat = F.normalize(e, dim=1).detach()  # (N, D)",
+        "e_hat = F.normalize(e, ).detach()  # (N, D)",
+    ): "F.normalize's default dim is 1, the channel axis of the (N, D) rows",
+    (
+        "rotation_trick.rotate_to",
+        "q_hat = F.normalize(q, dim=1).detach()",
+        "q_hat = F.normalize(q, ).detach()",
+    ): "F.normalize's default dim is 1, the channel axis of the (N, D) rows",
+    (
+        "rotation_trick.rotate_to",
+        "w = F.normalize(e_hat + q_hat, dim=1)  # (N, D)",
+        "w = F.normalize(e_hat + q_hat, )  # (N, D)",
+    ): "F.normalize's default dim is 1, the channel axis of the (N, D) rows",
+    (
+        "rotation_trick.rotation_matrix",
+        "e_hat, q_hat = F.normalize(e, dim=0), F.normalize(q, dim=0)",
+        "e_hat, q_hat = F.normalize(e, dim=None), F.normalize(q, dim=0)",
+    ): "a norm over dim=None is over every element, which for the 1-D vector (D,) rotation_matrix takes is dim 0",
+    (
+        "rotation_trick.rotation_matrix",
+        "e_hat, q_hat = F.normalize(e, dim=0), F.normalize(q, dim=0)",
+        "e_hat, q_hat = F.normalize(e, dim=0), F.normalize(q, dim=None)",
+    ): "a norm over dim=None is over every element, which for the 1-D vector (D,) rotation_matrix takes is dim 0",
+    (
+        "rotation_trick.rotation_matrix",
+        "w = F.normalize(e_hat + q_hat, dim=0)",
+        "w = F.normalize(e_hat + q_hat, dim=None)",
+    ): "a norm over dim=None is over every element, which for the 1-D vector (D,) rotation_matrix takes is dim 0",
 }
 
 EQUIVALENT: dict[str, str] = {
@@ -708,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--survivors",
         action="store_true",
-        help="re-run only the survivors of the label's last run that are not listed as equivalent (after new tests)",
+        help="re-run only the survivors not listed as equivalent and the mutants no test reached (after new tests)",
     )
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
@@ -725,7 +756,9 @@ def main(argv: list[str] | None = None) -> int:
         for module in args.modules or MODULES:
             if args.survivors:
                 last = json.loads(RESULTS.read_text()).get(args.label, {}).get("modules", {}).get(module)
-                holes = split(count_module(module))[0] if last else []
+                meta = WORK / module / "mutants" / "reference_impls" / f"{module}.py.meta"
+                untested = [k for k, c in json.loads(meta.read_text())["exit_code_by_key"].items() if c in NO_TESTS]
+                holes = split(count_module(module))[0] + untested if last else []
                 if holes:
                     run_module(module, holes)
             elif args.only:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -114,3 +115,40 @@ def test_codebook_learns_from_the_codebook_loss_only():
     assert rot.codebook.grad is None or rot.codebook.grad.abs().sum() == 0  # decoder gradient stops at the code
     rot(z).loss.backward()
     assert rot.codebook.grad.abs().sum() > 0
+
+
+def test_lookup_returns_the_codes_forward_outputs():
+    # The forward value is the code itself (lambda R e = q); lookup gives the same map from the indices.
+    g = torch.Generator().manual_seed(11)
+    rot = RotationTrickVQ(16, 4, generator=g)
+    z = torch.randn(2, 4, 3, 5, generator=g)
+    out = rot(z)
+    assert torch.allclose(rot.lookup(out.indices), out.z_q, atol=1e-5)
+    assert torch.equal(rot.lookup(out.indices)[:, :, 1, 2], rot.codebook[out.indices[:, 1, 2]].detach())
+
+
+def test_codebook_and_commitment_losses_are_the_mean_squared_distance_to_the_nearest_code():
+    # Eq. 3 without reconstruction: both terms equal mean ||z - q||^2 in value, total = (1 + beta) of it.
+    g = torch.Generator().manual_seed(12)
+    rot = RotationTrickVQ(16, 4, beta=0.4, generator=g)
+    z = torch.randn(2, 4, 3, 3, generator=g)
+    out = rot(z)
+    rows = z.movedim(1, -1).reshape(-1, 4)
+    distance = torch.cdist(rows, rot.codebook.detach()).min(dim=1).values.pow(2).sum() / rows.numel()
+    assert out.codebook_loss.item() == pytest.approx(distance.item(), rel=1e-5)
+    assert out.commitment_loss.item() == pytest.approx(distance.item(), rel=1e-5)
+    assert out.loss.item() == pytest.approx(1.4 * distance.item(), rel=1e-5)
+
+
+def test_the_generator_alone_sets_the_initial_codebook():
+    torch.manual_seed(0)
+    a = RotationTrickVQ(16, 4, generator=torch.Generator().manual_seed(13))
+    torch.manual_seed(1)
+    b = RotationTrickVQ(16, 4, generator=torch.Generator().manual_seed(13))
+    assert torch.equal(a.codebook, b.codebook)
+
+
+def test_rotation_matrix_is_in_the_inputs_dtype():
+    e, q = _pair(14, n=1)
+    for dtype in (torch.float64, torch.bfloat16):
+        assert rotation_matrix(e[0].to(dtype), q[0].to(dtype)).dtype == dtype
