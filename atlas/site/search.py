@@ -12,8 +12,8 @@ the paper's title) still weigh ten times a word of prose.
 
 The weights, from the front matter the generators write:
 
-- a paper's page, `search: boost: PAPER_BOOST`, and within it `search: section_boost`: the Summary
-  and the Method weigh SECTION_BOOST times the page's boost, every other section (Implementation,
+- a paper's page, `search: boost: PAPER_BOOST`, and within it `search: section_boost`: the Summary,
+  In brief and Method weigh SECTION_BOOST times the page's boost, every other section (Implementation,
   Pitfalls, Key numbers, the module summaries, ...) OTHER_SECTIONS times; its lineage and BibTeX
   are left out of the index (`data-search-exclude`): they name other papers, or repeat the header;
 - an API page, `search: boost: API_BOOST`: a function's name still finds its entry, while a paper
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 PAPER_BOOST = 4
 API_BOOST = 0.5
-SECTION_BOOST = {"summary": 4, "method": 4}  # by heading id, times the page's boost
+SECTION_BOOST = {"summary": 4, "in-brief": 4, "method": 4}  # by heading id, times the page's boost
 OTHER_SECTIONS = 0.25  # every other section of a paper's page, times the page's boost
 EXCLUDE = "data-search-exclude"  # Material's attribute: the element (or the heading's section) is not indexed
 
