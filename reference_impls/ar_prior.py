@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reference_impls.attention import KVCache, TransformerBlock, causal_mask
-from reference_impls.vq import nearest_code
+from reference_impls.vq import distributed, nearest_code
 
 # ----------------------------------------------------------------------------- logit filters
 
@@ -286,13 +286,29 @@ def text_image_sequence(text_tokens: torch.Tensor, image_tokens: torch.Tensor, t
 
 
 def kmeans(
-    x: torch.Tensor, k: int, n_iters: int = 20, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    k: int,
+    n_iters: int = 20,
+    generator: torch.Generator | None = None,
+    *,
+    sharded: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means on rows of x (N, D): returns (centroids (k, D), labels (N,)).
 
     Initialised from k distinct random rows; an emptied cluster keeps its previous centroid.
     Used for Image GPT's colour palette and CogView2's codebook clusters.
+
+    `sharded=True` (under torch.distributed): x holds this rank's share of the rows. The rows of
+    every rank are gathered (in rank order) and clustered with the same generator on every rank,
+    so N processes get the centroids of one process fed all the rows; the labels returned are
+    those of the local rows. Without it (the default) x is clustered as given, as callers whose
+    rows are already the same on every rank need (a codebook, a gathered reservoir).
     """
+    local = x.shape[0]
+    if sharded and distributed():
+        x, start = _gather_rows(x)
+    else:
+        start = 0
     idx = torch.randperm(x.shape[0], generator=generator)[:k]
     centroids = x[idx].clone()  # (k, D)
     for _ in range(n_iters):
@@ -300,7 +316,20 @@ def kmeans(
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
         counts = torch.bincount(labels, minlength=k).to(x.dtype)[:, None]  # (k, 1)
         centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
-    return centroids, nearest_code(x, centroids)
+    return centroids, nearest_code(x[start : start + local], centroids)
+
+
+def _gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every rank's rows (N_r, D) concatenated in rank order, and where this rank's rows start."""
+    dist = torch.distributed
+    sizes = [torch.zeros(1, dtype=torch.long) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([x.shape[0]]))
+    most = int(max(sizes))  # gloo gathers equal sizes: pad each rank's rows, then cut the padding off
+    padded = torch.cat([x, x.new_zeros(most - x.shape[0], *x.shape[1:])])
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    rows = torch.cat([p[: int(n)] for p, n in zip(parts, sizes, strict=True)])
+    return rows, int(sum(int(n) for n in sizes[: dist.get_rank()]))
 
 
 def pixels_to_tokens(images: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:

@@ -97,3 +97,36 @@ def test_two_gloo_processes_restart_dead_codes_as_one_process_fed_the_whole_batc
     torch.testing.assert_close(both[1], both[0], rtol=0, atol=0)  # the ranks agree exactly
     torch.testing.assert_close(both[0], single.codebook, rtol=1e-5, atol=1e-6)
     assert restarted > 0, "the toy restarts codes, so the test exercises the restart path"
+
+
+def _kmeans_worker(rank: int, port: int, out: str) -> None:
+    from reference_impls.ar_prior import kmeans
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    rows = _kmeans_rows()
+    local = rows[:37] if rank == 0 else rows[37:]  # uneven shares of the rows
+    centroids, labels = kmeans(local, 6, n_iters=10, generator=torch.Generator().manual_seed(3), sharded=True)
+    torch.save((centroids, labels), f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def _kmeans_rows() -> torch.Tensor:
+    g = torch.Generator().manual_seed(2)
+    centres = torch.randn(6, 3, generator=g) * 4
+    return centres[torch.randint(0, 6, (80,), generator=g)] + torch.randn(80, 3, generator=g)  # (80, 3)
+
+
+def test_kmeans_on_two_gloo_processes_gives_the_centroids_of_one_process_fed_all_rows(tmp_path):
+    from reference_impls.ar_prior import kmeans
+
+    out = str(tmp_path / "kmeans")
+    mp.spawn(_kmeans_worker, args=(_free_port(), out), nprocs=2, join=True)
+    rows = _kmeans_rows()
+    single, labels = kmeans(rows, 6, n_iters=10, generator=torch.Generator().manual_seed(3))
+    (c0, l0), (c1, l1) = torch.load(f"{out}.0"), torch.load(f"{out}.1")
+    torch.testing.assert_close(c0, single)
+    torch.testing.assert_close(c1, single)
+    assert torch.equal(torch.cat([l0, l1]), labels), "each rank gets the labels of its own rows"
+    half, _ = kmeans(rows[:37], 6, n_iters=10, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(half, single), "one rank's rows alone give other centroids"
