@@ -11,10 +11,10 @@ Every rule returns Problems (`path:line: what; expected`) with a Code; none rais
 from __future__ import annotations
 
 import ast
-import re
 import functools
 import importlib
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,48 @@ def draft_missing(data: dict) -> list[str]:
     """What a draft note still lacks: its unset keys, then the five sections."""
     keys = [k for k in DRAFT_KEYS if unset(data.get(k))]
     return keys + ["the sections " + ", ".join(SECTIONS)]
+
+
+BRIEF = "In brief"  # the optional section the catalogue appendix prints as the paper's paragraph
+BRIEF_WORDS = (30, 90)
+FACET_LABELS = re.compile(
+    r"(?<![\w@-])(?:vq|rq|sq|dvae|continuous-kl|masked-parallel|diffusion-discrete|diffusion-continuous)(?![\w-])"
+)
+
+
+def _check_brief(note: Note, line: int, content: str) -> list[Problem]:
+    """The In brief paragraph stands alone: its own citation, a length for the appendix, no facet labels."""
+    out = []
+    prose = md.scan(content).prose
+    n = md.word_count(prose)
+    if not BRIEF_WORDS[0] <= n <= BRIEF_WORDS[1]:
+        out.append(
+            Problem(
+                note.where,
+                line,
+                f"the In brief paragraph has {n} words",
+                f"{BRIEF_WORDS[0]} to {BRIEF_WORDS[1]} words, one paragraph for the catalogue appendix",
+                Code.SECTION,
+            )
+        )
+    if f"@{note.key}" not in content:
+        out.append(
+            Problem(
+                note.where, line, "the In brief paragraph does not cite its paper", f"[@{note.key}] in it", Code.SECTION
+            )
+        )
+    label = FACET_LABELS.search(prose)
+    if label:
+        out.append(
+            Problem(
+                note.where,
+                line,
+                f"the In brief paragraph uses the facet label '{label.group(0)}' as a word",
+                "plain words (vector quantisation, masked decoding, ...), as a reader of the appendix needs",
+                Code.SECTION,
+            )
+        )
+    return out
 
 
 def check_body(note: Note, profile=None) -> list[Problem]:
@@ -111,8 +153,14 @@ def check_body(note: Note, profile=None) -> list[Problem]:
                     Code.MATH,
                 )
             )
-    # prose only: a Markdown table of measurements (a benchmark's rows) is data, not words to read
-    words = md.word_count(re.sub(r"(?m)^\s*\|.*$", "", scanned.prose))
+    # prose only: a Markdown table of measurements (a benchmark's rows) is data, not words to read;
+    # the In brief paragraph is the catalogue's, held to its own range below
+    brief = next(((line, content) for t, line, content in found if t == BRIEF), None)
+    prose = scanned.prose
+    if brief is not None:
+        prose = prose.replace(md.scan(brief[1]).prose, "", 1)
+        out += _check_brief(note, first + brief[0], brief[1])
+    words = md.word_count(re.sub(r"(?m)^\s*\|.*$", "", prose))
     if not MIN_WORDS <= words <= MAX_WORDS:
         out.append(
             Problem(
