@@ -223,6 +223,118 @@ EQUIVALENT_CHANGES: dict[tuple[str, str, str], str] = {
         "w = F.normalize(e_hat + q_hat, dim=0)",
         "w = F.normalize(e_hat + q_hat, dim=None)",
     ): "a norm over dim=None is over every element, which for the 1-D vector (D,) rotation_matrix takes is dim 0",
+    # llamagen
+    (
+        "llamagen.llamagen_loss",
+        "null = torch.tensor(model.null_label, device=labels.device)",
+        "null = torch.tensor(model.null_label, device=None)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "llamagen.llamagen_loss",
+        "null = torch.tensor(model.null_label, device=labels.device)",
+        "null = torch.tensor(model.null_label, )",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "llamagen.rope_2d_angles",
+        "rows = torch.arange(grid_h, dtype=torch.float64)[:, None, None] * omega  # (H, 1, d_h/4)",
+        "rows = torch.arange(grid_h, dtype=None)[:, None, None] * omega  # (H, 1, d_h/4)",
+    ): (
+        "an int64 arange of a few positions times the float64 frequencies is the same float64 "
+        "product as the float64 arange's"
+    ),
+    (
+        "llamagen.rope_2d_angles",
+        "rows = torch.arange(grid_h, dtype=torch.float64)[:, None, None] * omega  # (H, 1, d_h/4)",
+        "rows = torch.arange(grid_h, )[:, None, None] * omega  # (H, 1, d_h/4)",
+    ): (
+        "an int64 arange of a few positions times the float64 frequencies is the same float64 "
+        "product as the float64 arange's"
+    ),
+    (
+        "llamagen.rope_2d_angles",
+        "cols = torch.arange(grid_w, dtype=torch.float64)[None, :, None] * omega  # (1, W, d_h/4)",
+        "cols = torch.arange(grid_w, dtype=None)[None, :, None] * omega  # (1, W, d_h/4)",
+    ): (
+        "an int64 arange of a few positions times the float64 frequencies is the same float64 "
+        "product as the float64 arange's"
+    ),
+    (
+        "llamagen.rope_2d_angles",
+        "cols = torch.arange(grid_w, dtype=torch.float64)[None, :, None] * omega  # (1, W, d_h/4)",
+        "cols = torch.arange(grid_w, )[None, :, None] * omega  # (1, W, d_h/4)",
+    ): (
+        "an int64 arange of a few positions times the float64 frequencies is the same float64 "
+        "product as the float64 arange's"
+    ),
+    (
+        "llamagen.rope_table",
+        "return torch.cat([pre.to(grid.dtype), grid]).float()",
+        "return torch.cat([pre.to(None), grid]).float()",
+    ): (
+        "the prefix rows hold only 0 and 1, exact in float32; torch.cat promotes them to the "
+        "float64 grid's dtype and .float() casts the whole table alike"
+    ),
+    (
+        "llamagen.LlamaGenPrior.__init__",
+        "self.cls_emb = nn.Embedding(n_classes + 1, dim)  # the last row is the null class",
+        "self.cls_emb = nn.Embedding(n_classes + 2, dim)  # the last row is the null class",
+    ): "one more row in the class table that no label ever reads (labels are at most n_classes = the null class)",
+    (
+        "llamagen.LlamaGenPrior.__init__",
+        "table = rope_table(*grid, dim // n_heads, n_prefix=1, base=rope_base, prefix=prefix_rotation)",
+        "table = rope_table(*grid, dim // n_heads, base=rope_base, prefix=prefix_rotation)",
+    ): "rope_table's default n_prefix is 1",
+    (
+        "llamagen.LlamaGenPrior.__init__",
+        'self.register_buffer("rope", table, persistent=False)  # (1 + H*W, d_h/2, 2)',
+        'self.register_buffer("rope", table, persistent=None)  # (1 + H*W, d_h/2, 2)',
+    ): "register_buffer tests `if persistent:`, so None makes the buffer non-persistent as False does",
+    (
+        "llamagen.LlamaGenPrior.__init__",
+        "self.head = nn.Linear(dim, vocab_size, bias=False)",
+        "self.head = nn.Linear(dim, vocab_size, bias=None)",
+    ): "nn.Linear(bias=None) builds no bias, as bias=False does",
+    (
+        "llamagen.LlamaGenPrior.forward",
+        "mask = causal_mask(n, tokens.device)",
+        "mask = causal_mask(n, None)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "llamagen.LlamaGenPrior.forward",
+        "mask = causal_mask(n, tokens.device)",
+        "mask = causal_mask(n, )",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "llamagen.RotaryAttention.__call__",
+        "n_q, n_k = q.shape[-2], k.shape[-2]",
+        "n_q, n_k = q.shape[+2], k.shape[-2]",
+    ): "q is (B, h, N_q, d_h) as TransformerBlock passes it, so q.shape[+2] is q.shape[-2]",
+    (
+        "llamagen.RotaryAttention.__call__",
+        "n_q, n_k = q.shape[-2], k.shape[-2]",
+        "n_q, n_k = q.shape[-2], k.shape[+2]",
+    ): "k is (B, h, N_k, d_h) as TransformerBlock passes it, so k.shape[+2] is k.shape[-2]",
+    (
+        "llamagen.RotaryAttention.__call__",
+        "table = self.table.to(q.device)",
+        "table = self.table.to(None)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    # vq
+    (
+        "vq.ema_update",
+        "n_k = torch.bincount(indices, minlength=num_codes).to(z.dtype)  # (K,) how many chose code k",
+        "n_k = torch.bincount(indices, minlength=num_codes).to(None)  # (K,) how many chose code k",
+    ): (
+        "the int64 counts (all-reduced as int64 under torch.distributed) are added into the float "
+        "cluster_size, which converts them exactly as .to(z.dtype) does (z has the buffers' dtype: "
+        "the index_add_ into zeros_like(codebook) requires it)"
+    ),
+    # vq
+    (
+        "vq.pairwise_sq_distances",
+        "return torch.addmm(z_sq + e_sq, z, codebook.t(), beta=1.0, alpha=-2.0)",
+        "return torch.addmm(z_sq + e_sq, z, codebook.t(), alpha=-2.0)",
+    ): "addmm's default beta is 1.0",
 }
 
 EQUIVALENT: dict[str, str] = {
