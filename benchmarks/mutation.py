@@ -335,6 +335,40 @@ EQUIVALENT_CHANGES: dict[tuple[str, str, str], str] = {
         "return torch.addmm(z_sq + e_sq, z, codebook.t(), beta=1.0, alpha=-2.0)",
         "return torch.addmm(z_sq + e_sq, z, codebook.t(), alpha=-2.0)",
     ): "addmm's default beta is 1.0",
+    # jukebox
+    (
+        "jukebox.UpsamplerPrior.forward",
+        "start = torch.full((b, 1), self.num_codes, dtype=low.dtype, device=low.device)",
+        "start = torch.full((b, 1), self.num_codes, dtype=None, device=low.device)",
+    ): (
+        "torch.full with the integer fill num_codes is int64, which is low's dtype (token ids), "
+        "whatever dtype=None says"
+    ),
+    (
+        "jukebox.UpsamplerPrior.forward",
+        "start = torch.full((b, 1), self.num_codes, dtype=low.dtype, device=low.device)",
+        "start = torch.full((b, 1), self.num_codes, device=low.device)",
+    ): "torch.full with the integer fill num_codes is int64, which is low's dtype (token ids), without dtype=",
+    (
+        "jukebox.UpsamplerPrior.forward",
+        "start = torch.full((b, 1), self.num_codes, dtype=low.dtype, device=low.device)",
+        "start = torch.full((b, 1), self.num_codes, dtype=low.dtype, device=None)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "jukebox.UpsamplerPrior.forward",
+        "start = torch.full((b, 1), self.num_codes, dtype=low.dtype, device=low.device)",
+        "start = torch.full((b, 1), self.num_codes, dtype=low.dtype, )",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "jukebox.UpsamplerPrior.forward",
+        "h = self.block(h, mask=causal_mask(t, low.device))  # (B, T, dim)",
+        "h = self.block(h, mask=causal_mask(t, None))  # (B, T, dim)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "jukebox.UpsamplerPrior.forward",
+        "h = self.block(h, mask=causal_mask(t, low.device))  # (B, T, dim)",
+        "h = self.block(h, mask=causal_mask(t, ))  # (B, T, dim)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
 }
 
 EQUIVALENT: dict[str, str] = {
@@ -721,6 +755,21 @@ def change_of(module: str, mutant: str) -> tuple[str, str]:
     return " / ".join(removed), " / ".join(added)
 
 
+def decorated(module: str) -> list[str]:
+    """Functions mutmut 3 does not mutate: those with a decorator other than staticmethod / classmethod."""
+    import ast
+
+    tree = ast.parse((ROOT / "reference_impls" / f"{module}.py").read_text())
+    found = []
+    for node in ast.walk(tree):
+        for item in node.body if isinstance(node, ast.Module | ast.ClassDef) else []:
+            if isinstance(item, ast.FunctionDef) and any(
+                ast.unparse(d) not in ("staticmethod", "classmethod") for d in item.decorator_list
+            ):
+                found.append(f"{node.name}.{item.name}" if isinstance(node, ast.ClassDef) else item.name)
+    return found
+
+
 def count_module(module: str) -> dict:
     meta = WORK / module / "mutants" / "reference_impls" / f"{module}.py.meta"
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
@@ -740,6 +789,7 @@ def count_module(module: str) -> dict:
         "not_run": sum(c is None for c in codes.values()),
         "survivors": sorted(k for k, c in codes.items() if c in SURVIVED),  # equivalent ones included
         "pragma": marked,  # lines marked equivalent in the source; their mutants are not made
+        "decorated": decorated(module),  # functions mutmut leaves alone
     }
 
 
@@ -820,6 +870,19 @@ def render(results: dict) -> str:
                 f"- `reference_impls/{module}.py:{p['line']}` `{p['code']}` ({p['mutants']} mutants): {p['reason']}"
                 for p in marked[module]
             ]
+        lines.append("")
+    skipped = {
+        m: row["decorated"] for label in labels for m, row in results[label]["modules"].items() if row.get("decorated")
+    }
+    if skipped:
+        lines += [
+            "## Functions mutmut does not mutate",
+            "",
+            "mutmut 3 leaves alone every function with a decorator other than `staticmethod` / `classmethod`",
+            "(`@torch.no_grad()` included), so these are tested but never mutated:",
+            "",
+        ]
+        lines += [f"- `{m}.{name}`" for m in [m for m in MODULES if m in skipped] for name in skipped[m]]
         lines.append("")
     if EQUIVALENT_CHANGES:
         lines += ["## Equivalent mutants, by what they change", ""]

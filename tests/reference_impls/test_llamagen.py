@@ -149,3 +149,91 @@ def test_head_dim_not_divisible_by_four_is_refused():
     with pytest.raises(ValueError, match="divisible by 4"):
         rope_2d_angles(2, 2, 6)
     assert math.isclose(float(rope_2d_angles(2, 2, 8)[3, 0]), 1.0)  # row 1, first pair: omega_0 = 1
+
+
+def test_the_table_and_the_prior_use_the_given_rope_base_and_prefix():
+    # rope_table's rows after the prefix are (cos, sin) of rope_2d_angles at the same base; the prior's
+    # buffer is that table with one prefix row for the class token.
+    angles = rope_2d_angles(3, 4, HEAD_DIM, base=100.0)
+    table = rope_table(3, 4, HEAD_DIM, base=100.0)
+    torch.testing.assert_close(table[1:], torch.stack([angles.cos(), angles.sin()], dim=-1).float())
+    model = tiny(rope_base=100.0)
+    torch.testing.assert_close(model.rope, table)
+    assert tiny(prefix_rotation="zero").rope[0].abs().max() == 0
+    assert torch.equal(tiny().rope[0], torch.stack([torch.ones(HEAD_DIM // 2), torch.zeros(HEAD_DIM // 2)], -1))
+
+
+def test_an_unknown_prefix_rotation_is_refused():
+    with pytest.raises(ValueError, match="prefix must be 'identity' or 'zero', got 'none'"):
+        rope_table(2, 2, HEAD_DIM, prefix="none")
+
+
+def test_the_rope_table_is_configuration_not_saved_state():
+    # The table follows from grid, head size and base: a checkpoint holds only learned weights.
+    model = tiny()
+    assert set(model.state_dict()) == {n for n, _ in model.named_parameters()}
+
+
+def test_the_generator_alone_decides_which_classes_are_dropped():
+    model = tiny()
+    y = torch.randint(0, 13, (16, 12), generator=torch.Generator().manual_seed(9))
+    c = torch.arange(16) % 5
+    torch.manual_seed(0)
+    a = llamagen_loss(model, y, c, p_uncond=0.5, generator=torch.Generator().manual_seed(10))
+    torch.manual_seed(1)
+    b = llamagen_loss(model, y, c, p_uncond=0.5, generator=torch.Generator().manual_seed(10))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_calls_without_the_options_equal_the_released_values():
+    # gpt.py ModelArgs: rope_base 10000, class_dropout_prob 0.1 (the note's key numbers); the calls without
+    # the option equal the calls with the released value.
+    assert torch.equal(rope_table(3, 4, HEAD_DIM), rope_table(3, 4, HEAD_DIM, base=10000.0))
+    assert torch.equal(rope_2d_angles(3, 4, HEAD_DIM), rope_2d_angles(3, 4, HEAD_DIM, base=10000.0))
+    assert torch.equal(tiny().rope, rope_table(3, 4, HEAD_DIM, base=10000.0))
+    model = tiny()
+    y = torch.randint(0, 13, (64, 12), generator=torch.Generator().manual_seed(11))
+    c = torch.arange(64) % 5
+    default = llamagen_loss(model, y, c, generator=torch.Generator().manual_seed(12))
+    released = llamagen_loss(model, y, c, p_uncond=0.1, generator=torch.Generator().manual_seed(12))
+    torch.testing.assert_close(default, released, rtol=0, atol=0)
+    assert not torch.equal(default, llamagen_loss(model, y, c, p_uncond=0.0))  # some of the 64 classes dropped
+
+
+def test_rope_angles_are_the_closed_form_in_float64():
+    # angle of pair j < d_h/4 at (r, c): r * base^(-2j / (d_h/2)); pair d_h/4 + j: c * the same frequency.
+    angles = rope_2d_angles(3, 4, HEAD_DIM, base=100.0)
+    half = HEAD_DIM // 2
+    for r in range(3):
+        for c in range(4):
+            for j in range(HEAD_DIM // 4):
+                omega = 100.0 ** (-(2 * j) / half)
+                assert angles[r * 4 + c, j].item() == pytest.approx(r * omega, rel=0, abs=1e-14)
+                assert angles[r * 4 + c, HEAD_DIM // 4 + j].item() == pytest.approx(c * omega, rel=0, abs=1e-14)
+
+
+def test_in_one_layer_the_order_of_earlier_tokens_matters_only_through_rope():
+    # One causal attention layer without positions sees its prefix as a set: the last position's output
+    # would not change when two earlier tokens swap. With 2-D RoPE it does.
+    torch.manual_seed(0)
+    model = LlamaGenPrior(vocab_size=13, n_classes=5, dim=32, n_layers=1, n_heads=2, grid=(3, 4)).eval()
+    y = torch.randint(0, 13, (1, 6), generator=torch.Generator().manual_seed(13))
+    y[0, 0], y[0, 1] = 2, 7
+    swapped = y.clone()
+    swapped[0, 0], swapped[0, 1] = 7, 2
+    c = torch.tensor([1])
+    assert (model(y, c)[:, -1] - model(swapped, c)[:, -1]).abs().max() > 1e-4
+
+
+def test_the_whole_grid_is_accepted_and_one_token_more_refused_with_the_grid_size():
+    model = tiny()  # grid 3 x 4
+    assert model(torch.zeros(1, 12, dtype=torch.long), torch.tensor([0])).shape == (1, 13, 13)
+    with pytest.raises(ValueError, match=r"^13 tokens exceed the grid of 12$"):
+        model(torch.zeros(1, 13, dtype=torch.long), torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"^2-D RoPE needs head_dim divisible by 4 \(two axes, pairs of channels\)$"):
+        rope_2d_angles(2, 2, 6)
+
+
+def test_the_head_has_no_bias_as_in_the_release():
+    # gpt.py: self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
+    assert tiny().head.bias is None
