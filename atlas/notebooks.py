@@ -172,6 +172,18 @@ def declared_seconds(path: Path) -> float | None:
         return None
 
 
+def declared_papers(text: str) -> list[str]:
+    """The bib keys of the papers a notebook's jupytext header says it illustrates
+    (jupyter: latent_atlas: papers: [key, ...]), beside the one notebook of each note's `notebook:`."""
+    import jupytext
+
+    try:
+        papers = jupytext.reads(text, fmt="py:percent").metadata[META_KEY]["papers"]
+    except Exception:  # no header, no such key, or text jupytext cannot read: no papers named
+        return []
+    return [str(k) for k in papers] if isinstance(papers, list) else []
+
+
 def _expected_seconds(path: Path, target: Path) -> float:
     """For ordering the runs: the previous run's time, else the declared one, else the source's size in kB."""
     return _stored_seconds(target) or declared_seconds(path) or path.stat().st_size / 1000

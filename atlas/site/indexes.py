@@ -9,6 +9,7 @@ from pathlib import Path
 from atlas.model import Survey
 from atlas.site.citations import render_citations
 from atlas.site.common import authors_of, group_page, link, modality_page, paper_page, render, title_of
+from atlas.site.papers import notebook_paths
 
 
 def pitfalls_markdown(survey: Survey) -> str:
@@ -89,7 +90,7 @@ def notebooks_index_markdown(survey: Survey, notebooks: dict[str, Path]) -> str:
         name = Path(path).stem
         src = link(page, f"source/{posixpath.splitext(path)[0]}.md")
         href = link(page, f"notebooks/{name}.ipynb") if name in notebooks else src
-        users = [survey.notes[k].meta.short for k in survey.notes if survey.notes[k].meta.notebook == path]
+        users = [n.meta.short for n in survey.notes.values() if path in notebook_paths(survey, n)]
         about = f"[source]({src})" + (f" · shows {', '.join(users)}" if users else "")
         items.append({"name": name.replace("_", " "), "href": href, "about": about})
     intro = (

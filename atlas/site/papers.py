@@ -113,10 +113,21 @@ def with_asides(body: str, survey: Survey, note: Note) -> str:
     return "\n".join(out) + "\n"
 
 
-def _notebook(note: Note, page: str, notebooks: dict[str, Path]) -> dict | None:
-    path = note.meta.notebook
-    if not path:
-        return None
+def notebook_paths(survey: Survey, note: Note) -> list[str]:
+    """The notebooks a paper's page links: its note's `notebook:` first, then every notebook whose
+    header names the paper among those it illustrates (atlas.notebooks.declared_papers), by path."""
+    from atlas.notebooks import declared_papers
+
+    own = [note.meta.notebook] if note.meta.notebook else []
+    named = [
+        path
+        for path in survey.inventory.notebooks
+        if path not in own and note.key in declared_papers(survey.inventory.sources.get(path, ""))
+    ]
+    return own + named
+
+
+def _notebook(path: str, page: str, notebooks: dict[str, Path]) -> dict:
     name = Path(path).stem
     data = {"path": path, "source": link(page, source_page(path)), "href": None, "title": name.replace("_", " ")}
     if name in notebooks:
@@ -204,7 +215,7 @@ def paper_markdown(survey: Survey, note: Note, notebooks: dict[str, Path]) -> st
         badges=badges(survey, note, page),
         ours={"name": ours.name.lower(), "summary": ours.summary},
         comparison=survey.compare(note),
-        notebook=_notebook(note, page, notebooks),
+        notebooks=[_notebook(p, page, notebooks) for p in notebook_paths(survey, note)],
         body=with_asides(render_citations(note.body, survey, page), survey, note),
         implementation=implementation,
         modules=module_summaries(survey, note, page),

@@ -167,3 +167,21 @@ def test_figures_are_drawn_again_only_when_what_they_show_changes(survey, tmp_pa
     renamed = figures.figure_svgs(s)
     assert b"VQ-VAE (renamed)" in renamed["timeline.svg"] and b"VQ-VAE (renamed)" in renamed["lineage.svg"]
     assert len(list((tmp_path / figures.CACHE).iterdir())) == 2  # the old drawings replaced, not kept
+
+
+def test_a_notebook_whose_header_names_a_paper_is_linked_from_that_papers_page_beside_its_own(survey):
+    s = copy.deepcopy(survey)
+    path = "docs/notebooks/ar_sampling.py"
+    header = "# ---\n# jupyter:\n#   latent_atlas:\n#     papers: [oord2017neural, lancucki2020robust]\n# ---\n"
+    s.inventory.sources[path] = header + "\n# %%\nx = 1\n"
+    own = s.notes["oord2017neural"].meta.notebook
+    assert own and own != path
+    names = {"ar_sampling": REPO / path, Path(own).stem: REPO / own}
+    files = plan(s, names, figures=False).files
+    vqvae, robust = files["papers/oord2017neural.md"], files["papers/lancucki2020robust.md"]
+    assert '!!! example "Notebooks"' in vqvae  # its own notebook and the one naming it, its own first
+    assert vqvae.index(f"notebooks/{Path(own).stem}.ipynb") < vqvae.index("notebooks/ar_sampling.ipynb")
+    assert '!!! example "Notebook"' in robust and "../notebooks/ar_sampling.ipynb" in robust
+    other = next(k for k, n in s.notes.items() if not n.meta.notebook and k != "lancucki2020robust")
+    assert "ar_sampling.ipynb" not in files[f"papers/{other}.md"]  # a paper the header does not name
+    assert "VQ-VAE" in files["notebooks/index.md"].split("[ar sampling]")[1].split("\n")[0]
