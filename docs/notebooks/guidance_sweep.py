@@ -24,7 +24,8 @@
 # triangle, so the classes overlap. Both predictions are **exact** (the conditional one is the
 # noise predictor of one Gaussian, `ddim.gaussian_eps_oracle`; the unconditional one is the
 # mixture of the three), so the sweep shows what guidance does to the distribution itself, with no
-# training error mixed in. Sampling is deterministic DDIM with `DDIM_STEPS` steps (`reference_impls.ddim`).
+# training error mixed in (the sampler's own discretisation error remains, measured below). Sampling is
+# deterministic DDIM with `DDIM_STEPS` steps (`reference_impls.ddim`).
 
 # %% tags=["parameters"]
 SEEDS = [0, 1, 2]  # 3 to 10 seeds (each draws its own x_T)
@@ -107,11 +108,33 @@ for w in weights:
         f"+- {r['spread'].std():.3f} (data {STD}), class mean moved by {r['push'].mean():.2f} +- {r['push'].std():.2f}"
     )
 
+# %% [markdown]
+# ## What $w = 0$ gives with a finite number of steps
+# For one Gaussian class the exact noise predictor is linear in $x_t$, so deterministic DDIM maps
+# $x_T \sim \mathcal N(0, I)$ through an affine map: its samples are Gaussian, with a standard
+# deviation read off the map exactly (push $x_T = 0$ and the two unit vectors through the
+# sampler). The continuous-time ODE would return the class's own $\sigma = 0.5$; the
+# `DDIM_STEPS`-step discretisation returns a narrower Gaussian. The Bayes rate is the accuracy of
+# the classifier on the data themselves (exact samples of each class, 10^6 of them).
+
+# %%
+basis = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+mapped = ddim_sample(schedule, class_eps[0], basis, timesteps)  # (3, 2): x_0 of x_T = 0, e_1, e_2
+w0_std = (mapped[1:] - mapped[0]).diagonal().mean().item()  # the map is a multiple of the identity
+z = torch.randn(10**6, 2, generator=torch.Generator().manual_seed(0))
+bayes = (classify(means[0] + STD * z) == 0).float().mean().item()
+w0_acc = (classify(mapped[0] + w0_std * z) == 0).float().mean().item()  # expected accuracy at w = 0
+print(
+    f"w = 0, {DDIM_STEPS} DDIM steps: samples of each class have std {w0_std:.4f} ({w0_std / STD - 1:+.1%} "
+    f"against the data's {STD}); expected accuracy {w0_acc:.1%}, Bayes rate {bayes:.1%}"
+)
+
 # %%
 acc = torch.stack([results[w]["acc"] for w in weights])  # (weights, seeds)
 spread = torch.stack([results[w]["spread"] for w in weights])
 push = torch.stack([results[w]["push"] for w in weights])
-assert ((spread[0] - STD).abs() < 0.05).all()  # w = 0 samples the class distribution itself, every seed
+assert w0_std < STD and w0_acc > bayes  # finite-step DDIM narrows each class, so w = 0 beats the Bayes rate
+assert ((spread[0] - w0_std).abs() < 0.03).all()  # the sampled spread at w = 0 is the exact one, every seed
 assert (acc[1:] >= acc[:-1] - 0.005).all()  # accuracy rises with w, every seed
 assert (spread[1:] < spread[:-1]).all()  # diversity falls with w, every seed
 assert (push[1:] > push[:-1]).all()  # and the class mean drifts further from the true mean, every seed
@@ -126,11 +149,14 @@ assert torch.allclose(guide_s(class_eps[0](x, t), uncond_eps(x, t), 3.0), guided
 # data), how widely each class spreads, and how far the class's sample mean moves from the true
 # mean (mean over seeds, bars: spread over seeds). On every seed guidance sharpens each class and
 # pushes it away from the others: fewer ambiguous samples, less diversity, and a class mean that
-# drifts further outward as $w$ grows. Because both branches here are exact, $w = 0$ already
-# samples each class exactly, so every $w > 0$ makes the samples less like the class's true
-# distribution. Image papers report that a small $w$ improves sample-quality scores such as FID;
-# that gain comes from imperfect learned models and from what those scores reward, which this toy,
-# with exact predictors, cannot show.
+# drifts further outward as $w$ grows. Both branches here are exact, but $w = 0$ does not sample
+# each class exactly: the discretised DDIM sampler already narrows each class (to about 0.471 of
+# the data's 0.5, 6 % narrower, with 50 steps; 0.444, 11 % narrower, with 25; 0.485, 3 %, with
+# 100: the line printed above the asserts), so its expected accuracy sits above the Bayes rate
+# of the data (94.0 %, 95.3 % and 93.3 % against 92.6 %). Every $w > 0$ narrows the classes
+# further and moves them away from their true distribution. Image papers report that a small $w$
+# improves sample-quality scores such as FID; that gain comes from imperfect learned models and
+# from what those scores reward, which this toy, with exact predictors, cannot show.
 
 # %%
 fig = plt.figure(figsize=(15, 7))
