@@ -369,6 +369,40 @@ EQUIVALENT_CHANGES: dict[tuple[str, str, str], str] = {
         "h = self.block(h, mask=causal_mask(t, low.device))  # (B, T, dim)",
         "h = self.block(h, mask=causal_mask(t, ))  # (B, T, dim)",
     ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    # vq
+    (
+        "vq.VectorQuantizer.forward",
+        "z_q, codebook_loss, commitment, idx = FusedVQ.apply(z_e, self.codebook, 256, 1024)",
+        "z_q, codebook_loss, commitment, idx = FusedVQ.apply(z_e, self.codebook, 257, 1024)",
+    ): (
+        "only the fused block shape changes (257 rows instead of 256); "
+        "test_fused_path_gives_the_same_values_and_gradients_whatever_the_block_size shows values "
+        "do not depend on it"
+    ),
+    (
+        "vq.VectorQuantizer.forward",
+        "z_q, codebook_loss, commitment, idx = FusedVQ.apply(z_e, self.codebook, 256, 1024)",
+        "z_q, codebook_loss, commitment, idx = FusedVQ.apply(z_e, self.codebook, 256, 1025)",
+    ): (
+        "only the fused block shape changes (1025 codes per block instead of 1024); "
+        "test_fused_path_gives_the_same_values_and_gradients_whatever_the_block_size shows values "
+        "do not depend on it"
+    ),
+    (
+        "vq.VectorQuantizer.forward",
+        "z = F.normalize(z, dim=1)",
+        "z = F.normalize(z, )",
+    ): "F.normalize's default dim is 1, the channel axis of the (N, D) rows",
+    (
+        "vq.VectorQuantizer.forward",
+        "codebook_loss = torch.zeros((), device=z.device)",
+        "codebook_loss = torch.zeros((), device=None)",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
+    (
+        "vq.VectorQuantizer.forward",
+        "codebook_loss = torch.zeros((), device=z.device)",
+        "codebook_loss = torch.zeros((), )",
+    ): "device=None (or no device=) is the CPU, which is every tensor's device where the survey runs (CPU only)",
 }
 
 EQUIVALENT: dict[str, str] = {
