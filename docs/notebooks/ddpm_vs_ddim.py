@@ -121,9 +121,10 @@ q1 = {s: off["DDIM eta=1", s] for s in step_counts}
 assert (off["DDPM", 1000] < 0.03).all()  # the full ancestral sampler reproduces the data, every seed
 assert (q0[20] < 0.03).all()  # deterministic DDIM is as good with 20 steps, every seed
 assert (q0[2] > 0.5).all() and (q1[2] > 0.5).all()  # two steps are far too few
-assert (q0[5] < q1[5]).all()  # with 5 steps eta = 0 strands fewer samples, every seed
-for s in (50, 100):  # with many steps the noisy sampler strands no more samples, on every seed, and fewer in total
-    assert (q1[s] <= q0[s]).all() and q1[s].sum() < q0[s].sum()
+# the close comparisons hold in total over the seeds; per seed they differ by a few samples (the tally above)
+assert q0[5].sum() < q1[5].sum()  # with 5 steps eta = 0 strands fewer samples
+for s in (50, 100):  # with many steps the noisy sampler strands fewer samples
+    assert q1[s].sum() < q0[s].sum()
 assert (spread["DDIM eta=0", 20] < spread["DDIM eta=0", 250]).all()  # coarse deterministic sampling narrows the modes
 
 # %% [markdown]
@@ -133,10 +134,13 @@ assert (spread["DDIM eta=0", 20] < spread["DDIM eta=0", 250]).all()  # coarse de
 # modes, against the number of steps (each step is one network call); bottom right: how widely the
 # other samples spread around their mode (1 = as wide as the data); mean over seeds, bars show the
 # spread over seeds. On every seed, 20 deterministic steps put nearly all samples on a mode, rather
-# than DDPM's 1000; with 5 steps the deterministic sampler strands fewer samples between modes
-# than the noisy one, at 10 and 20 steps the order depends on the seed (the tally above), and at
-# 50 and 100 steps the noisy sampler strands no more samples than the deterministic one on every
-# seed (fewer in total; at 250 steps see the tally). With 2 steps both fail.
+# than DDPM's 1000. In total over the seeds, with 5 steps the deterministic sampler strands fewer
+# samples between modes than the noisy one (about 67 % against 71 %), and at 50 and 100 steps the
+# noisy sampler strands fewer than the deterministic one (about 0.1 % against 0.5 % of the
+# samples). Seed by seed these orders are not guaranteed: at 50 and 100 steps the two samplers
+# differ by a few samples in a thousand, counting noise, and with 500 samples per seed a seed can
+# go the other way at 5 steps too (the tally above). At 10, 20 and 250 steps the order depends on
+# the seed. With 2 steps both fail.
 # The spread panel shows what a count of "good samples" hides: with 20 deterministic steps the
 # modes come out narrower than with 250 (the coarse sampler shrinks them).
 
