@@ -5,7 +5,7 @@
 #     language: python
 #     name: python3
 #   latent_atlas:
-#     seconds: 13  # one run on two idle cores; a fresh clone runs the longest notebooks first
+#     seconds: 22  # one run on two idle cores; a fresh clone runs the longest notebooks first
 # ---
 
 # %% [markdown]
@@ -33,7 +33,7 @@
 # dVAE's soft posterior $q(k \mid x)$ is a real term.
 
 # %% tags=["parameters"]
-SEEDS = [0, 1, 2]  # 3 to 10 seeds (images, initialisations and batches are drawn from each)
+SEEDS = [0, 1, 2, 3, 4]  # 5 to 10 seeds (images, initialisations and batches are drawn from each)
 STEPS = 300  # training steps of each model, 200 to 600
 K = 16  # codebook size of both models, 8 to 32
 
@@ -47,7 +47,7 @@ from reference_impls.vq import pairwise_sq_distances, perplexity
 from reference_impls.vqvae import VQVAE, fit, toy_images
 
 torch.set_num_threads(1)
-assert len(SEEDS) >= 3 and 200 <= STEPS <= 600 and 8 <= K <= 32
+assert len(SEEDS) >= 5 and 200 <= STEPS <= 600 and 8 <= K <= 32
 D = 8  # code dimension, the same for both models
 
 # %% [markdown]
@@ -122,9 +122,16 @@ for name in results:
     )
 
 # %%
-# on every seed, at this budget: the VQ-VAE reconstructs better and its grids use more of the codebook
-assert (metric("VQ-VAE", "mse") < metric("dVAE", "mse")).all()
-assert (metric("VQ-VAE", "perplexity") > metric("dVAE", "perplexity")).all()
+better_mse = int((metric("VQ-VAE", "mse") < metric("dVAE", "mse")).sum())
+wider = int((metric("VQ-VAE", "perplexity") > metric("dVAE", "perplexity")).sum())
+print(
+    f"VQ-VAE reconstructs better on {better_mse} of {len(SEEDS)} seeds; "
+    f"its grids have the higher perplexity on {wider} of {len(SEEDS)} seeds"
+)
+# on average over the seeds, at every budget and size of the stated ranges: the VQ-VAE reconstructs
+# better and its grids use more of the codebook; seed by seed the dVAE sometimes wins (the tally)
+assert metric("VQ-VAE", "mse").mean() < metric("dVAE", "mse").mean()
+assert metric("VQ-VAE", "perplexity").mean() > metric("dVAE", "perplexity").mean()
 images, vqvae, dvae = shown_images, shown_vqvae, shown_dvae
 
 # %% [markdown]
@@ -219,8 +226,12 @@ plt.show()
 #   a table of $K$ vectors ($K = 8192$ in DALL-E). "A grid of values" and "a grid of vectors" are
 #   two views of one thing: an index and the codebook row it selects.
 # * An autoregressive prior, in DALL-E or in a VQ-VAE pipeline, models the **indices** only. But
-#   the two tokenisers do not hand it the same indices: on every seed, at this budget, the dVAE's
-#   grids use fewer of the $K$ codes (lower perplexity, first table) and reconstruct worse. A
+#   the two tokenisers do not hand it the same indices: on average over the seeds, at every
+#   budget and codebook size of the stated ranges, the dVAE's grids use fewer of the $K$ codes
+#   (lower perplexity, first table) and reconstruct worse. Not on every seed: in trials with
+#   seeds 20-24 and 101-105 at the ends of the ranges, the dVAE reconstructed better on 1 to 3
+#   of the 10 seeds and had the higher perplexity on up to 1 of them (the tally above the
+#   asserts counts them for the seeds run here). A
 #   prior over dVAE tokens would model a smaller effective vocabulary and be limited by a worse
 #   decoder. The budget matters: compare the columns at half and at all the steps. The toy does
 #   not say how the two compare at DALL-E's scale, where the dVAE has 8192 codes.
