@@ -161,17 +161,22 @@ print(
 # ## What holds over the seeds
 # * With a codebook per level, every added level lowers the error, on every seed, and every level
 #   uses all or nearly all of its $K$ codes (the usage and perplexity rows).
-# * For per-level codebooks the gradient steps after the k-means start change the error by under
-#   a quarter at every depth: the k-means start already puts the levels near where training
-#   leads them.
+# * For per-level codebooks the gradient steps after the k-means start barely change the error
+#   (printed above the asserts: in trials with seeds 20-24 and 101-105 by 0.5 % to 2.5 % on
+#   average over depths and seeds, at most 3 % with $K = 8$ and 11 % with $K = 24$ codes at 300
+#   steps): the k-means start already puts the levels near where training leaves them, so the toy
+#   measures k-means codebooks.
 # * A shared codebook ends with a higher full-depth error than per-level codebooks on every seed,
 #   and the ratio of the two errors grows with depth (printed above the asserts); its deep levels
 #   use fewer codes (lower perplexity): one set of $K$ vectors must serve residuals whose scale
 #   shrinks with depth. The gradient steps move its error more than they move the per-level
 #   errors (compare its three error rows), without closing the gap.
-# * Quantizer dropout does not lower the full-depth error on any seed. In this toy it cannot
-#   help: without an encoder and decoder, its benefit in SoundStream (one codec trained for
-#   every bitrate at once) does not exist, and the deep levels are trained on fewer batches.
+# * Quantizer dropout therefore compares two nearly identical codebooks: both start from the same
+#   k-means codebooks and the gradient steps hardly move either, so their errors agree to within
+#   a few percent at every depth (printed above the asserts; at most 1.4 % with $K = 8$ and 3.5 %
+#   with $K = 24$ in the trials above). The toy cannot measure what dropout does. Its
+#   benefit in SoundStream (one codec trained for every bitrate at once) needs an encoder and a
+#   decoder trained through the quantiser, which this toy leaves out.
 # * One flat codebook of $K^2$ codes, the bits of two levels, has a lower error than two levels
 #   on every seed (last line), as it is free to place all $K^2$ points; its size grows as $K^D$
 #   while the residual stack grows as $K D$.
@@ -183,14 +188,20 @@ dropout = per_depth("per level + quantizer dropout", "error")
 assert (per_level[:, 1:] < per_level[:, :-1]).all()  # every level helps, every seed
 assert (per_depth("one codebook per level", "used") >= K - 2).all()
 start = per_depth("one codebook per level", "error", 0)
-assert ((start - per_level).abs() < 0.25 * start).all()  # fine-tuning moves each error by under a quarter
+moved = ((per_level - start) / start).abs()  # (seeds, DEPTH) relative change from the gradient steps
+gap = ((dropout - per_level) / per_level).abs()
+print(
+    f"gradient steps after the k-means start change the per-level errors by at most {moved.max():.1%} "
+    f"(mean {moved.mean():.1%}); with and without quantizer dropout the errors differ by at most {gap.max():.1%}"
+)
+assert (moved < 0.15).all() and moved.mean() < 0.05  # the gradient steps leave the k-means codebooks nearly as they are
 ratio = shared / per_level
 print("error of the shared codebook / per-level codebooks, by depth:", " ".join(f"{r:.1f}" for r in ratio.mean(0)))
 assert (shared[:, -1] > 1.2 * per_level[:, -1]).all() and (ratio[:, -1] > ratio[:, 0]).all()
 assert (
     per_depth("shared codebook", "perplexity")[:, -1] < per_depth("one codebook per level", "perplexity")[:, -1]
 ).all()
-assert (dropout[:, -1] > 0.98 * per_level[:, -1]).all()  # no gain from dropout beyond 2 %
+assert (gap < 0.05).all()  # dropout or not, nearly the same codebooks
 assert (flat_t < two).all()
 
 # %% [markdown]
