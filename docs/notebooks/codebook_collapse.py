@@ -32,8 +32,8 @@
 
 # %% tags=["parameters"]
 SEEDS = [0, 1, 2]  # 3 to 10 seeds
-STEPS = 400  # training steps per run, 300 to 800 (doubling 400 leaves every conclusion below unchanged)
-K = 64  # codes in the codebook, 48 to 128 (the data have 32 clusters)
+STEPS = 400  # training steps per run, 300 to 400
+K = 64  # codes in the codebook, 64 to 128 (the data have 32 clusters)
 
 # %%
 import matplotlib.pyplot as plt
@@ -45,7 +45,7 @@ from reference_impls.jukebox import RestartingQuantizer
 from reference_impls.vq import VectorQuantizer
 
 torch.set_num_threads(1)
-assert len(SEEDS) >= 3 and 300 <= STEPS <= 800 and 48 <= K <= 128
+assert len(SEEDS) >= 3 and 300 <= STEPS <= 400 and 64 <= K <= 128
 DIM, CLUSTERS, LR = 8, 32, 5e-3
 centres = torch.randn(CLUSTERS, DIM, generator=torch.Generator().manual_seed(0)) * 2.0  # 32 clusters in 8-D
 
@@ -124,8 +124,13 @@ for name in NAMES:
 # ## What holds over the seeds
 # * Plain and EMA training start narrow: over the first 50 steps they use fewer codes than the
 #   restarting quantiser, on every seed.
-# * That is a slow start, not a collapse: by the end both reach a perplexity of at least 80 % of
-#   the 32 clusters on every seed, and their usage is still rising at `STEPS / 2`.
+# * That is a slow start, not a collapse: by the end both reach a perplexity of at least three
+#   quarters of the 32 clusters on every seed. EMA's is still rising at `STEPS / 2` on every seed;
+#   the plain codebook's need not be: with $K = 128$ (400 steps) it overshot the 32 clusters by
+#   `STEPS / 2` on most seeds (30 to 36) and settled back to 31 to 33 by the end. Not 80 %:
+#   in trials with seeds 20-24 and 101-105, the plain codebook ended at 25.5 (below 25.6) with
+#   $K = 48$ and EMA at 25.2 with $K = 64$, both at 300 steps; the ranges are narrowed to where
+#   the statements were checked.
 # * Restarts end with the widest usage on every seed, above the 32 clusters: dead codes are
 #   moved onto encoder outputs, so clusters get split over several codes.
 # * The factorised, l2-normalised lookup reconstructs worst on every seed at this budget, and its
@@ -135,9 +140,10 @@ for name in NAMES:
 for i in range(len(SEEDS)):
     for slow in ("plain", "EMA"):
         assert table[slow]["start"][i] < table["EMA + restarts"]["start"][i]
-        assert table[slow]["end"][i] > 0.8 * CLUSTERS
+        assert table[slow]["end"][i] > 0.75 * CLUSTERS
         assert table[slow]["end"][i] > table[slow]["start"][i]
         assert table["EMA + restarts"]["end"][i] > max(table[slow]["end"][i], CLUSTERS)
+    assert table["EMA"]["end"][i] > table["EMA"]["half"][i]
     assert table["factorised l2"]["mse"][i] > max(table[n]["mse"][i] for n in ("plain", "EMA", "EMA + restarts"))
     assert table["factorised l2"]["mse"][i] < table["factorised l2"]["mse_half"][i]
 
