@@ -126,8 +126,9 @@ for name in NAMES:
 #   restarting quantiser, on every seed.
 # * That is a slow start, not a collapse: by the end both reach a perplexity of at least three
 #   quarters of the 32 clusters on every seed. EMA's is still rising at `STEPS / 2` on every seed;
-#   the plain codebook's need not be: with $K = 128$ (400 steps) it overshot the 32 clusters by
-#   `STEPS / 2` on most seeds (30 to 36) and settled back to 31 to 33 by the end. Not 80 %:
+#   the plain codebook's need not be: at 400 steps its perplexity fell between `STEPS / 2` and the
+#   end on 3 of 10 seeds with $K = 64$ and on 8 of 10 with $K = 128$, where it overshot the 32
+#   clusters by `STEPS / 2` (30 to 36) and settled back to 31 to 33. Not 80 %:
 #   in trials with seeds 20-24 and 101-105, the plain codebook ended at 25.5 (below 25.6) with
 #   $K = 48$ and EMA at 25.2 with $K = 64$, both at 300 steps; the ranges are narrowed to where
 #   the statements were checked.
