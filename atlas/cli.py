@@ -457,6 +457,7 @@ def _export(root: Path, out: Path | None, force: bool, survey=None, quiet: bool 
             {k: e.fields for k, e in survey.entries.items()},
             lambda keys: bib_entries(survey, keys),
             force=force,
+            appendix_tex=rendered.appendix,
         )
         if merged.problems:
             _fail(merged.problems)

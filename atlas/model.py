@@ -16,7 +16,7 @@ from pydantic_core import PydanticCustomError
 from atlas.bib import BibEntry
 from atlas.related import ExportSettings, RelatedTexts  # issue 12: the export's settings, the related-work texts
 
-SECTIONS = ("Summary", "Method", "Similarity to our work", "Difference from our work", "Implementation")
+SECTIONS = ("Summary", "In brief", "Method", "Similarity to our work", "Difference from our work", "Implementation")
 FACETS = ("modality", "latent", "prior", "conditioning")
 
 

@@ -77,7 +77,7 @@ SIZES = {
     "rope": ("16 x 16 grid, 12 heads of 64, batch 8", "papers/sun2024autoregressive.md: GPT-B, downsampling 16"),
     "clip": ("2048 pairs, dim 512", "ours (CLIP's batch of 32,768 does not fit a CPU step)"),
     "ddpm": ("latent 16 x 4 x 32 x 32, T = 1000", "T: papers/ho2020denoising.md; latent: ours"),
-    "vq_diffusion": ("K = 2886 + [MASK], T = 100, 4 x 32 x 32 tokens", "papers/gu2022vector.md"),
+    "vq_diffusion": ("K = 2887 + [MASK], T = 100, 4 x 32 x 32 tokens", "papers/gu2022vector.md"),
     "dit": (
         "DiT-B block: dim 768, 12 heads, 256 tokens, batch 2",
         "facebookresearch/DiT models.py (DiT_B_2, input 32)",
@@ -366,7 +366,7 @@ def build(case: str, impl: str):  # noqa: C901  (one branch per case, read top t
     if case == "vq-diffusion-step":
         from reference_impls import discrete_diffusion as dd
 
-        k, steps, b, n, t = 2886, 100, 4, 32 * 32, 50
+        k, steps, b, n, t = 2887, 100, 4, 32 * 32, 50
         gen = torch.Generator().manual_seed(0)
         xt = torch.randint(0, k + 1, (b, n), generator=gen)
         log_p0 = torch.log_softmax(torch.randn(b, n, k, generator=gen), dim=-1)

@@ -166,6 +166,7 @@ class Rendered:
     figures: Figures
     block: str  # the section with its table, as written into a paper (no header)
     keys: list[str]  # every key the files cite
+    appendix: str = ""  # the catalogue appendix as written into a paper (no header); empty without it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,8 +253,13 @@ def _name_the_paper(sentence: str, short: str) -> str:
     return re.sub(r"^(?:The|This) (?:paper|work|method)\b", short, sentence) if short else sentence
 
 
+BRIEF = "In brief"  # the note's section written to stand alone in the catalogue appendix
+
+
 def paper_markdown(note: Note, words: int) -> str:
-    """A paper's contribution (Summary) and where it departs from ours (Difference), within `words`.
+    """A paper's paragraph for the catalogue, within `words`: its `## In brief` section, written to
+    stand alone, when the note has one (its sentences in order, as many as fit); else its
+    contribution (Summary) and where it departs from ours (Difference).
 
     The budget is honoured exactly: sentences are taken in the order first Summary sentence,
     first Difference sentence, the rest of the Summary, the rest of the Difference, skipping any
@@ -261,6 +267,21 @@ def paper_markdown(note: Note, words: int) -> str:
     the paper's name and citation.
     """
     short = note.meta.short
+    brief = " ".join(note.sections.get(BRIEF, "").split())
+    if brief:  # written to stand alone: its sentences in order, as many as the budget holds
+        kept, budget = [], words
+        for sentence in sentences(brief):
+            n = md.word_count(re.sub(r"\[@[^\]]+\]", "", sentence))
+            if n > budget:
+                break
+            kept.append(sentence)
+            budget -= n
+        text = " ".join(kept)
+        if f"@{note.key}" in text:
+            return text
+        if text:
+            return re.sub(r"([.!?])$", rf" [@{note.key}]\1", text, count=1)
+        return f"{short} [@{note.key}]." if md.word_count(short) <= words else f"[@{note.key}]"
     summary = [_name_the_paper(x, short) for x in sentences(note.sections.get("Summary", ""))]
     difference = [_name_the_paper(x, short) for x in sentences(note.sections.get("Difference from our work", ""))]
     tagged = [("s", i, s) for i, s in enumerate(summary)] + [("d", i, s) for i, s in enumerate(difference)]
@@ -488,7 +509,7 @@ def render(survey: Survey, opts: ExportOptions) -> tuple[Rendered | None, list[P
         ]
     chunks = [p.markdown for p in section.paragraphs]
     catalogue_groups = _catalogue(survey, notes, opts) if opts.style == "catalogue" else []
-    chunks += [c for _, cs in catalogue_groups for c in cs]
+    chunks += [c for _, _, cs in catalogue_groups for c in cs]
     latex = to_latex(chunks)
     paragraphs = []
     for i, p in enumerate(section.paragraphs):
@@ -508,11 +529,12 @@ def render(survey: Survey, opts: ExportOptions) -> tuple[Rendered | None, list[P
     appendix = ""
     if catalogue_groups:
         rest = latex[len(section.paragraphs) :]
-        cat_paragraphs, i = [], 0
-        for title, cs in catalogue_groups:
-            cat_paragraphs.append({"title": ascii_latex(title), "latex": " ".join(rest[i : i + len(cs)])})
+        cat_groups, i = [], 0
+        for title, members, cs in catalogue_groups:
+            papers = [{"title": ascii_latex(n.meta.short), "latex": rest[i + 1 + j]} for j, n in enumerate(members)]
+            cat_groups.append({"title": ascii_latex(title), "intro": rest[i], "papers": papers})
             i += len(cs)
-        appendix = _templates.get_template("appendix.tex.j2").render(header="", paragraphs=cat_paragraphs)
+        appendix = _templates.get_template("appendix.tex.j2").render(header="", groups=cat_groups)
         files[APPENDIX] = HEADER + appendix
     keys: list[str] = []
     for text in (block, appendix):
@@ -531,16 +553,17 @@ def render(survey: Survey, opts: ExportOptions) -> tuple[Rendered | None, list[P
     figures = Figures(
         section.words + (TABLE_SENTENCE_WORDS if rows else 0), len(keys), len(rows) + 1 if rows else 0, opts.length
     )
-    return Rendered(data, figures, block, keys), []
+    return Rendered(data, figures, block, keys, appendix), []
 
 
-def _catalogue(survey: Survey, notes: list[Note], opts: ExportOptions) -> list[tuple[str, list[str]]]:
-    """Today's per-paper paragraphs, one paragraph per group: the group's intro, then each paper."""
+def _catalogue(survey: Survey, notes: list[Note], opts: ExportOptions) -> list[tuple[str, list[Note], list[str]]]:
+    """The catalogue by group: (title, its papers oldest first, [the group's intro, one paragraph per paper])."""
     out = []
     for group in survey.config.groups:
-        members = [n for n in survey.in_group(group.id) if n in notes]
+        members = survey.notes_by_year([n for n in survey.in_group(group.id) if n in notes])
         if members:
-            out.append((group.title, [group.intro.strip()] + [paper_markdown(n, opts.paper_words) for n in members]))
+            chunks = [group.intro.strip()] + [paper_markdown(n, opts.paper_words) for n in members]
+            out.append((group.title, members, chunks))
     return out
 
 

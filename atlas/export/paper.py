@@ -12,6 +12,10 @@ that exists, else the first one named), inside a block of their own:
     % atlas:begin references
     % atlas:end references
 
+With `--style catalogue`, the per-paper appendix goes between markers of its own,
+`% atlas:begin appendix-papers` and `% atlas:end appendix-papers` (for example after the
+references, where AAAI's supplementary material or an appendix starts).
+
 The block of the .bib holds every survey entry that the paper cites anywhere (so a citation of a
 survey paper elsewhere in the paper keeps its entry) and that the author's own entries, outside the
 block, do not already hold; the author's entries are never touched. The author's .bib is read
@@ -39,7 +43,7 @@ from atlas.problems import Problem
 from atlas.text import stage
 
 MARK = re.compile(r"^% atlas:(begin|end) ([a-z-]+)(?: sha256=([0-9a-f]{64}))?[ \t]*$", re.M)
-SECTION, REFERENCES = "related-work", "references"
+SECTION, REFERENCES, APPENDIX = "related-work", "references", "appendix-papers"
 
 
 @dataclass
@@ -224,6 +228,7 @@ def merge(
     entries,
     *,
     force: bool,
+    appendix_tex: str = "",
 ) -> Merged:
     """The new texts of the paper and its .bib, or the problems (nothing is written here).
 
@@ -289,6 +294,9 @@ def merge(
     new_text, problems = _replace(text, block, SECTION, rename_citations(block_tex, renamed), force=force, shown=shown)
     if problems:
         return Merged({}, [], problems)
+    new_text, problems = _appendix(new_text, rename_citations(appendix_tex, renamed), force=force, shown=shown)
+    if problems:
+        return Merged({}, [], problems)
     cited = _cited(new_text)
     apart = {k: v for k, v in renamed.items() if k in author and v in cited}  # the survey's copy of a taken key
     keys = sorted(((cited & set(survey)) - set(author)) | set(apart))
@@ -303,6 +311,24 @@ def merge(
         if problems:
             return Merged({}, [], problems)
     return Merged({paper: new_text, bib_path: new_bib}, said, [])
+
+
+def _appendix(text: str, appendix_tex: str, *, force: bool, shown: str) -> tuple[str, list[Problem]]:
+    """The catalogue appendix between its own markers, when the paper has them."""
+    block, problems = find_block(text, APPENDIX, shown)
+    if problems or block is None:
+        return text, problems
+    if not appendix_tex:
+        return text, [
+            Problem(
+                shown,
+                block.line,
+                f"the paper has '{APPENDIX}' markers but the export has no catalogue",
+                "--style catalogue (or style: catalogue in atlas.yml), or remove the markers",
+            )
+        ]
+    new_text, problems = _replace(text, block, APPENDIX, appendix_tex, force=force, shown=shown)
+    return (new_text or text), problems
 
 
 def _blank(text: str, block: Block) -> str:

@@ -251,8 +251,8 @@ BAD = [
         NOTE,
         "## Difference from our work\n",
         "## Differences\n",
-        f"{NOTE}:13: missing section '## Difference from our work'; the sections '## Summary', '## Method', '## "
-        f"Similarity to our work', '## Difference from our work', '## Implementation'",
+        f"{NOTE}:13: missing section '## Difference from our work'; the sections '## Summary', '## In brief', "
+        "'## Method', '## Similarity to our work', '## Difference from our work', '## Implementation'",
     ),
     (
         "note_stray_dollar",

@@ -50,7 +50,7 @@ def test_a_scaffolded_note_is_pending_with_what_it_lacks_and_an_error_only_with_
     lines = result.output.splitlines()
     assert (
         "pending: papers/muller2024uber.md is a draft; still missing short, group, modality, latent, prior, "
-        "conditioning, implementation, tests, the sections Summary, Method, Similarity to our work, "
+        "conditioning, implementation, tests, the sections Summary, In brief, Method, Similarity to our work, "
         "Difference from our work, Implementation"
     ) in lines
     assert lines[-1].endswith("sun2024autoregressive (draft), muller2024uber (draft)")

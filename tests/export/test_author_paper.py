@@ -107,3 +107,28 @@ def test_the_paste_route_of_the_readme_compiles_clean_with_every_paper_once(tmp_
     kit_into(folder)
     compile_clean(folder, "paper")
     references_once(folder)
+
+
+@pytest.mark.slow
+def test_the_catalogue_goes_between_markers_of_its_own_and_compiles_clean_in_the_kit(tmp_path: Path):
+    need_latex()
+    folder = author_copy(tmp_path)
+    paper = folder / "paper.tex"
+    text = paper.read_text()
+    paper.write_text(
+        text.replace("\\end{document}", "% atlas:begin appendix-papers\n% atlas:end appendix-papers\n\\end{document}")
+    )
+    refused = export(REPO, tmp_path / "b", "--into", str(paper))
+    assert refused.exit_code == 1 and "markers but the export has no catalogue" in refused.output
+    assert paper.read_text().count("% atlas:end appendix-papers") == 1, "nothing written on a refusal"
+    result = export(REPO, tmp_path / "b", "--style", "catalogue", "--into", str(paper))
+    assert result.exit_code == 0, result.output
+    written = paper.read_text()
+    appendix = written[written.index("% atlas:begin appendix-papers") : written.index("% atlas:end appendix-papers")]
+    assert "\\section{Surveyed Papers}" in appendix and "\\citep{van2017neural}" in appendix
+    assert not re.search(r"\\texttt\{(?:vq|rq|sq|dvae)\}", appendix), "no facet labels in the appendix's prose"
+    kit_into(folder)
+    compile_clean(folder, "paper")
+    references_once(folder)
+    again = export(REPO, tmp_path / "b", "--style", "catalogue", "--into", str(paper))
+    assert again.exit_code == 0 and paper.read_text() == written, "a second run changes no byte"

@@ -10,29 +10,17 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from layout import measure
-from test_export import REPO, STAND_IN_KIT, export, need_latex
+from test_export import REPO, export, need_latex, use_kit
 
-# The kit's folder: ATLAS_AAAI_KIT when set, else ../shared/aaai-kit beside the repository
 KIT = Path(os.environ.get("ATLAS_AAAI_KIT") or Path(REPO).parent / "shared" / "aaai-kit")
-OVERFULL = re.compile(r"Overfull \\hbox \(([\d.]+)pt too wide")
 LIMITS = {"short": 1.0, "column": 1.5}  # section and table together, in columns of the kit
-
-
-def kit_into(folder: Path) -> str:
-    """Put the kit's style files beside main.tex; the name of what was used."""
-    if (KIT / "aaai2026.sty").is_file():
-        for name in ("aaai2026.sty", "aaai2026.bst"):
-            shutil.copy(KIT / name, folder / name)
-        return "the AAAI 2026 kit"
-    (folder / "aaai2026.sty").write_text(STAND_IN_KIT)
-    print(f"\n{KIT} not found: compiled with a stand-in (plainnat), not the real kit")
-    return "a stand-in"
+OVERFULL = re.compile(r"Overfull \\hbox \(([\d.]+)pt too wide")
+kit_into = use_kit
 
 
 def compile_clean(folder: Path, name: str = "main") -> dict[str, int]:
