@@ -1,12 +1,12 @@
 import math
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo import free_port as _free_port
 
 from reference_impls.cvq import OnlineClusteredQuantizer, anchor_weight
 from reference_impls.vq import vq_losses
@@ -127,12 +127,6 @@ def _worker(rank: int, port: int, out: str) -> None:
     if rank == 0:
         torch.save(torch.stack(gathered), out)
     dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_processes_keep_the_codebook_and_usage_of_one_process_fed_the_whole_batch(tmp_path):

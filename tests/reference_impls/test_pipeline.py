@@ -6,7 +6,6 @@ whole batch."""
 import itertools
 import math
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,6 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from gloo import free_port as _free_port
 
 from reference_impls import pipeline
 from reference_impls.ar_prior import sample
@@ -148,12 +148,6 @@ def _worker(rank: int, port: int, out: str) -> None:
     if rank == 0:
         torch.save(gathered, out)
     dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], *, skip: str | None = None) -> float:

@@ -3,11 +3,11 @@ processes on the CPU, each fed half of every global batch, end with the k-means 
 EMA codebooks, counts and sums of one process fed the whole batches."""
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from gloo import free_port as _free_port
 
 from reference_impls.residual_vq import EncodecRVQ, kmeans
 
@@ -41,12 +41,6 @@ def _worker(rank: int, port: int, out: str) -> None:
     if rank == 0:
         torch.save({"kmeans": (means, bins), "states": torch.stack(gathered)}, out)
     dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_processes_keep_the_kmeans_and_ema_codebooks_of_one_process_fed_the_whole_batch(tmp_path):

@@ -5,11 +5,11 @@ and two gloo processes keep the model of one process fed the whole batch."""
 
 import math
 import os
-import socket
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from gloo import free_port as _free_port
 
 from reference_impls.robust_vq import (
     BatchNormRows,
@@ -230,12 +230,6 @@ def _worker(rank: int, port: int, out: str) -> None:
     result["codebooks"] = torch.stack(gathered)
     torch.save(result, f"{out}.{rank}")
     dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_processes_keep_the_batch_norm_reservoir_and_codebook_of_one_process(tmp_path):

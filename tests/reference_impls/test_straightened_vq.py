@@ -1,10 +1,10 @@
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from gloo import free_port as _free_port
 
 from reference_impls.straightened_vq import StraightenedVQ, batch_moments, synchronized_straight_through
 from reference_impls.vq import VectorQuantizer
@@ -172,12 +172,6 @@ def _worker(rank: int, port: int, out: str) -> None:
     if rank == 0:
         torch.save(torch.stack(gathered), out)
     dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_processes_keep_the_moments_and_alternating_codebook_of_one_process_fed_the_whole_batch(tmp_path):

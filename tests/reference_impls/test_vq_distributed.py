@@ -3,11 +3,11 @@ global batch, keep the codebook of one process fed the whole batch; and the trai
 returns the codes from before the update."""
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from gloo import free_port as _free_port
 
 from reference_impls.jukebox import RestartingQuantizer
 from reference_impls.vq import VectorQuantizer
@@ -34,12 +34,6 @@ def _worker(rank: int, port: int, out: str) -> None:
     if rank == 0:
         torch.save(vq.codebook.clone(), out)
     dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_processes_keep_the_codebook_of_one_process_fed_the_whole_batch(tmp_path):
